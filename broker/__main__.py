@@ -1,0 +1,106 @@
+"""Command line: ``python -m broker list`` and ``python -m broker run``.
+
+Exit codes: 0 when the verdict is as expected, 1 when it is not, 2 on bad
+input (a malformed scenario file, an unknown name, a bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from broker.scenario import ScenarioError, builtin_scenarios, load
+from broker.simulation import Simulation
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m broker", description="Delivery Lab's Kafka simulation")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="the built-in scenarios")
+    run = sub.add_parser("run", help="run a scenario and judge the outcome")
+    run.add_argument("scenario", help="a built-in scenario's name or a path to a .toml file")
+    run.add_argument("--seed", type=int, default=None, help="random seed (default: the file's)")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--trace", action="store_true", help="print one line per event")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list()
+        return _run(args.scenario, args.seed, args.json, args.trace)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _list() -> int:
+    specs = builtin_scenarios()
+    width = max(len(s.name) for s in specs)
+    for spec in specs:
+        print(f"{spec.name:<{width}}  {spec.title}")
+    return 0
+
+
+def _run(name: str, seed: int | None, as_json: bool, trace: bool) -> int:
+    spec = load(name)
+    if seed is not None and not 0 <= seed < 2**63:
+        raise ScenarioError("--seed", f"must be from 0 to 2**63-1, got {seed}")
+    sim = Simulation.from_scenario(spec, seed=seed)
+    verdict = sim.run()
+    result: dict[str, Any] = {
+        "scenario": spec.name,
+        "title": spec.title,
+        "seed": sim.seed,
+        "semantics": spec.semantics,
+        "ended": sim.ended,
+        "time_ms": sim.now_ms,
+        **verdict.to_dict(),
+    }
+    if as_json:
+        if trace:
+            result["trace"] = sim.trace()
+        print(json.dumps(result, indent=2))
+    else:
+        if trace:
+            for line in sim.trace():
+                print(line)
+            print()
+        _print_summary(result)
+    return 0 if verdict.verdict == "as-expected" else 1
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    print(f"{result['scenario']}: {result['title']}")
+    print(
+        f"seed {result['seed']}, semantics {result['semantics']}, "
+        f"ended at {result['time_ms']} ms ({result['ended']})"
+    )
+    outcome = result["outcome"]
+    print("  " + "  ".join(f"{k}={v}" for k, v in outcome.items()))
+    for anomaly in result["anomalies"]:
+        judged = "allowed" if anomaly["allowed"] else "FAILURE"
+        print(
+            f"  {anomaly['kind']:<9} {anomaly['message_id']:<10} {judged:<8} "
+            f"{anomaly['explanation']}"
+        )
+    expected = ", ".join(f"{k} {v}" for k, v in result["expected"].items())
+    print(f"expected: {expected or 'nothing declared'}")
+    print(f"verdict: {result['verdict']}")
+    for mismatch in result["mismatches"]:
+        print(f"  {mismatch}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The ledger and the verdict: an oracle independent of the mechanisms.
+
+Every message carries a unique id.  The ledger notes what the application
+did and was told (sent, attempts, acknowledged with offsets, failed) and what
+the replicas did (appends, truncations).  The verdict is computed from the
+ledger and a final read of each partition's committed log (everything below
+the leader's high watermark), nothing else: the checker never asks the
+producer or broker code whether it behaved.
+
+Anomalies use the Jepsen vocabulary: ``lost`` (the application was told the
+message was sent, or never told it failed, yet it is not in the committed
+log), ``duplicate`` (more than one committed copy), ``reordered`` (a
+producer's messages to one partition are not in the order it sent them).
+Each is judged against the scenario's declared semantics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.errors import ErrorCode
+from broker.protocol import TopicPartition
+from broker.records import LogBatch, Record
+
+SEMANTICS = ("at-most-once", "at-least-once", "exactly-once")
+OUTCOME_KEYS = (
+    "produced",
+    "acknowledged",
+    "failed",
+    "in_log",
+    "lost",
+    "duplicated",
+    "reordered",
+)
+
+# Which anomalies each delivery guarantee tolerates.
+_ALLOWED: dict[str, frozenset[str]] = {
+    "at-most-once": frozenset({"lost", "reordered"}),
+    "at-least-once": frozenset({"duplicate", "reordered"}),
+    "exactly-once": frozenset(),
+}
+
+
+@dataclass(slots=True)
+class MessageEntry:
+    message_id: str
+    producer: str
+    index: int
+    topic: str
+    key: str | None
+    sent_ms: int
+    sends: int = 1  # times the application handed it to a producer client
+    attempts: int = 0  # Produce requests that carried it
+    status: str = "pending"  # pending | acked | failed
+    acks: list[tuple[str, int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    time_ms: int
+    broker: int
+    partition: str
+    offset: int
+    removed: tuple[tuple[int, str], ...]  # (offset, message id)
+
+
+def _zero() -> int:
+    return 0
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.messages: dict[str, MessageEntry] = {}
+        self.appends: list[tuple[int, int, str, LogBatch]] = []
+        self.truncations: list[Truncation] = []
+        self._now: Callable[[], int] = _zero
+
+    def bind_clock(self, now: Callable[[], int]) -> None:
+        self._now = now
+
+    # -- what the application did and heard ----------------------------------
+    def sent(self, record: Record, producer: str, index: int, topic: str) -> None:
+        entry = self.messages.get(record.message_id)
+        if entry is None:
+            self.messages[record.message_id] = MessageEntry(
+                record.message_id, producer, index, topic, record.key, self._now()
+            )
+        else:
+            entry.sends += 1
+
+    def attempted(self, records: Iterable[Record]) -> None:
+        messages = self.messages
+        for record in records:
+            messages[record.message_id].attempts += 1
+
+    def told(self, record: Record, tp: TopicPartition, offset: int, error: ErrorCode) -> None:
+        entry = self.messages[record.message_id]
+        if error is ErrorCode.NONE:
+            entry.status = "acked"
+            entry.acks.append((str(tp), offset))
+        else:
+            if entry.status != "acked":
+                entry.status = "failed"
+            entry.errors.append(error.name)
+
+    # -- what the replicas did ------------------------------------------------
+    def appended(self, broker: int, tp: TopicPartition, log_batch: LogBatch) -> None:
+        self.appends.append((self._now(), broker, str(tp), log_batch))
+
+    def truncated(
+        self, broker: int, tp: TopicPartition, offset: int, removed: list[LogBatch]
+    ) -> None:
+        gone = tuple(
+            (lb.base_offset + i, record.message_id)
+            for lb in removed
+            for i, record in enumerate(lb.batch.records)
+            if lb.base_offset + i >= offset
+        )
+        self.truncations.append(Truncation(self._now(), broker, str(tp), offset, gone))
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    kind: str  # lost | duplicate | reordered
+    message_id: str
+    partition: str | None
+    offsets: tuple[int, ...]
+    allowed: bool
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "message_id": self.message_id,
+            "partition": self.partition,
+            "offsets": list(self.offsets),
+            "allowed": self.allowed,
+            "explanation": self.explanation,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    op: str
+    value: int
+
+    def holds(self, actual: int) -> bool:
+        return {
+            "==": actual == self.value,
+            ">=": actual >= self.value,
+            "<=": actual <= self.value,
+            ">": actual > self.value,
+            "<": actual < self.value,
+        }[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.value}"
+
+
+_EXPECTATION = re.compile(r"^\s*(==|>=|<=|>|<)?\s*(\d+)\s*$")
+
+
+def parse_expectation(value: object) -> Expectation:
+    """``0`` or ``"0"`` means exactly 0; ``">= 1"`` at least one."""
+    if isinstance(value, bool):
+        raise ValueError('expected a count or a comparison such as ">= 1", got a boolean')
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a count cannot be negative: {value}")
+        return Expectation("==", value)
+    if isinstance(value, str):
+        match = _EXPECTATION.match(value)
+        if match:
+            return Expectation(match.group(1) or "==", int(match.group(2)))
+    raise ValueError(f'expected a count or a comparison such as ">= 1" or "== 0", got {value!r}')
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    semantics: str
+    outcome: dict[str, int]
+    anomalies: tuple[Anomaly, ...]
+    expected: dict[str, Expectation]
+    verdict: str  # as-expected | unexpected
+    mismatches: tuple[str, ...]
+
+    @property
+    def failures(self) -> tuple[Anomaly, ...]:
+        """Anomalies the declared semantics does not allow."""
+        return tuple(a for a in self.anomalies if not a.allowed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "semantics": self.semantics,
+            "outcome": dict(self.outcome),
+            "anomalies": [a.to_dict() for a in self.anomalies],
+            "expected": {k: str(v) for k, v in self.expected.items()},
+            "verdict": self.verdict,
+            "mismatches": list(self.mismatches),
+        }
+
+
+def judge(
+    ledger: Ledger,
+    committed: Mapping[str, list[tuple[int, str]]],
+    semantics: str,
+    expected: Mapping[str, Expectation],
+    ordered: bool = False,
+) -> Verdict:
+    """Compute anomalies from the ledger and the final committed logs."""
+    allowed = set(_ALLOWED[semantics])
+    if ordered:
+        allowed.discard("reordered")
+    copies: dict[str, list[tuple[str, int]]] = {}
+    for partition in sorted(committed):
+        for offset, message_id in committed[partition]:
+            copies.setdefault(message_id, []).append((partition, offset))
+
+    anomalies: list[Anomaly] = []
+    messages = ledger.messages
+    for message_id, entry in messages.items():
+        found = copies.get(message_id)
+        if not found and entry.status != "failed":
+            anomalies.append(
+                Anomaly(
+                    "lost",
+                    message_id,
+                    entry.acks[0][0] if entry.acks else None,
+                    tuple(o for _p, o in entry.acks if o >= 0),
+                    "lost" in allowed,
+                    _explain_lost(ledger, entry),
+                )
+            )
+        if found and len(found) > 1:
+            partitions = sorted({p for p, _o in found})
+            anomalies.append(
+                Anomaly(
+                    "duplicate",
+                    message_id,
+                    partitions[0],
+                    tuple(o for _p, o in found),
+                    "duplicate" in allowed,
+                    f"{len(found)} committed copies at "
+                    + ", ".join(f"{p}@{o}" for p, o in found)
+                    + f"; sent {entry.sends} time(s) in {entry.attempts} Produce request(s)",
+                )
+            )
+    anomalies.extend(_reordered(messages, copies, "reordered" in allowed))
+
+    counts = {kind: 0 for kind in ("lost", "duplicate", "reordered")}
+    for anomaly in anomalies:
+        counts[anomaly.kind] += 1
+    outcome = {
+        "produced": len(messages),
+        "acknowledged": sum(1 for e in messages.values() if e.status == "acked"),
+        "failed": sum(1 for e in messages.values() if e.status == "failed"),
+        "in_log": sum(1 for m in messages if m in copies),
+        "lost": counts["lost"],
+        "duplicated": counts["duplicate"],
+        "reordered": counts["reordered"],
+    }
+    mismatches = tuple(
+        f"{key}: expected {exp}, got {outcome.get(key, 0)}"
+        for key, exp in expected.items()
+        if not exp.holds(outcome.get(key, 0))
+    )
+    return Verdict(
+        semantics,
+        outcome,
+        tuple(anomalies),
+        dict(expected),
+        "unexpected" if mismatches else "as-expected",
+        mismatches,
+    )
+
+
+def _explain_lost(ledger: Ledger, entry: MessageEntry) -> str:
+    if entry.status == "acked":
+        acks = ", ".join(
+            f"{p}@{o}" if o >= 0 else f"{p} (no offset, acks=0)" for p, o in entry.acks
+        )
+        text = f"acknowledged ({acks}) but not in the committed log"
+    else:
+        text = "never acknowledged nor reported as failed, and not in the committed log"
+    for truncation in ledger.truncations:
+        for offset, message_id in truncation.removed:
+            if message_id == entry.message_id:
+                text += (
+                    f"; broker-{truncation.broker} truncated it away from "
+                    f"{truncation.partition}@{offset} at {truncation.time_ms} ms"
+                )
+    if entry.attempts == 0:
+        text += "; it was never sent to a broker"
+    return text
+
+
+def _reordered(
+    messages: Mapping[str, MessageEntry],
+    copies: Mapping[str, list[tuple[str, int]]],
+    allowed: bool,
+) -> list[Anomaly]:
+    """Per producer and partition, messages that landed after one sent later."""
+    lanes: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+    for message_id, found in copies.items():
+        entry = messages.get(message_id)
+        if entry is None:
+            continue
+        partition, offset = min(found, key=lambda c: (c[0], c[1]))
+        lanes.setdefault((entry.producer, partition), []).append((offset, entry.index, message_id))
+    out = []
+    for (_producer, partition), lane in sorted(lanes.items()):
+        lane.sort()
+        ahead: tuple[int, int, str] | None = None  # the latest-sent message seen so far
+        for offset, index, message_id in lane:
+            if ahead is not None and index < ahead[1]:
+                out.append(
+                    Anomaly(
+                        "reordered",
+                        message_id,
+                        partition,
+                        (offset, ahead[0]),
+                        allowed,
+                        f"{message_id} was sent before {ahead[2]} but sits at offset {offset}, "
+                        f"after {ahead[2]} at offset {ahead[0]}",
+                    )
+                )
+            elif ahead is None or index > ahead[1]:
+                ahead = (offset, index, message_id)
+    return out

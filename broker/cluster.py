@@ -1,0 +1,853 @@
+"""Brokers, replication and the controller.
+
+A ``Broker`` handles requests (Produce, Fetch, InitProducerId) as plain data
+and answers through the network it was given; it never touches a socket.
+For each partition it hosts it keeps a ``Replica``: the log plus, as leader,
+the followers' progress, the ISR, waiting ``acks=all`` produces and parked
+follower fetches; as follower, its fetch loop towards the leader.
+
+The ``Controller`` holds the authoritative partition state (leader, leader
+epoch, ISR), fences a broker once its session times out, elects leaders from
+the ISR (or any live replica with ``unclean.leader.election.enable``) and
+applies ISR changes a leader asks for.  Simplification, said on screen too:
+controller decisions reach brokers and client metadata instantly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from broker.config import ClusterConfig, TopicConfig
+from broker.errors import ErrorCode
+from broker.log import UNDEFINED_EPOCH, PartitionLog
+from broker.network import Connection, Exchange, Network
+from broker.protocol import (
+    DivergingEpoch,
+    FetchRequest,
+    FetchResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    ProduceRequest,
+    ProduceResponse,
+    TopicPartition,
+)
+from broker.records import LogBatch
+from broker.scheduler import Scheduler, Timer
+
+if TYPE_CHECKING:
+    from broker.checker import Ledger
+    from broker.events import EventLog
+
+
+@dataclass(slots=True)
+class FollowerProgress:
+    """What a leader knows of one follower (Kafka's ``Replica`` state)."""
+
+    log_end_offset: int = -1  # unknown until it fetches
+    last_caught_up_ms: int = 0
+    last_fetch_leader_leo: int = 0
+    last_fetch_ms: int = 0
+
+
+@dataclass(slots=True)
+class PendingProduce:
+    exchange: Exchange
+    tp: TopicPartition
+    base_offset: int
+    required_offset: int
+    timer: Timer | None = None
+
+
+@dataclass(slots=True)
+class ParkedFetch:
+    exchange: Exchange
+    request: FetchRequest
+    timer: Timer | None = None
+
+
+@dataclass(slots=True)
+class Replica:
+    tp: TopicPartition
+    log: PartitionLog
+    role: str = "offline"  # leader | follower | offline
+    leader_id: int | None = None
+    leader_epoch: int = -1
+    isr: list[int] = field(default_factory=list)
+    followers: dict[int, FollowerProgress] = field(default_factory=dict)
+    pending: list[PendingProduce] = field(default_factory=list)
+    parked: list[ParkedFetch] = field(default_factory=list)
+    # follower side
+    fetch_generation: int = 0
+    fetch_in_flight: bool = False
+    fetch_timer: Timer | None = None
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """The controller's record for one partition."""
+
+    tp: TopicPartition
+    replicas: tuple[int, ...]
+    min_insync_replicas: int
+    leader: int | None
+    leader_epoch: int
+    isr: list[int]
+
+
+def broker_name(broker_id: int) -> str:
+    return f"broker-{broker_id}"
+
+
+class Broker:
+    def __init__(self, broker_id: int, cluster: Cluster) -> None:
+        self.broker_id = broker_id
+        self.name = broker_name(broker_id)
+        self.cluster = cluster
+        self.scheduler: Scheduler = cluster.scheduler
+        self.network: Network = cluster.network
+        self.events: EventLog = cluster.events
+        self.ledger: Ledger = cluster.ledger
+        self.config: ClusterConfig = cluster.config
+        self._alive = True
+        self.incarnation = 0
+        self.replicas: dict[TopicPartition, Replica] = {}
+        self._isr_timer: Timer | None = None
+        self.network.register_server(self, self.handle)
+        self.network.register_client(self.name, self._on_response, self._on_disconnect)
+        self._fetches: dict[int, tuple[TopicPartition, int]] = {}  # correlation -> (tp, gen)
+        self._schedule_isr_check()
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def host(self, tp: TopicPartition) -> Replica:
+        replica = Replica(tp, PartitionLog(tp))
+        self.replicas[tp] = replica
+        return replica
+
+    # -- lifecycle -------------------------------------------------------
+    def crash(self) -> None:
+        """The process dies.  The log survives on disk; everything else is lost."""
+        self._alive = False
+        self.incarnation += 1
+        for replica in self.replicas.values():
+            for pending in replica.pending:
+                if pending.timer:
+                    pending.timer.cancel()
+            for parked in replica.parked:
+                if parked.timer:
+                    parked.timer.cancel()
+            if replica.fetch_timer:
+                replica.fetch_timer.cancel()
+            replica.pending.clear()
+            replica.parked.clear()
+            replica.role = "offline"
+            replica.followers.clear()
+            replica.fetch_in_flight = False
+            replica.fetch_generation += 1
+        self._fetches.clear()
+        if self._isr_timer:
+            self._isr_timer.cancel()
+        self.network.close_server(self.name)
+        self.network.unregister_client(self.name)
+        self.events.emit(self.name, "broker.crash", detail="process stopped; log kept on disk")
+
+    def restart(self) -> None:
+        self._alive = True
+        self.network.register_client(self.name, self._on_response, self._on_disconnect)
+        self._schedule_isr_check()
+        self.events.emit(self.name, "broker.restart")
+
+    # -- role changes (from the controller) --------------------------------
+    def become_leader(self, state: PartitionState) -> None:
+        replica = self.replicas[state.tp]
+        self._fail_pending(replica, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        replica.role = "leader"
+        replica.leader_id = self.broker_id
+        replica.leader_epoch = state.leader_epoch
+        replica.isr = list(state.isr)
+        replica.fetch_generation += 1
+        replica.fetch_in_flight = False
+        if replica.fetch_timer:
+            replica.fetch_timer.cancel()
+        now = self.scheduler.now_ms
+        replica.followers = {
+            b: FollowerProgress(last_caught_up_ms=now if b in state.isr else 0)
+            for b in state.replicas
+            if b != self.broker_id
+        }
+        replica.log.assign_epoch_start(state.leader_epoch)
+        self._maybe_increment_hw(replica)
+
+    def become_follower(self, state: PartitionState) -> None:
+        replica = self.replicas[state.tp]
+        self._fail_pending(replica, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        for parked in replica.parked:
+            if parked.timer:
+                parked.timer.cancel()
+        replica.parked.clear()
+        replica.role = "follower" if state.leader is not None else "offline"
+        replica.leader_id = state.leader
+        replica.leader_epoch = state.leader_epoch
+        replica.isr = list(state.isr)
+        replica.followers.clear()
+        replica.fetch_generation += 1
+        replica.fetch_in_flight = False
+        if replica.fetch_timer:
+            replica.fetch_timer.cancel()
+            replica.fetch_timer = None
+        if replica.role == "follower":
+            self._send_fetch(replica)
+
+    def update_isr(self, state: PartitionState) -> None:
+        replica = self.replicas[state.tp]
+        replica.isr = list(state.isr)
+        if replica.role == "leader":
+            self._maybe_increment_hw(replica)
+
+    def _fail_pending(self, replica: Replica, error: ErrorCode) -> None:
+        for pending in replica.pending:
+            if pending.timer:
+                pending.timer.cancel()
+            self.network.send_response(pending.exchange, ProduceResponse(pending.tp, error))
+        replica.pending.clear()
+
+    # -- request handling (sans-IO: plain data in, plain data out) ---------
+    def handle(self, exchange: Exchange, request: object) -> None:
+        if isinstance(request, ProduceRequest):
+            self.handle_produce(exchange, request)
+        elif isinstance(request, FetchRequest):
+            self.handle_fetch(exchange, request)
+        elif isinstance(request, InitProducerIdRequest):
+            self.handle_init_producer_id(exchange, request)
+        else:
+            raise TypeError(f"{self.name}: unknown request {request!r}")
+
+    def handle_init_producer_id(self, exchange: Exchange, request: InitProducerIdRequest) -> None:
+        producer_id = self.cluster.allocate_producer_id()
+        self.events.emit(
+            self.name,
+            "producer-id.assigned",
+            detail=f"PID {producer_id} epoch 0",
+            src=self.name,
+            dst=exchange.conn.client,
+        )
+        self.network.send_response(exchange, InitProducerIdResponse(ErrorCode.NONE, producer_id, 0))
+
+    def handle_produce(self, exchange: Exchange, request: ProduceRequest) -> None:
+        tp = request.tp
+        replica = self.replicas.get(tp)
+        batch = request.batch
+        name = str(tp)
+        if exchange.injected_error is not None:
+            self._produce_error(
+                exchange, request, ErrorCode[exchange.injected_error], "injected fault"
+            )
+            return
+        if replica is None or replica.role != "leader":
+            self._produce_error(
+                exchange, request, ErrorCode.NOT_LEADER_OR_FOLLOWER, "not the leader"
+            )
+            return
+        state = self.cluster.partition(tp)
+        if request.acks == -1 and len(replica.isr) < state.min_insync_replicas:
+            self._produce_error(
+                exchange,
+                request,
+                ErrorCode.NOT_ENOUGH_REPLICAS,
+                f"ISR {replica.isr} smaller than min.insync.replicas={state.min_insync_replicas}",
+            )
+            return
+        log = replica.log
+        check = log.producer_state.check(batch)
+        if check.error is not ErrorCode.NONE:
+            self._produce_error(exchange, request, check.error, check.detail)
+            return
+        if check.duplicate_of is not None:
+            original = check.duplicate_of
+            base_offset = original.first_offset
+            required = original.last_offset + 1
+            self.events.emit(
+                self.name,
+                "produce.duplicate",
+                name,
+                base_offset,
+                None,
+                f"PID {batch.producer_id} seq {batch.base_sequence}..{batch.last_sequence} "
+                f"already at offsets {original.first_offset}..{original.last_offset}: "
+                "not appended, answered with the original offset",
+            )
+        else:
+            log_batch = log.append_as_leader(batch, replica.leader_epoch, self.scheduler.now_ms)
+            base_offset = log_batch.base_offset
+            required = log_batch.next_offset
+            self.ledger.appended(self.broker_id, tp, log_batch)
+            self.events.emit(
+                self.name,
+                "produce.append",
+                name,
+                base_offset,
+                None,
+                _batch_detail(log_batch),
+            )
+            self._on_leader_append(replica)
+        if request.acks == 0:
+            return
+        if request.acks == 1 or log.high_watermark >= required:
+            self._complete_produce(exchange, tp, base_offset, replica, request.acks)
+            return
+        pending = PendingProduce(exchange, tp, base_offset, required)
+        pending.timer = self.scheduler.after(
+            request.timeout_ms, self._expire_produce, replica, pending
+        )
+        replica.pending.append(pending)
+
+    def _produce_error(
+        self, exchange: Exchange, request: ProduceRequest, error: ErrorCode, why: str
+    ) -> None:
+        self.events.emit(self.name, "produce.reject", str(request.tp), None, error.name, why)
+        if request.acks != 0:
+            self.network.send_response(exchange, ProduceResponse(request.tp, error))
+
+    def _complete_produce(
+        self, exchange: Exchange, tp: TopicPartition, base_offset: int, replica: Replica, acks: int
+    ) -> None:
+        error = ErrorCode.NONE
+        if acks == -1 and len(replica.isr) < self.cluster.partition(tp).min_insync_replicas:
+            error = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        self.network.send_response(
+            exchange, ProduceResponse(tp, error, base_offset if error is ErrorCode.NONE else -1)
+        )
+
+    def _expire_produce(self, replica: Replica, pending: PendingProduce) -> None:
+        if pending in replica.pending:
+            replica.pending.remove(pending)
+            self.events.emit(
+                self.name,
+                "produce.timeout",
+                str(pending.tp),
+                pending.base_offset,
+                ErrorCode.REQUEST_TIMED_OUT.name,
+                f"high watermark {replica.log.high_watermark} never reached "
+                f"{pending.required_offset}",
+            )
+            self.network.send_response(
+                pending.exchange, ProduceResponse(pending.tp, ErrorCode.REQUEST_TIMED_OUT)
+            )
+
+    def _on_leader_append(self, replica: Replica) -> None:
+        self._maybe_increment_hw(replica)
+        self._wake_parked(replica)
+
+    # -- leader: follower fetches, ISR, high watermark ---------------------
+    def handle_fetch(self, exchange: Exchange, request: FetchRequest) -> None:
+        replica = self.replicas.get(request.tp)
+        if replica is None or replica.role != "leader":
+            self.network.send_response(
+                exchange, FetchResponse(request.tp, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            )
+            return
+        log = replica.log
+        if request.last_fetched_epoch != UNDEFINED_EPOCH:
+            epoch, end_offset = log.end_offset_for_epoch(request.last_fetched_epoch)
+            if epoch < request.last_fetched_epoch or end_offset < request.fetch_offset:
+                self.network.send_response(
+                    exchange,
+                    FetchResponse(
+                        request.tp,
+                        ErrorCode.NONE,
+                        log.high_watermark,
+                        log.log_start_offset,
+                        diverging_epoch=DivergingEpoch(epoch, end_offset),
+                    ),
+                )
+                return
+        self._update_follower(replica, request.replica_id, request.fetch_offset)
+        batches = log.read(request.fetch_offset, request.max_bytes, log.log_end_offset)
+        if batches or request.max_wait_ms <= 0:
+            self._answer_fetch(replica, exchange, request, batches)
+            return
+        parked = ParkedFetch(exchange, request)
+        parked.timer = self.scheduler.after(
+            request.max_wait_ms, self._expire_parked, replica, parked
+        )
+        replica.parked.append(parked)
+
+    def _answer_fetch(
+        self,
+        replica: Replica,
+        exchange: Exchange,
+        request: FetchRequest,
+        batches: tuple[LogBatch, ...],
+    ) -> None:
+        log = replica.log
+        self.network.send_response(
+            exchange,
+            FetchResponse(
+                request.tp, ErrorCode.NONE, log.high_watermark, log.log_start_offset, batches
+            ),
+        )
+
+    def _wake_parked(self, replica: Replica) -> None:
+        if not replica.parked:
+            return
+        parked_list, replica.parked = replica.parked, []
+        log = replica.log
+        for parked in parked_list:
+            if parked.timer:
+                parked.timer.cancel()
+            request = parked.request
+            batches = log.read(request.fetch_offset, request.max_bytes, log.log_end_offset)
+            self._answer_fetch(replica, parked.exchange, request, batches)
+
+    def _expire_parked(self, replica: Replica, parked: ParkedFetch) -> None:
+        if parked in replica.parked:
+            replica.parked.remove(parked)
+            self._answer_fetch(replica, parked.exchange, parked.request, ())
+
+    def _update_follower(self, replica: Replica, follower_id: int, fetch_offset: int) -> None:
+        progress = replica.followers.get(follower_id)
+        if progress is None:
+            return
+        now = self.scheduler.now_ms
+        leader_leo = replica.log.log_end_offset
+        progress.log_end_offset = fetch_offset
+        if fetch_offset >= leader_leo:
+            progress.last_caught_up_ms = now
+        elif fetch_offset >= progress.last_fetch_leader_leo:
+            progress.last_caught_up_ms = max(progress.last_caught_up_ms, progress.last_fetch_ms)
+        progress.last_fetch_leader_leo = leader_leo
+        progress.last_fetch_ms = now
+        if follower_id not in replica.isr:
+            epoch_start = next(
+                (
+                    e.start_offset
+                    for e in replica.log.epoch_cache
+                    if e.epoch == replica.leader_epoch
+                ),
+                0,
+            )
+            if fetch_offset >= replica.log.high_watermark and fetch_offset >= epoch_start:
+                self.cluster.controller.alter_isr(
+                    self.broker_id,
+                    replica.tp,
+                    replica.leader_epoch,
+                    [*replica.isr, follower_id],
+                    f"broker-{follower_id} caught up to offset {fetch_offset}",
+                )
+        self._maybe_increment_hw(replica)
+
+    def _maybe_increment_hw(self, replica: Replica) -> None:
+        log = replica.log
+        state = self.cluster.partition(replica.tp)
+        if len(replica.isr) < state.min_insync_replicas:
+            return  # Kafka >= 3.7: no HW progress while the ISR is below min.insync.replicas
+        new_hw = log.log_end_offset
+        for broker_id in replica.isr:
+            if broker_id == self.broker_id:
+                continue
+            progress = replica.followers.get(broker_id)
+            follower_leo = progress.log_end_offset if progress else -1
+            if follower_leo < 0:
+                return
+            new_hw = min(new_hw, follower_leo)
+        if new_hw <= log.high_watermark:
+            return
+        log.update_high_watermark(new_hw)
+        self.events.emit(
+            self.name, "hw.advance", str(replica.tp), new_hw, detail="high watermark", quiet=True
+        )
+        if replica.pending:
+            still = []
+            for pending in replica.pending:
+                if new_hw >= pending.required_offset:
+                    if pending.timer:
+                        pending.timer.cancel()
+                    self._complete_produce(
+                        pending.exchange, pending.tp, pending.base_offset, replica, -1
+                    )
+                else:
+                    still.append(pending)
+            replica.pending = still
+        self._wake_parked(replica)
+
+    def _schedule_isr_check(self) -> None:
+        interval = max(1, self.config.replica_lag_time_max_ms // 2)
+        self._isr_timer = self.scheduler.after(interval, self._isr_check)
+
+    def _isr_check(self) -> None:
+        if not self._alive:
+            return
+        now = self.scheduler.now_ms
+        lag_max = self.config.replica_lag_time_max_ms
+        for tp in sorted(self.replicas, key=str):
+            replica = self.replicas[tp]
+            if replica.role != "leader":
+                continue
+            out_of_sync = [
+                b
+                for b in replica.isr
+                if b != self.broker_id
+                and replica.followers.get(b) is not None
+                and replica.followers[b].log_end_offset < replica.log.log_end_offset
+                and now - replica.followers[b].last_caught_up_ms > lag_max
+            ]
+            if out_of_sync:
+                self.cluster.controller.alter_isr(
+                    self.broker_id,
+                    tp,
+                    replica.leader_epoch,
+                    [b for b in replica.isr if b not in out_of_sync],
+                    f"{', '.join(broker_name(b) for b in out_of_sync)} not caught up "
+                    f"within replica.lag.time.max.ms={lag_max}",
+                )
+        self._schedule_isr_check()
+
+    # -- follower: the fetch loop ------------------------------------------
+    def _send_fetch(self, replica: Replica) -> None:
+        if not self._alive or replica.role != "follower" or replica.fetch_in_flight:
+            return
+        leader = replica.leader_id
+        if leader is None:
+            return
+        replica.fetch_in_flight = True
+        replica.fetch_timer = None
+        log = replica.log
+        request = FetchRequest(
+            replica.tp,
+            self.broker_id,
+            log.log_end_offset,
+            log.latest_epoch,
+            replica.leader_epoch,
+            self.config.replica_fetch_wait_max_ms,
+            self.config.replica_fetch_max_bytes,
+        )
+        exchange = self.network.send_request(
+            self.name, broker_name(leader), request, str(replica.tp)
+        )
+        self._fetches[exchange.correlation_id] = (replica.tp, replica.fetch_generation)
+        replica.fetch_timer = self.scheduler.after(
+            self.config.replica_fetch_wait_max_ms + self.config.replica_socket_timeout_ms,
+            self._fetch_timed_out,
+            replica,
+            exchange,
+        )
+
+    def _fetch_timed_out(self, replica: Replica, exchange: Exchange) -> None:
+        if self._fetches.pop(exchange.correlation_id, None) is None:
+            return
+        self.network.close(exchange.conn, notify_client=False)
+        replica.fetch_in_flight = False
+        self._retry_fetch_later(replica)
+
+    def _retry_fetch_later(self, replica: Replica) -> None:
+        generation = replica.fetch_generation
+        replica.fetch_timer = self.scheduler.after(
+            self.config.replica_fetch_backoff_ms, self._fetch_again, replica, generation
+        )
+
+    def _fetch_again(self, replica: Replica, generation: int) -> None:
+        if replica.fetch_generation == generation:
+            self._send_fetch(replica)
+
+    def _on_disconnect(self, conn: Connection) -> None:
+        for correlation_id, (tp, generation) in list(self._fetches.items()):
+            replica = self.replicas[tp]
+            if replica.leader_id is not None and broker_name(replica.leader_id) == conn.server:
+                del self._fetches[correlation_id]
+                if replica.fetch_generation == generation:
+                    if replica.fetch_timer:
+                        replica.fetch_timer.cancel()
+                    replica.fetch_in_flight = False
+                    self._retry_fetch_later(replica)
+
+    def _on_response(self, exchange: Exchange, response: object) -> None:
+        entry = self._fetches.pop(exchange.correlation_id, None)
+        if entry is None or not isinstance(response, FetchResponse):
+            return
+        tp, generation = entry
+        replica = self.replicas[tp]
+        if replica.fetch_generation != generation or not self._alive:
+            return
+        if replica.fetch_timer:
+            replica.fetch_timer.cancel()
+        replica.fetch_in_flight = False
+        if response.error is not ErrorCode.NONE:
+            self._retry_fetch_later(replica)
+            return
+        log = replica.log
+        name = str(tp)
+        if response.diverging_epoch is not None:
+            diverging = response.diverging_epoch
+            _local_epoch, local_end = log.end_offset_for_epoch(diverging.epoch)
+            if local_end < 0:
+                target = min(diverging.end_offset, log.log_end_offset)
+            else:
+                target = min(diverging.end_offset, local_end, log.log_end_offset)
+            target = max(target, 0)
+            removed = log.truncate_to(target)
+            if removed:
+                self.ledger.truncated(self.broker_id, tp, target, removed)
+                self.events.emit(
+                    self.name,
+                    "replica.truncate",
+                    name,
+                    target,
+                    None,
+                    f"log diverged from the leader after epoch {diverging.epoch}: "
+                    f"offsets {target}..{removed[-1].last_offset} removed",
+                )
+            self._send_fetch(replica)
+            return
+        appended = log.append_as_follower(response.batches)
+        for log_batch in appended:
+            self.ledger.appended(self.broker_id, tp, log_batch)
+            self.events.emit(
+                self.name,
+                "replica.append",
+                name,
+                log_batch.base_offset,
+                None,
+                f"replicated {len(log_batch.batch.records)} record(s) from "
+                f"{broker_name(replica.leader_id or 0)}",
+                quiet=True,
+            )
+        log.update_high_watermark(min(response.high_watermark, log.log_end_offset))
+        self._send_fetch(replica)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "id": self.broker_id,
+            "name": self.name,
+            "alive": self._alive,
+        }
+
+
+def _batch_detail(log_batch: LogBatch) -> str:
+    batch = log_batch.batch
+    last = log_batch.last_offset
+    span = (
+        f"offsets {log_batch.base_offset}..{last}"
+        if last > log_batch.base_offset
+        else (f"offset {last}")
+    )
+    text = f"{span} epoch {log_batch.leader_epoch}"
+    if batch.has_producer_id:
+        text += (
+            f" PID {batch.producer_id} epoch {batch.producer_epoch} "
+            f"seq {batch.base_sequence}..{batch.last_sequence}"
+        )
+    ids = [r.message_id for r in batch.records[:4]]
+    more = "" if len(batch.records) <= 4 else f" +{len(batch.records) - 4}"
+    return f"{text} [{', '.join(ids)}{more}]"
+
+
+class Controller:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.partitions: dict[TopicPartition, PartitionState] = {}
+        self.fenced: dict[int, bool] = {}
+        self._fence_timers: dict[int, Timer] = {}
+
+    def add_partition(self, state: PartitionState) -> None:
+        self.partitions[state.tp] = state
+
+    def _emit(
+        self, kind: str, tp: TopicPartition | None, detail: str, error: str | None = None
+    ) -> None:
+        self.cluster.events.emit("controller", kind, str(tp) if tp else None, None, error, detail)
+
+    def broker_crashed(self, broker_id: int) -> None:
+        timeout = self.cluster.config.broker_session_timeout_ms
+        self._fence_timers[broker_id] = self.cluster.scheduler.after(timeout, self.fence, broker_id)
+
+    def fence(self, broker_id: int) -> None:
+        timer = self._fence_timers.pop(broker_id, None)
+        if timer:
+            timer.cancel()
+        if self.fenced.get(broker_id):
+            return
+        self.fenced[broker_id] = True
+        self._emit("broker.fenced", None, f"{broker_name(broker_id)} session expired: fenced")
+        for tp in self._sorted(self.partitions):
+            state = self.partitions[tp]
+            if broker_id not in state.replicas:
+                continue
+            if state.leader == broker_id:
+                self._elect(state, f"leader {broker_name(broker_id)} fenced")
+            elif broker_id in state.isr and len(state.isr) > 1:
+                state.isr = [b for b in state.isr if b != broker_id]
+                self._emit("isr.shrink", tp, f"ISR {state.isr}: {broker_name(broker_id)} fenced")
+                self._push(state)
+
+    def broker_restarted(self, broker_id: int) -> None:
+        if not self.fenced.get(broker_id):
+            self.fence(broker_id)  # a new incarnation replaces the old one at once
+        self.fenced[broker_id] = False
+        self._emit("broker.unfenced", None, f"{broker_name(broker_id)} registered")
+        broker = self.cluster.brokers[broker_id]
+        for tp in self._sorted(self.partitions):
+            state = self.partitions[tp]
+            if broker_id not in state.replicas:
+                continue
+            if state.leader is None:
+                self._elect(state, f"{broker_name(broker_id)} is back")
+            replica = broker.replicas[tp]
+            if (
+                state.leader is not None
+                and state.leader != broker_id
+                and (replica.role != "follower" or replica.leader_epoch != state.leader_epoch)
+            ):
+                broker.become_follower(state)
+
+    def alter_isr(
+        self, leader_id: int, tp: TopicPartition, leader_epoch: int, new_isr: list[int], why: str
+    ) -> None:
+        state = self.partitions[tp]
+        if state.leader != leader_id or state.leader_epoch != leader_epoch:
+            return
+        ordered = [b for b in state.replicas if b in new_isr]
+        if ordered == state.isr:
+            return
+        kind = "isr.expand" if len(ordered) > len(state.isr) else "isr.shrink"
+        state.isr = ordered
+        self._emit(kind, tp, f"ISR {ordered}: {why}")
+        self._push(state)
+
+    def _eligible(self, broker_id: int) -> bool:
+        broker = self.cluster.brokers[broker_id]
+        return broker.alive and not self.fenced.get(broker_id, False)
+
+    def _elect(self, state: PartitionState, why: str) -> None:
+        candidates = [b for b in state.replicas if b in state.isr and self._eligible(b)]
+        unclean = False
+        if not candidates and self.cluster.config.unclean_leader_election_enable:
+            candidates = [b for b in state.replicas if self._eligible(b)]
+            unclean = True
+        old_leader = state.leader
+        if not candidates:
+            state.leader = None
+            # Like KRaft, keep the last ISR member so it can lead again cleanly.
+            state.isr = [b for b in state.isr if b != old_leader] or state.isr
+            self._emit("partition.offline", state.tp, f"no eligible leader ({why})")
+            self._push(state)
+            return
+        leader = candidates[0]
+        state.leader = leader
+        state.leader_epoch += 1
+        if unclean:
+            state.isr = [leader]
+        else:
+            state.isr = [b for b in state.isr if self._eligible(b)]
+        self._emit(
+            "leader.elected",
+            state.tp,
+            f"{broker_name(leader)} leads at epoch {state.leader_epoch}, ISR {state.isr} ({why})"
+            + (" UNCLEAN: an out-of-sync replica was chosen" if unclean else ""),
+        )
+        self._push(state)
+
+    def _push(self, state: PartitionState) -> None:
+        """Send the partition state to every live replica (instant, see module doc)."""
+        for broker_id in state.replicas:
+            broker = self.cluster.brokers[broker_id]
+            if not broker.alive or self.fenced.get(broker_id, False):
+                continue
+            replica = broker.replicas[state.tp]
+            if state.leader == broker_id:
+                if replica.role == "leader" and replica.leader_epoch == state.leader_epoch:
+                    broker.update_isr(state)
+                else:
+                    broker.become_leader(state)
+            elif replica.role == "follower" and replica.leader_epoch == state.leader_epoch:
+                broker.update_isr(state)
+            else:
+                broker.become_follower(state)
+
+    @staticmethod
+    def _sorted(partitions: dict[TopicPartition, PartitionState]) -> list[TopicPartition]:
+        return sorted(partitions, key=lambda tp: (tp.topic, tp.partition))
+
+
+class Cluster:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        topics: list[TopicConfig],
+        scheduler: Scheduler,
+        network: Network,
+        events: EventLog,
+        ledger: Ledger,
+    ) -> None:
+        self.config = config
+        self.scheduler = scheduler
+        self.network = network
+        self.events = events
+        self.ledger = ledger
+        self.topics = {t.name: t for t in topics}
+        self.controller = Controller(self)
+        self.brokers: dict[int, Broker] = {}
+        self._next_producer_id = 0
+        for broker_id in range(1, config.brokers + 1):
+            self.brokers[broker_id] = Broker(broker_id, self)
+        for topic in topics:
+            for p in range(topic.partitions):
+                tp = TopicPartition(topic.name, p)
+                if topic.assignment is not None:
+                    replicas = topic.assignment[p]
+                else:
+                    replicas = tuple(
+                        (p + i) % config.brokers + 1 for i in range(topic.replication_factor)
+                    )
+                state = PartitionState(
+                    tp, replicas, topic.min_insync_replicas, replicas[0], 0, list(replicas)
+                )
+                self.controller.add_partition(state)
+                for broker_id in replicas:
+                    self.brokers[broker_id].host(tp)
+        for tp in Controller._sorted(self.controller.partitions):
+            state = self.controller.partitions[tp]
+            for broker_id in state.replicas:
+                if broker_id == state.leader:
+                    self.brokers[broker_id].become_leader(state)
+            for broker_id in state.replicas:
+                if broker_id != state.leader:
+                    self.brokers[broker_id].become_follower(state)
+
+    def partition(self, tp: TopicPartition) -> PartitionState:
+        return self.controller.partitions[tp]
+
+    def partitions_of(self, topic: str) -> list[TopicPartition]:
+        return [tp for tp in self.controller.partitions if tp.topic == topic]
+
+    def leader_of(self, tp: TopicPartition) -> int | None:
+        return self.controller.partitions[tp].leader
+
+    def allocate_producer_id(self) -> int:
+        producer_id = self._next_producer_id
+        self._next_producer_id += 1
+        return producer_id
+
+    def crash_broker(self, broker_id: int) -> None:
+        broker = self.brokers[broker_id]
+        if not broker.alive:
+            return
+        broker.crash()
+        self.controller.broker_crashed(broker_id)
+
+    def restart_broker(self, broker_id: int) -> None:
+        broker = self.brokers[broker_id]
+        if broker.alive:
+            return
+        broker.restart()
+        self.controller.broker_restarted(broker_id)
+
+    def committed(self, tp: TopicPartition) -> tuple[PartitionLog | None, int]:
+        """The leader's log and high watermark, or (None, 0) while offline."""
+        state = self.controller.partitions[tp]
+        if state.leader is None:
+            return None, 0
+        log = self.brokers[state.leader].replicas[tp].log
+        return log, log.high_watermark

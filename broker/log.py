@@ -1,0 +1,182 @@
+"""One replica's copy of a partition: an append-only log of batches.
+
+Cursors use Kafka's names: ``log_start_offset``, ``high_watermark``,
+``last_stable_offset`` and ``log_end_offset``.  Offsets are dense: every batch,
+control batches included, takes as many offsets as it has records.  The leader
+epoch cache maps each leader epoch to the first offset written in it, which is
+what a returning replica uses to find where its log diverged.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from broker.producer_state import ProducerStateManager
+from broker.protocol import TopicPartition
+from broker.records import LogBatch, RecordBatch
+
+UNDEFINED_EPOCH = -1
+UNDEFINED_OFFSET = -1
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEntry:
+    epoch: int
+    start_offset: int
+
+
+class PartitionLog:
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.batches: list[LogBatch] = []
+        self._base_offsets: list[int] = []
+        self.log_start_offset = 0
+        self.log_end_offset = 0
+        self.high_watermark = 0
+        self.epoch_cache: list[EpochEntry] = []
+        self.producer_state = ProducerStateManager()
+
+    # -- cursors ---------------------------------------------------------
+    @property
+    def last_stable_offset(self) -> int:
+        # No transactions yet: everything below the high watermark is stable.
+        return self.high_watermark
+
+    @property
+    def latest_epoch(self) -> int:
+        return self.epoch_cache[-1].epoch if self.epoch_cache else UNDEFINED_EPOCH
+
+    def update_high_watermark(self, offset: int) -> bool:
+        """Set the HW (clamped to the LEO); True when it moved."""
+        offset = min(offset, self.log_end_offset)
+        if offset == self.high_watermark:
+            return False
+        self.high_watermark = offset
+        return True
+
+    # -- writes ----------------------------------------------------------
+    def append_as_leader(self, batch: RecordBatch, leader_epoch: int, now_ms: int) -> LogBatch:
+        log_batch = LogBatch(self.log_end_offset, leader_epoch, batch, now_ms)
+        self._append(log_batch)
+        return log_batch
+
+    def append_as_follower(self, log_batches: tuple[LogBatch, ...]) -> list[LogBatch]:
+        """Append what the leader sent, skipping anything already held."""
+        appended = []
+        for log_batch in log_batches:
+            if log_batch.base_offset < self.log_end_offset:
+                continue
+            if log_batch.base_offset != self.log_end_offset:
+                raise AssertionError(
+                    f"{self.tp}: gap in replication, LEO {self.log_end_offset} but batch "
+                    f"starts at {log_batch.base_offset}"
+                )
+            self._append(log_batch)
+            appended.append(log_batch)
+        return appended
+
+    def _append(self, log_batch: LogBatch) -> None:
+        if log_batch.leader_epoch > self.latest_epoch:
+            self.epoch_cache.append(EpochEntry(log_batch.leader_epoch, log_batch.base_offset))
+        self.batches.append(log_batch)
+        self._base_offsets.append(log_batch.base_offset)
+        self.log_end_offset = log_batch.next_offset
+        self.producer_state.record(log_batch)
+
+    def assign_epoch_start(self, epoch: int) -> None:
+        """A new leader records where its epoch starts (its LEO at election)."""
+        if epoch > self.latest_epoch:
+            self.epoch_cache.append(EpochEntry(epoch, self.log_end_offset))
+
+    def truncate_to(self, offset: int) -> list[LogBatch]:
+        """Drop everything at or above ``offset``; returns what was removed."""
+        if offset > self.log_end_offset:
+            return []
+        offset = max(offset, self.log_start_offset)
+        # Epochs that start at or after the truncation point are forgotten too,
+        # even ones with no data (a leader records its epoch on election).
+        while self.epoch_cache and self.epoch_cache[-1].start_offset >= offset:
+            self.epoch_cache.pop()
+        if offset == self.log_end_offset:
+            return []
+        index = bisect_right(self._base_offsets, offset) - 1
+        removed: list[LogBatch] = []
+        if index >= 0 and self.batches[index].base_offset < offset:
+            straddling = self.batches[index]
+            removed.append(straddling)
+            self.batches[index] = straddling.sliced_before(offset)
+            index += 1
+        else:
+            index = max(index, 0)
+        removed.extend(self.batches[index:])
+        del self.batches[index:]
+        del self._base_offsets[index:]
+        self.log_end_offset = offset
+        self.high_watermark = min(self.high_watermark, offset)
+        self.producer_state.rebuild(self.batches)
+        return removed
+
+    # -- reads -----------------------------------------------------------
+    def read(self, fetch_offset: int, max_bytes: int, upper_bound: int) -> tuple[LogBatch, ...]:
+        """Whole batches holding offsets from ``fetch_offset`` below ``upper_bound``.
+
+        As in Kafka, at least one batch is returned when there is data, even if
+        it is larger than ``max_bytes``.
+        """
+        if fetch_offset >= upper_bound or fetch_offset >= self.log_end_offset:
+            return ()
+        index = max(0, bisect_right(self._base_offsets, fetch_offset) - 1)
+        out: list[LogBatch] = []
+        size = 0
+        batches = self.batches
+        while index < len(batches):
+            log_batch = batches[index]
+            if log_batch.base_offset >= upper_bound:
+                break
+            if log_batch.last_offset >= upper_bound:
+                break  # only whole batches below the bound are visible
+            batch_size = sum(r.size_bytes for r in log_batch.batch.records)
+            if out and size + batch_size > max_bytes:
+                break
+            out.append(log_batch)
+            size += batch_size
+            index += 1
+        return tuple(out)
+
+    def records_below(self, end_offset: int) -> list[tuple[int, LogBatch, int]]:
+        """(offset, batch, index in batch) for every record below ``end_offset``."""
+        out = []
+        for log_batch in self.batches:
+            if log_batch.base_offset >= end_offset:
+                break
+            for i in range(len(log_batch.batch.records)):
+                offset = log_batch.base_offset + i
+                if offset >= end_offset:
+                    break
+                out.append((offset, log_batch, i))
+        return out
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """Kafka's ``endOffsetFor``: (largest epoch <= ``epoch``, its end offset)."""
+        cache = self.epoch_cache
+        if not cache or epoch == UNDEFINED_EPOCH or epoch > cache[-1].epoch:
+            return UNDEFINED_EPOCH, UNDEFINED_OFFSET
+        if epoch == cache[-1].epoch:
+            return epoch, self.log_end_offset
+        if epoch < cache[0].epoch:
+            return epoch, cache[0].start_offset
+        for i, entry in enumerate(cache):
+            if entry.epoch > epoch:
+                return cache[i - 1].epoch, entry.start_offset
+        raise AssertionError("unreachable: the latest epoch is the largest")
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "log_start_offset": self.log_start_offset,
+            "high_watermark": self.high_watermark,
+            "last_stable_offset": self.last_stable_offset,
+            "log_end_offset": self.log_end_offset,
+            "leader_epoch": self.latest_epoch,
+            "epoch_cache": [[e.epoch, e.start_offset] for e in self.epoch_cache],
+        }

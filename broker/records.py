@@ -1,0 +1,88 @@
+"""Records and record batches, as Kafka lays them out (v2 batch format).
+
+A ``RecordBatch`` is what a producer sends; a ``LogBatch`` is a batch once a
+leader has given it offsets and its leader epoch.  Replicas share the same
+immutable ``LogBatch`` objects, which is what copying bytes would give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NO_PRODUCER_ID = -1
+NO_PRODUCER_EPOCH = -1
+NO_SEQUENCE = -1
+
+# Sizes used for batch.size / max.request.size accounting (v2 format, roughly).
+BATCH_OVERHEAD_BYTES = 61
+RECORD_OVERHEAD_BYTES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    message_id: str  # the lab's unique id, carried as a record header
+    key: str | None
+    value: str
+
+    @property
+    def size_bytes(self) -> int:
+        key_len = len(self.key) if self.key is not None else 0
+        return RECORD_OVERHEAD_BYTES + key_len + len(self.value) + len(self.message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    records: tuple[Record, ...]
+    producer_id: int = NO_PRODUCER_ID
+    producer_epoch: int = NO_PRODUCER_EPOCH
+    base_sequence: int = NO_SEQUENCE
+    is_transactional: bool = False
+    is_control: bool = False
+
+    @property
+    def record_count(self) -> int:
+        return len(self.records)
+
+    @property
+    def last_sequence(self) -> int:
+        if self.base_sequence == NO_SEQUENCE:
+            return NO_SEQUENCE
+        return self.base_sequence + len(self.records) - 1
+
+    @property
+    def has_producer_id(self) -> bool:
+        return self.producer_id != NO_PRODUCER_ID
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    base_offset: int
+    leader_epoch: int
+    batch: RecordBatch
+    append_time_ms: int = 0
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + len(self.batch.records) - 1
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + len(self.batch.records)
+
+    def sliced_before(self, end_offset: int) -> LogBatch:
+        """The part of this batch below ``end_offset`` (used by truncation)."""
+        keep = end_offset - self.base_offset
+        batch = self.batch
+        return LogBatch(
+            self.base_offset,
+            self.leader_epoch,
+            RecordBatch(
+                batch.records[:keep],
+                batch.producer_id,
+                batch.producer_epoch,
+                batch.base_sequence,
+                batch.is_transactional,
+                batch.is_control,
+            ),
+            self.append_time_ms,
+        )

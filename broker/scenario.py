@@ -1,0 +1,760 @@
+"""Scenario files: load, validate, and list the built-in ones.
+
+A scenario is a TOML file (read with ``tomllib``) declaring the cluster, the
+topics, the producers with their Kafka configs, a timed script of steps, the
+delivery semantics it claims and the outcome it expects.  Validation is
+complete before anything runs: a bad file raises ``ScenarioError`` naming the
+key path and the problem.  The format is documented in docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broker.checker import OUTCOME_KEYS, SEMANTICS, Expectation, parse_expectation
+from broker.config import INT_MAX, ClusterConfig, ProducerConfig, TopicConfig
+from broker.faults import APIS, FAULT_KINDS
+from broker.protocol import TopicPartition
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
+
+# Limits on everything a scenario can grow.
+MAX_FILE_BYTES = 256 * 1024
+MAX_BROKERS = 9
+MAX_TOPICS = 16
+MAX_PARTITIONS = 64
+MAX_PRODUCERS = 16
+MAX_STEPS = 2000
+MAX_RECORDS = 1_000_000
+MAX_DURATION_MS = 86_400_000
+MAX_TEXT = 4000
+MAX_TEMPLATE = 1024
+MAX_LATENCY_MS = 60_000
+
+# Errors a broker can be made to answer with (error-response): the ones a
+# produce can meet in real life.
+INJECTABLE_ERRORS = (
+    "NOT_LEADER_OR_FOLLOWER",
+    "REQUEST_TIMED_OUT",
+    "NOT_ENOUGH_REPLICAS",
+    "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+    "KAFKA_STORAGE_ERROR",
+)
+
+STEP_ACTIONS = (
+    "produce",
+    *FAULT_KINDS,
+    "random-faults",
+    "heal",
+    "isolate-broker",
+    "crash-broker",
+    "restart-broker",
+    "random-broker-crashes",
+    "crash-producer",
+    "restart-producer",
+    "disconnect",
+    "note",
+)
+
+
+class ScenarioError(ValueError):
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSpec:
+    name: str
+    config: ProducerConfig
+    resend_unacked_on_restart: bool = True
+    resend_on_failure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at_ms: int
+    action: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    narration: str = ""
+
+    def describe(self) -> str:
+        args = " ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.action} {args}".strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at_ms": self.at_ms, "do": self.action, **self.params, "narration": self.narration}
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    name: str
+    title: str
+    description: str
+    semantics: str
+    ordered: bool
+    seed: int
+    duration_ms: int
+    cluster: ClusterConfig
+    topics: tuple[TopicConfig, ...]
+    producers: tuple[ProducerSpec, ...]
+    steps: tuple[Step, ...]
+    expected: Mapping[str, Expectation]
+    source: str = ""
+
+
+# -- small typed readers that name the key path on error ---------------------
+def _table(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ScenarioError(path, f"expected a table, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
+    for key in table:
+        if key not in allowed:
+            hint = ", ".join(allowed)
+            raise ScenarioError(_join(path, key), f"unknown key (expected one of: {hint})")
+
+
+def _join(path: str, key: str) -> str:
+    if not path:
+        return key
+    return f"{path}.{key}" if "." not in key else f'{path}."{key}"'
+
+
+def _int(
+    table: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: int | None = None,
+    low: int | None = None,
+    high: int | None = None,
+) -> int:
+    where = _join(path, key)
+    if key not in table:
+        if default is None:
+            raise ScenarioError(where, "required")
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(where, f"expected an integer, got {_kind(value)}")
+    if low is not None and value < low:
+        raise ScenarioError(where, f"must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise ScenarioError(where, f"must be at most {high}, got {value}")
+    return value
+
+
+def _str(
+    table: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    max_len: int = MAX_TEXT,
+) -> str:
+    where = _join(path, key)
+    if key not in table:
+        if default is None:
+            raise ScenarioError(where, "required")
+        return default
+    value = table[key]
+    if not isinstance(value, str):
+        raise ScenarioError(where, f"expected a string, got {_kind(value)}")
+    if len(value) > max_len:
+        raise ScenarioError(where, f"longer than {max_len} characters")
+    if choices is not None and value not in choices:
+        raise ScenarioError(where, f"{value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+def _bool(table: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, bool):
+        raise ScenarioError(_join(path, key), f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _name(value: str, where: str) -> str:
+    if not value or not all(c.isalnum() or c in "-_." for c in value) or len(value) > 64:
+        raise ScenarioError(where, f"{value!r} is not a valid name (letters, digits, - _ .)")
+    return value
+
+
+# -- sections ---------------------------------------------------------------
+_CLUSTER_KEYS = (
+    "brokers",
+    "broker.session.timeout.ms",
+    "replica.lag.time.max.ms",
+    "unclean.leader.election.enable",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.backoff.ms",
+    "replica.socket.timeout.ms",
+    "replica.fetch.max.bytes",
+    "latency_ms",
+)
+
+
+def _cluster(raw: Any) -> ClusterConfig:
+    path = "cluster"
+    table = _table(raw, path)
+    _check_keys(table, _CLUSTER_KEYS, path)
+    latency: tuple[int, int] = (1, 5)
+    if "latency_ms" in table:
+        value = table["latency_ms"]
+        where = _join(path, "latency_ms")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value, value]
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            raise ScenarioError(where, "expected [min, max] in milliseconds")
+        if not 0 <= value[0] <= value[1] <= MAX_LATENCY_MS:
+            raise ScenarioError(where, f"need 0 <= min <= max <= {MAX_LATENCY_MS}, got {value}")
+        latency = (value[0], value[1])
+    ms = 3_600_000
+    return ClusterConfig(
+        brokers=_int(table, "brokers", path, 3, 1, MAX_BROKERS),
+        broker_session_timeout_ms=_int(table, "broker.session.timeout.ms", path, 9000, 1, ms),
+        replica_lag_time_max_ms=_int(table, "replica.lag.time.max.ms", path, 30000, 2, ms),
+        unclean_leader_election_enable=_bool(table, "unclean.leader.election.enable", path, False),
+        replica_fetch_wait_max_ms=_int(table, "replica.fetch.wait.max.ms", path, 500, 0, ms),
+        replica_fetch_backoff_ms=_int(table, "replica.fetch.backoff.ms", path, 1000, 1, ms),
+        replica_socket_timeout_ms=_int(table, "replica.socket.timeout.ms", path, 30000, 1, ms),
+        replica_fetch_max_bytes=_int(table, "replica.fetch.max.bytes", path, 1_048_576, 1, 1 << 30),
+        latency_ms=latency,
+    )
+
+
+_TOPIC_KEYS = ("name", "partitions", "replication.factor", "min.insync.replicas", "replicas")
+
+
+def _topics(raw: Any, brokers: int) -> tuple[TopicConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ScenarioError("topics", "expected at least one [[topics]] table")
+    if len(raw) > MAX_TOPICS:
+        raise ScenarioError("topics", f"at most {MAX_TOPICS} topics")
+    out: list[TopicConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        path = f"topics[{i}]"
+        table = _table(item, path)
+        _check_keys(table, _TOPIC_KEYS, path)
+        name = _name(_str(table, "name", path), _join(path, "name"))
+        if name.startswith("__"):
+            raise ScenarioError(_join(path, "name"), "names starting with __ are internal")
+        if name in seen:
+            raise ScenarioError(_join(path, "name"), f"topic {name!r} is declared twice")
+        seen.add(name)
+        partitions = _int(table, "partitions", path, 1, 1, MAX_PARTITIONS)
+        rf = _int(table, "replication.factor", path, min(3, brokers), 1)
+        if rf > brokers:
+            raise ScenarioError(
+                _join(path, "replication.factor"),
+                f"{rf} replicas need {rf} brokers, the cluster has {brokers}",
+            )
+        min_isr = _int(table, "min.insync.replicas", path, 1, 1)
+        if min_isr > rf:
+            raise ScenarioError(
+                _join(path, "min.insync.replicas"),
+                f"{min_isr} is more than the replication factor {rf}: nothing could be acked "
+                "with acks=all",
+            )
+        assignment = None
+        if "replicas" in table:
+            assignment = _assignment(
+                table["replicas"], _join(path, "replicas"), partitions, rf, brokers
+            )
+        out.append(TopicConfig(name, partitions, rf, min_isr, assignment))
+    return tuple(out)
+
+
+def _assignment(
+    raw: Any, where: str, partitions: int, rf: int, brokers: int
+) -> tuple[tuple[int, ...], ...]:
+    if not isinstance(raw, list) or len(raw) != partitions:
+        raise ScenarioError(where, f"expected one list of broker ids per partition ({partitions})")
+    out = []
+    for p, ids in enumerate(raw):
+        if (
+            not isinstance(ids, list)
+            or len(ids) != rf
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in ids)
+        ):
+            raise ScenarioError(f"{where}[{p}]", f"expected {rf} broker ids")
+        if len(set(ids)) != len(ids) or not all(1 <= b <= brokers for b in ids):
+            raise ScenarioError(f"{where}[{p}]", f"distinct broker ids from 1 to {brokers} needed")
+        out.append(tuple(ids))
+    return tuple(out)
+
+
+_PRODUCER_KEYS = ("name", "config", "resend_unacked_on_restart", "resend_on_failure")
+_PRODUCER_CONFIG_KEYS = (
+    "acks",
+    "retries",
+    "delivery.timeout.ms",
+    "request.timeout.ms",
+    "max.in.flight.requests.per.connection",
+    "batch.size",
+    "linger.ms",
+    "enable.idempotence",
+    "retry.backoff.ms",
+    "retry.backoff.max.ms",
+)
+
+
+def _acks(table: Mapping[str, Any], path: str) -> int:
+    if "acks" not in table:
+        return -1
+    value = table["acks"]
+    mapping: dict[object, int] = {"all": -1, "-1": -1, "0": 0, "1": 1, -1: -1, 0: 0, 1: 1}
+    if isinstance(value, bool) or value not in mapping:
+        raise ScenarioError(_join(path, "acks"), f'expected 0, 1 or "all", got {value!r}')
+    return mapping[value]
+
+
+def producer_config(raw: Any, path: str) -> ProducerConfig:
+    """Validate a producer's Kafka configs as KafkaProducer would."""
+    table = _table(raw, path)
+    _check_keys(table, _PRODUCER_CONFIG_KEYS, path)
+    ms = 3_600_000
+    acks = _acks(table, path)
+    retries = _int(table, "retries", path, INT_MAX, 0, INT_MAX)
+    max_in_flight = _int(table, "max.in.flight.requests.per.connection", path, 5, 1, 100)
+    request_timeout = _int(table, "request.timeout.ms", path, 30000, 1, ms)
+    linger = _int(table, "linger.ms", path, 5, 0, ms)
+    delivery_timeout = _int(table, "delivery.timeout.ms", path, 120000, 1, ms)
+    if delivery_timeout < linger + request_timeout:
+        raise ScenarioError(
+            _join(path, "delivery.timeout.ms"),
+            f"must be at least linger.ms + request.timeout.ms ({linger + request_timeout}), "
+            f"as Kafka requires, got {delivery_timeout}",
+        )
+    conflicts = []
+    if acks != -1:
+        conflicts.append("acks must be all")
+    if retries == 0:
+        conflicts.append("retries must be > 0")
+    if max_in_flight > 5:
+        conflicts.append("max.in.flight.requests.per.connection must be <= 5")
+    if "enable.idempotence" in table:
+        idempotent = _bool(table, "enable.idempotence", path, True)
+        if idempotent and conflicts:
+            raise ScenarioError(
+                _join(path, "enable.idempotence"),
+                "true is incompatible with these settings (Kafka refuses it too): "
+                + "; ".join(conflicts),
+            )
+    else:
+        # Kafka >= 3.2: idempotence is on by default unless other settings conflict.
+        idempotent = not conflicts
+    return ProducerConfig(
+        acks=acks,
+        retries=retries,
+        delivery_timeout_ms=delivery_timeout,
+        request_timeout_ms=request_timeout,
+        max_in_flight_requests_per_connection=max_in_flight,
+        batch_size=_int(table, "batch.size", path, 16384, 1, 16 * 1024 * 1024),
+        linger_ms=linger,
+        enable_idempotence=idempotent,
+        retry_backoff_ms=_int(table, "retry.backoff.ms", path, 100, 0, ms),
+        retry_backoff_max_ms=_int(table, "retry.backoff.max.ms", path, 1000, 0, ms),
+    )
+
+
+def _producers(raw: Any) -> tuple[ProducerSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ScenarioError("producers", "expected at least one [[producers]] table")
+    if len(raw) > MAX_PRODUCERS:
+        raise ScenarioError("producers", f"at most {MAX_PRODUCERS} producers")
+    out = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        path = f"producers[{i}]"
+        table = _table(item, path)
+        _check_keys(table, _PRODUCER_KEYS, path)
+        name = _name(_str(table, "name", path), _join(path, "name"))
+        if name in seen or name.startswith("broker-") or name in ("controller", "network"):
+            raise ScenarioError(_join(path, "name"), f"{name!r} is already taken")
+        seen.add(name)
+        config = producer_config(table.get("config", {}), _join(path, "config"))
+        out.append(
+            ProducerSpec(
+                name,
+                config,
+                _bool(table, "resend_unacked_on_restart", path, True),
+                _bool(table, "resend_on_failure", path, False),
+            )
+        )
+    return tuple(out)
+
+
+# -- steps -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Context:
+    brokers: int
+    topics: Mapping[str, TopicConfig]
+    producers: frozenset[str]
+
+
+def _broker_ref(value: Any, where: str, ctx: _Context) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= ctx.brokers:
+            raise ScenarioError(where, f"no broker {value} (brokers are 1..{ctx.brokers})")
+        return value
+    if isinstance(value, str) and value.startswith("leader:"):
+        _partition_ref(value.removeprefix("leader:"), where, ctx)
+        return value
+    raise ScenarioError(where, f'expected a broker id or "leader:TOPIC-N", got {value!r}')
+
+
+def _partition_ref(value: Any, where: str, ctx: _Context) -> str:
+    if not isinstance(value, str):
+        raise ScenarioError(where, f'expected a partition such as "orders-0", got {_kind(value)}')
+    try:
+        tp = TopicPartition.parse(value)
+    except ValueError as exc:
+        raise ScenarioError(where, str(exc)) from None
+    topic = ctx.topics.get(tp.topic)
+    if topic is None:
+        raise ScenarioError(where, f"no topic {tp.topic!r}")
+    if tp.partition >= topic.partitions:
+        raise ScenarioError(where, f"{tp.topic} has partitions 0..{topic.partitions - 1}")
+    return value
+
+
+def _producer_ref(table: Mapping[str, Any], path: str, ctx: _Context) -> str:
+    name = _str(table, "producer", path)
+    if name not in ctx.producers:
+        raise ScenarioError(
+            _join(path, "producer"),
+            f"no producer {name!r} (declared: {', '.join(sorted(ctx.producers))})",
+        )
+    return name
+
+
+def _probability(table: Mapping[str, Any], key: str, path: str, default: float) -> float:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ScenarioError(_join(path, key), f"expected a probability from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _client_ref(value: Any, where: str, ctx: _Context) -> str:
+    if not isinstance(value, str) or not (
+        value in ctx.producers
+        or (
+            value.startswith("broker-")
+            and value[7:].isdigit()
+            and 1 <= int(value[7:]) <= ctx.brokers
+        )
+    ):
+        raise ScenarioError(where, f"expected a producer name or broker-N, got {value!r}")
+    return value
+
+
+def _fault_params(
+    table: Mapping[str, Any], path: str, ctx: _Context, action: str
+) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if "api" in table:
+        params["api"] = _str(table, "api", path, choices=APIS)
+    if "client" in table:
+        params["client"] = _client_ref(table["client"], _join(path, "client"), ctx)
+    if "broker" in table:
+        ref = _broker_ref(table["broker"], _join(path, "broker"), ctx)
+        params["broker"] = ref
+    if "partition" in table:
+        params["partition"] = _partition_ref(table["partition"], _join(path, "partition"), ctx)
+    params["nth"] = _int(table, "nth", path, 1, 1, 1_000_000)
+    if table.get("count") == "all":
+        params["count"] = "all"
+    else:
+        params["count"] = _int(table, "count", path, 1, 1, 1_000_000)
+    if action.startswith("delay-"):
+        params["delay_ms"] = _int(table, "delay_ms", path, None, 1, 3_600_000)
+    elif "delay_ms" in table:
+        raise ScenarioError(
+            _join(path, "delay_ms"), f"only delay faults take delay_ms, not {action}"
+        )
+    if action == "error-response":
+        error = _str(table, "error", path, choices=INJECTABLE_ERRORS)
+        params["error"] = error
+    elif "error" in table:
+        raise ScenarioError(_join(path, "error"), f"only error-response takes error, not {action}")
+    params["probability"] = _probability(table, "probability", path, 1.0)
+    if "until_ms" in table:
+        params["until_ms"] = _int(table, "until_ms", path, None, 0, MAX_DURATION_MS)
+    return params
+
+
+_COMMON_STEP_KEYS = ("at_ms", "do", "narration")
+_STEP_KEYS: dict[str, tuple[str, ...]] = {
+    "produce": ("producer", "topic", "count", "interval_ms", "key", "value", "partition"),
+    "heal": (),
+    "isolate-broker": ("broker", "from"),
+    "crash-broker": ("broker",),
+    "restart-broker": ("broker",),
+    "random-broker-crashes": ("every_ms", "down_ms", "until_ms"),
+    "crash-producer": ("producer",),
+    "restart-producer": ("producer",),
+    "disconnect": ("client",),
+    "random-faults": (
+        "api",
+        "client",
+        "partition",
+        "drop_request_probability",
+        "drop_response_probability",
+        "until_ms",
+    ),
+    "note": (),
+}
+for _kind_name in FAULT_KINDS:
+    _STEP_KEYS[_kind_name] = (
+        "error",
+        "api",
+        "client",
+        "broker",
+        "partition",
+        "nth",
+        "count",
+        "delay_ms",
+        "probability",
+        "until_ms",
+    )
+
+
+def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> Step:
+    table = _table(raw, path)
+    action = _str(table, "do", path, choices=STEP_ACTIONS)
+    _check_keys(table, _COMMON_STEP_KEYS + _STEP_KEYS[action], path)
+    at_ms = _int(table, "at_ms", path, default_at_ms, 0, MAX_DURATION_MS)
+    narration = _str(table, "narration", path, "")
+    params: dict[str, Any] = {}
+    if action == "produce":
+        params["producer"] = _producer_ref(table, path, ctx)
+        topic = _str(table, "topic", path)
+        if topic not in ctx.topics:
+            raise ScenarioError(_join(path, "topic"), f"no topic {topic!r}")
+        params["topic"] = topic
+        params["count"] = _int(table, "count", path, 1, 1, MAX_RECORDS)
+        params["interval_ms"] = _int(table, "interval_ms", path, 0, 0, 3_600_000)
+        if "key" in table:
+            params["key"] = _template(table, "key", path)
+        params["value"] = _template(table, "value", path, "v{i}")
+        if "partition" in table:
+            partitions = ctx.topics[topic].partitions
+            params["partition"] = _int(table, "partition", path, None, 0, partitions - 1)
+    elif action in FAULT_KINDS:
+        params.update(_fault_params(table, path, ctx, action))
+    elif action == "random-faults":
+        for key in ("api",):
+            if key in table:
+                params[key] = _str(table, key, path, choices=APIS)
+        if "client" in table:
+            params["client"] = _client_ref(table["client"], _join(path, "client"), ctx)
+        if "partition" in table:
+            params["partition"] = _partition_ref(table["partition"], _join(path, "partition"), ctx)
+        params["drop_request_probability"] = _probability(
+            table, "drop_request_probability", path, 0.0
+        )
+        params["drop_response_probability"] = _probability(
+            table, "drop_response_probability", path, 0.0
+        )
+        params["until_ms"] = _int(table, "until_ms", path, None, 0, MAX_DURATION_MS)
+    elif action in ("crash-broker", "restart-broker", "isolate-broker"):
+        if "broker" not in table:
+            raise ScenarioError(_join(path, "broker"), "required")
+        params["broker"] = _broker_ref(table["broker"], _join(path, "broker"), ctx)
+        if action == "isolate-broker":
+            params["from"] = _str(table, "from", path, "brokers", choices=("brokers", "all"))
+    elif action == "random-broker-crashes":
+        params["every_ms"] = _int(table, "every_ms", path, None, 1, MAX_DURATION_MS)
+        params["down_ms"] = _int(table, "down_ms", path, None, 1, MAX_DURATION_MS)
+        params["until_ms"] = _int(table, "until_ms", path, None, 0, MAX_DURATION_MS)
+    elif action in ("crash-producer", "restart-producer"):
+        params["producer"] = _producer_ref(table, path, ctx)
+    elif action == "disconnect":
+        if "client" not in table:
+            raise ScenarioError(_join(path, "client"), "required")
+        params["client"] = _client_ref(table["client"], _join(path, "client"), ctx)
+    return Step(at_ms, action, params, narration)
+
+
+def _template(table: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
+    value = _str(table, key, path, default, max_len=MAX_TEMPLATE)
+    try:
+        value.format(i=0, producer="p")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ScenarioError(
+            _join(path, key), f"bad template ({exc}); use {{i}} and {{producer}} only"
+        ) from None
+    return value
+
+
+def _steps(raw: Any, ctx: _Context) -> tuple[Step, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ScenarioError("steps", "expected an array of [[steps]] tables")
+    if len(raw) > MAX_STEPS:
+        raise ScenarioError("steps", f"at most {MAX_STEPS} steps")
+    steps = tuple(parse_step(item, f"steps[{i}]", ctx) for i, item in enumerate(raw))
+    total = sum(s.params.get("count", 0) for s in steps if s.action == "produce")
+    if total > MAX_RECORDS:
+        raise ScenarioError(
+            "steps", f"the steps produce {total} records; the limit is {MAX_RECORDS}"
+        )
+    return steps
+
+
+def _expected(raw: Any) -> dict[str, Expectation]:
+    if raw is None:
+        return {}
+    table = _table(raw, "expected")
+    _check_keys(table, OUTCOME_KEYS, "expected")
+    out = {}
+    for key, value in table.items():
+        try:
+            out[key] = parse_expectation(value)
+        except ValueError as exc:
+            raise ScenarioError(_join("expected", key), str(exc)) from None
+    return out
+
+
+_TOP_KEYS = (
+    "name",
+    "title",
+    "description",
+    "semantics",
+    "ordered",
+    "seed",
+    "duration_ms",
+    "cluster",
+    "topics",
+    "producers",
+    "steps",
+    "expected",
+)
+
+
+def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "") -> ScenarioSpec:
+    _check_keys(data, _TOP_KEYS, "")
+    name = _name(_str(data, "name", "", default_name), "name")
+    cluster = _cluster(data.get("cluster", {}))
+    if "topics" not in data:
+        raise ScenarioError("topics", "required: declare at least one [[topics]] table")
+    topics = _topics(data["topics"], cluster.brokers)
+    if "producers" not in data:
+        raise ScenarioError("producers", "required: declare at least one [[producers]] table")
+    producers = _producers(data["producers"])
+    ctx = _Context(
+        cluster.brokers, {t.name: t for t in topics}, frozenset(p.name for p in producers)
+    )
+    steps = _steps(data.get("steps"), ctx)
+    duration = _int(data, "duration_ms", "", 600_000, 1, MAX_DURATION_MS)
+    late = [s for s in steps if s.at_ms > duration]
+    if late:
+        raise ScenarioError(
+            "steps", f"a step at {late[0].at_ms} ms is after duration_ms={duration}"
+        )
+    return ScenarioSpec(
+        name=name,
+        title=_str(data, "title", "", name, max_len=200),
+        description=_str(data, "description", "", ""),
+        semantics=_str(data, "semantics", "", choices=SEMANTICS),
+        ordered=_bool(data, "ordered", "", False),
+        seed=_int(data, "seed", "", 1, 0, 2**63 - 1),
+        duration_ms=duration,
+        cluster=cluster,
+        topics=topics,
+        producers=producers,
+        steps=steps,
+        expected=_expected(data.get("expected")),
+        source=source,
+    )
+
+
+def load_text(text: str, default_name: str, source: str = "") -> ScenarioSpec:
+    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise ScenarioError("", f"scenario file larger than {MAX_FILE_BYTES // 1024} KiB")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError("", f"not valid TOML: {exc}") from None
+    return parse_scenario(data, default_name, source)
+
+
+def load_file(path: Path) -> ScenarioSpec:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ScenarioError("", f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError("", f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError("", f"{path}: not UTF-8 text") from None
+    return load_text(text, path.stem, str(path))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def builtin_scenarios() -> list[ScenarioSpec]:
+    return [load_file(BUILTIN_DIR / f"{name}.toml") for name in builtin_names()]
+
+
+def load(name_or_path: str) -> ScenarioSpec:
+    """A built-in scenario by name, or a scenario file by path."""
+    if name_or_path in builtin_names():
+        return load_file(BUILTIN_DIR / f"{name_or_path}.toml")
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return load_file(path)
+    raise ScenarioError(
+        "",
+        f"no built-in scenario {name_or_path!r} and no such file "
+        f"(built-ins: {', '.join(builtin_names())})",
+    )
+
+
+StepParser = Callable[[Any, str, int], Step]
+
+
+def step_parser(spec: ScenarioSpec) -> StepParser:
+    """Validate commands (buttons, API calls) against a loaded scenario."""
+    ctx = _Context(
+        spec.cluster.brokers,
+        {t.name: t for t in spec.topics},
+        frozenset(p.name for p in spec.producers),
+    )
+
+    def parse(raw: Any, path: str, now_ms: int) -> Step:
+        return parse_step(raw, path, ctx, now_ms)
+
+    return parse

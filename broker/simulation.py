@@ -1,0 +1,389 @@
+"""The facade: one object that runs a scenario and answers questions about it.
+
+    sim = Simulation.from_scenario(spec, seed=7)
+    sim.submit(step)          # a fault, a crash, a produce: applied at the next event
+    sim.run()                 # until everything settled, or duration_ms
+    sim.step(); sim.run_until(t_ms)
+    sim.snapshot()            # plain data, JSON-ready
+    sim.events.since(seq)     # the event stream
+    sim.verdict()             # the checker's judgement
+
+Same scenario + same seed + same submitted commands = the same event trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.checker import Ledger, Verdict, judge
+from broker.clients.app import ProducerApp
+from broker.cluster import Cluster, broker_name
+from broker.events import EventLog
+from broker.faults import FAULT_KINDS, FaultRule
+from broker.network import Network
+from broker.protocol import TopicPartition
+from broker.scenario import MAX_RECORDS, ScenarioError, ScenarioSpec, Step
+from broker.scheduler import PRIORITY_COMMAND, Scheduler
+
+SETTLE_CHECK_INTERVAL_MS = 100
+SNAPSHOT_RECORD_WINDOW = 64
+
+
+class Simulation:
+    def __init__(
+        self,
+        spec: ScenarioSpec,
+        seed: int | None = None,
+        record_events: bool = True,
+        event_limit: int = 200_000,
+    ) -> None:
+        self.spec = spec
+        self.seed = spec.seed if seed is None else seed
+        self.scheduler = Scheduler(self.seed)
+        self.events = EventLog(limit=event_limit, enabled=record_events)
+        self.events.bind_clock(lambda: self.scheduler.now_ms)
+        self.ledger = Ledger()
+        self.ledger.bind_clock(lambda: self.scheduler.now_ms)
+        self.network = Network(self.scheduler, self.events, spec.cluster.latency_ms)
+        self.cluster = Cluster(
+            spec.cluster,
+            list(spec.topics),
+            self.scheduler,
+            self.network,
+            self.events,
+            self.ledger,
+        )
+        self.producers: dict[str, ProducerApp] = {
+            p.name: ProducerApp(
+                p.name, p.config, self.cluster, p.resend_unacked_on_restart, p.resend_on_failure
+            )
+            for p in spec.producers
+        }
+        self.commands: list[tuple[int, Step]] = []
+        self.narration: list[tuple[int, str]] = []
+        self.records_requested = 0
+        self._producing = 0
+        self._steps_left = 0
+        self._next_settle_check = 0
+        self.ended: str | None = None
+        for step in spec.steps:
+            self._schedule_step(step)
+
+    @classmethod
+    def from_scenario(
+        cls, spec: ScenarioSpec, seed: int | None = None, record_events: bool = True
+    ) -> Simulation:
+        return cls(spec, seed, record_events)
+
+    @property
+    def now_ms(self) -> int:
+        return self.scheduler.now_ms
+
+    # -- commands ------------------------------------------------------------
+    def _schedule_step(self, step: Step) -> None:
+        if step.action == "produce":
+            self.records_requested += int(step.params["count"])
+            if self.records_requested > MAX_RECORDS:
+                raise ScenarioError(
+                    "count", f"this run would produce more than {MAX_RECORDS} records"
+                )
+        self._steps_left += 1
+        self.scheduler.at(
+            max(step.at_ms, self.now_ms), self._apply, step, priority=PRIORITY_COMMAND
+        )
+
+    def submit(self, step: Step) -> None:
+        """Apply a command (validated by ``scenario.step_parser``) at the next event."""
+        step = Step(self.now_ms, step.action, step.params, step.narration)
+        self.commands.append((self.now_ms, step))
+        self._schedule_step(step)
+
+    def _apply(self, step: Step) -> None:
+        self._steps_left -= 1
+        self.events.emit("script", f"step.{step.action}", detail=step.describe())
+        if step.narration:
+            self.narration.append((self.now_ms, step.narration))
+        params = step.params
+        action = step.action
+        if action == "produce":
+            self._producing += 1
+            self._produce_next(step, 0)
+        elif action in FAULT_KINDS:
+            broker = params.get("broker")
+            rule = FaultRule(
+                kind=action,
+                api=params.get("api"),
+                src=params.get("client"),
+                dst=broker_name(self._resolve_broker(broker)) if broker is not None else None,
+                partition=params.get("partition"),
+                nth=params.get("nth", 1),
+                count=None if params.get("count") == "all" else params.get("count", 1),
+                delay_ms=params.get("delay_ms", 0),
+                error=params.get("error"),
+                probability=params.get("probability", 1.0),
+                until_ms=params.get("until_ms"),
+            )
+            self.network.arm(rule)
+            self.events.emit("network", "fault.armed", rule.partition, detail=rule.describe())
+        elif action == "random-faults":
+            for kind, key in (
+                ("drop-request", "drop_request_probability"),
+                ("drop-response", "drop_response_probability"),
+            ):
+                probability = params[key]
+                if probability > 0:
+                    rule = FaultRule(
+                        kind=kind,
+                        api=params.get("api"),
+                        src=params.get("client"),
+                        partition=params.get("partition"),
+                        count=None,
+                        probability=probability,
+                        until_ms=params["until_ms"],
+                    )
+                    self.network.arm(rule)
+                    self.events.emit(
+                        "network", "fault.armed", rule.partition, detail=rule.describe()
+                    )
+        elif action == "heal":
+            self.network.heal()
+            self.events.emit("network", "fault.healed", detail="all network faults removed")
+        elif action == "isolate-broker":
+            broker_id = self._resolve_broker(params["broker"])
+            peers = [broker_name(b) for b in self.cluster.brokers if b != broker_id]
+            if params.get("from") == "all":
+                peers += sorted(self.producers)
+            self.network.isolate(broker_name(broker_id), peers)
+            self.events.emit(
+                "network",
+                "fault.isolate",
+                detail=(f"{broker_name(broker_id)} cut off from {', '.join(peers)}"),
+            )
+        elif action == "crash-broker":
+            self.cluster.crash_broker(self._resolve_broker(params["broker"]))
+        elif action == "restart-broker":
+            self.cluster.restart_broker(self._resolve_broker(params["broker"]))
+        elif action == "random-broker-crashes":
+            self._plan_broker_crashes(params["every_ms"], params["down_ms"], params["until_ms"])
+        elif action == "crash-producer":
+            self.producers[params["producer"]].crash()
+        elif action == "restart-producer":
+            self.producers[params["producer"]].restart()
+        elif action == "disconnect":
+            self.network.disconnect_client(params["client"])
+        elif action != "note":
+            raise AssertionError(f"unhandled step {action}")
+
+    def _resolve_broker(self, ref: int | str) -> int:
+        if isinstance(ref, int):
+            return ref
+        tp = TopicPartition.parse(ref.removeprefix("leader:"))
+        leader = self.cluster.leader_of(tp)
+        if leader is None:
+            # No leader right now: the last one, so the step still means something.
+            leader = self.cluster.partition(tp).isr[0]
+        return leader
+
+    def _produce_next(self, step: Step, i: int) -> None:
+        params = step.params
+        app = self.producers[params["producer"]]
+        count = int(params["count"])
+        interval = int(params["interval_ms"])
+        key_template = params.get("key")
+        value_template = params["value"]
+        topic = params["topic"]
+        partition = params.get("partition")
+        while i < count:
+            index = app.next_index
+            key = key_template.format(i=index, producer=app.name) if key_template else None
+            value = value_template.format(i=index, producer=app.name)
+            app.produce(topic, key, value, partition)
+            i += 1
+            if interval > 0 and i < count:
+                self.scheduler.after(interval, self._produce_next, step, i)
+                return
+        self._producing -= 1
+
+    def _plan_broker_crashes(self, every_ms: int, down_ms: int, until_ms: int) -> None:
+        rng = self.scheduler.rng("faults/brokers")
+        at = self.now_ms
+        ids = sorted(self.cluster.brokers)
+        while True:
+            at += rng.randint(max(1, every_ms // 2), every_ms + every_ms // 2)
+            if at > until_ms:
+                break
+            broker = rng.choice(ids)
+            self._schedule_step(Step(at, "crash-broker", {"broker": broker}))
+            self._schedule_step(Step(at + down_ms, "restart-broker", {"broker": broker}))
+
+    # -- running -------------------------------------------------------------
+    def step(self) -> bool:
+        """Run one event.  False when the run is over."""
+        if self.ended is not None:
+            return False
+        due = self.scheduler.next_due_ms()
+        if due is None or due > self.spec.duration_ms:
+            self.ended = "duration"
+            return False
+        self.scheduler.step()
+        if self.now_ms >= self._next_settle_check:
+            self._next_settle_check = self.now_ms + SETTLE_CHECK_INTERVAL_MS
+            if self.settled():
+                self.ended = "settled"
+        return True
+
+    def run_until(self, until_ms: int) -> None:
+        while self.ended is None:
+            due = self.scheduler.next_due_ms()
+            if due is None or due > until_ms:
+                break
+            self.step()
+
+    def run(self) -> Verdict:
+        while self.step():
+            pass
+        return self.verdict()
+
+    def settled(self) -> bool:
+        """Nothing left to happen that could change the verdict."""
+        if self._steps_left or self._producing:
+            return False
+        if not all(app.idle for app in self.producers.values()):
+            return False
+        for tp, state in self.cluster.controller.partitions.items():
+            if state.leader is None:
+                continue
+            leader_log = self.cluster.brokers[state.leader].replicas[tp].log
+            if leader_log.high_watermark != leader_log.log_end_offset:
+                return False
+            for broker_id in state.replicas:
+                broker = self.cluster.brokers[broker_id]
+                if broker.alive and broker.replicas[tp].log.log_end_offset != (
+                    leader_log.log_end_offset
+                ):
+                    return False
+        return True
+
+    # -- answers ---------------------------------------------------------------
+    def committed_logs(self) -> dict[str, list[tuple[int, str]]]:
+        """What a reader sees at the end: each partition below its leader's HW."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        for tp in sorted(self.cluster.controller.partitions, key=lambda t: (t.topic, t.partition)):
+            log, hw = self.cluster.committed(tp)
+            if log is None:
+                out[str(tp)] = []
+                continue
+            out[str(tp)] = [
+                (offset, lb.batch.records[i].message_id) for offset, lb, i in log.records_below(hw)
+            ]
+        return out
+
+    def verdict(self) -> Verdict:
+        return judge(
+            self.ledger,
+            self.committed_logs(),
+            self.spec.semantics,
+            self.spec.expected,
+            self.spec.ordered,
+        )
+
+    def trace(self, include_quiet: bool = False) -> list[str]:
+        return [e.trace_line() for e in self.events if include_quiet or not e.quiet]
+
+    def snapshot(self) -> dict[str, Any]:
+        cluster = self.cluster
+        controller = cluster.controller
+        partitions = []
+        for tp in sorted(controller.partitions, key=lambda t: (t.topic, t.partition)):
+            state = controller.partitions[tp]
+            replicas = []
+            for broker_id in state.replicas:
+                replica = cluster.brokers[broker_id].replicas[tp]
+                replicas.append(
+                    {"broker": broker_id, "role": replica.role, **replica.log.snapshot()}
+                )
+            records: list[dict[str, Any]] = []
+            if state.leader is not None:
+                log = cluster.brokers[state.leader].replicas[tp].log
+                start = max(0, log.log_end_offset - SNAPSHOT_RECORD_WINDOW)
+                for lb in log.batches:
+                    if lb.last_offset < start:
+                        continue
+                    for i, record in enumerate(lb.batch.records):
+                        offset = lb.base_offset + i
+                        if offset < start:
+                            continue
+                        records.append(
+                            {
+                                "offset": offset,
+                                "message_id": record.message_id,
+                                "key": record.key,
+                                "value": record.value,
+                                "producer_id": lb.batch.producer_id,
+                                "producer_epoch": lb.batch.producer_epoch,
+                                "sequence": lb.batch.base_sequence + i
+                                if lb.batch.base_sequence >= 0
+                                else -1,
+                                "leader_epoch": lb.leader_epoch,
+                            }
+                        )
+            partitions.append(
+                {
+                    "name": str(tp),
+                    "leader": state.leader,
+                    "leader_epoch": state.leader_epoch,
+                    "isr": list(state.isr),
+                    "replicas": replicas,
+                    "records": records,
+                }
+            )
+        producers = []
+        for name, app in self.producers.items():
+            client = app.client
+            producers.append(
+                {
+                    "name": name,
+                    "alive": client is not None,
+                    "incarnation": app.incarnation,
+                    "producer_id": client.producer_id if client else None,
+                    "producer_epoch": client.producer_epoch if client else None,
+                    "next_sequence": client.next_sequences() if client else {},
+                    "in_flight": [
+                        {
+                            "partition": str(b.tp),
+                            "records": [r.message_id for r in b.records],
+                            "attempts": b.attempts,
+                            "last_error": b.last_error.name if b.last_error else None,
+                        }
+                        for b in (client.in_flight_batches() if client else [])
+                    ],
+                    "queued": len(client.queued_batches()) if client else 0,
+                    "config": {
+                        "acks": app.config.acks_name,
+                        "enable.idempotence": app.config.enable_idempotence,
+                        "max.in.flight.requests.per.connection": (
+                            app.config.max_in_flight_requests_per_connection
+                        ),
+                        "retries": app.config.retries,
+                    },
+                }
+            )
+        return {
+            "scenario": self.spec.name,
+            "seed": self.seed,
+            "time_ms": self.now_ms,
+            "ended": self.ended,
+            "event_seq": self.events.next_seq,
+            "brokers": [
+                {
+                    "id": b.broker_id,
+                    "alive": b.alive,
+                    "fenced": bool(controller.fenced.get(b.broker_id, False)),
+                }
+                for b in cluster.brokers.values()
+            ],
+            "partitions": partitions,
+            "producers": producers,
+            "faults": [rule.describe() for rule in self.network.rules if not rule.exhausted],
+            "narration": [[t, text] for t, text in self.narration],
+        }
