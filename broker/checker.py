@@ -34,11 +34,18 @@ OUTCOME_KEYS = (
     "lost",
     "duplicated",
     "reordered",
+    "processed",
+    "sunk",
+    "unseen",
+    "reprocessed",
+    "duplicated_in_sink",
+    "poll_skips",
+    "nonmonotonic_polls",
 )
 
 # Which anomalies each delivery guarantee tolerates.
 _ALLOWED: dict[str, frozenset[str]] = {
-    "at-most-once": frozenset({"lost", "reordered"}),
+    "at-most-once": frozenset({"lost", "unseen", "reordered"}),
     "at-least-once": frozenset({"duplicate", "reordered"}),
     "exactly-once": frozenset(),
 }
@@ -72,11 +79,33 @@ def _zero() -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class Processing:
+    group: str
+    consumer: str
+    partition: str
+    offset: int
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    group: str
+    consumer: str  # the consumer instance (a restart is a new instance)
+    assignment_epoch: int
+    partition: str
+    offsets: tuple[int, ...]
+    time_ms: int
+
+
 class Ledger:
     def __init__(self) -> None:
         self.messages: dict[str, MessageEntry] = {}
         self.appends: list[tuple[int, int, str, LogBatch]] = []
         self.truncations: list[Truncation] = []
+        self.polls: list[Poll] = []
+        self.reads: dict[tuple[str, str], int] = {}  # (group, message id) -> times polled
+        self.processing: dict[str, list[Processing]] = {}
         self._now: Callable[[], int] = _zero
 
     def bind_clock(self, now: Callable[[], int]) -> None:
@@ -107,6 +136,33 @@ class Ledger:
                 entry.status = "failed"
             entry.errors.append(error.name)
 
+    # -- what the consumers did -------------------------------------------------
+    def polled(
+        self,
+        group: str,
+        consumer: str,
+        assignment_epoch: int,
+        records: Iterable[tuple[TopicPartition, int, Record]],
+    ) -> None:
+        by_partition: dict[str, list[int]] = {}
+        reads = self.reads
+        for tp, offset, record in records:
+            by_partition.setdefault(str(tp), []).append(offset)
+            key = (group, record.message_id)
+            reads[key] = reads.get(key, 0) + 1
+        now = self._now()
+        for partition, offsets in by_partition.items():
+            self.polls.append(
+                Poll(group, consumer, assignment_epoch, partition, tuple(offsets), now)
+            )
+
+    def processed(
+        self, group: str, consumer: str, tp: TopicPartition, offset: int, message_id: str
+    ) -> None:
+        self.processing.setdefault(message_id, []).append(
+            Processing(group, consumer, str(tp), offset, self._now())
+        )
+
     # -- what the replicas did ------------------------------------------------
     def appended(self, broker: int, tp: TopicPartition, log_batch: LogBatch) -> None:
         self.appends.append((self._now(), broker, str(tp), log_batch))
@@ -131,6 +187,7 @@ class Anomaly:
     offsets: tuple[int, ...]
     allowed: bool
     explanation: str
+    where: str = "log"  # log | processing | sink | poll
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +195,7 @@ class Anomaly:
             "message_id": self.message_id,
             "partition": self.partition,
             "offsets": list(self.offsets),
+            "where": self.where,
             "allowed": self.allowed,
             "explanation": self.explanation,
         }
@@ -210,8 +268,13 @@ def judge(
     semantics: str,
     expected: Mapping[str, Expectation],
     ordered: bool = False,
+    groups: Mapping[str, tuple[str, ...]] | None = None,
+    sink_counts: Mapping[str, int] | None = None,
 ) -> Verdict:
-    """Compute anomalies from the ledger and the final committed logs."""
+    """Compute anomalies from the ledger and the final committed logs.
+
+    ``groups`` maps each consumer group to the topics it reads; ``sink_counts``
+    is how many rows of the external database hold each message."""
     allowed = set(_ALLOWED[semantics])
     if ordered:
         allowed.discard("reordered")
@@ -250,10 +313,28 @@ def judge(
                 )
             )
     anomalies.extend(_reordered(messages, copies, "reordered" in allowed))
+    anomalies.extend(_consumer_anomalies(ledger, copies, groups or {}, allowed))
+    if sink_counts is not None:
+        for message_id, rows in sorted(sink_counts.items()):
+            if rows > 1:
+                anomalies.append(
+                    Anomaly(
+                        "duplicate",
+                        message_id,
+                        None,
+                        (),
+                        "duplicate" in allowed,
+                        f"{rows} rows in the sink hold {message_id}",
+                        "sink",
+                    )
+                )
+    anomalies.extend(_poll_order(ledger, committed))
 
-    counts = {kind: 0 for kind in ("lost", "duplicate", "reordered")}
+    kinds = ("lost", "duplicate", "reordered", "unseen", "poll-skip", "nonmonotonic-poll")
+    counts = {kind: 0 for kind in kinds}
     for anomaly in anomalies:
         counts[anomaly.kind] += 1
+    processing = ledger.processing
     outcome = {
         "produced": len(messages),
         "acknowledged": sum(1 for e in messages.values() if e.status == "acked"),
@@ -262,6 +343,17 @@ def judge(
         "lost": counts["lost"],
         "duplicated": counts["duplicate"],
         "reordered": counts["reordered"],
+        "processed": sum(1 for m in processing if processing[m]),
+        "sunk": sum(1 for rows in (sink_counts or {}).values() if rows > 0),
+        "unseen": counts["unseen"],
+        "reprocessed": sum(
+            1 for a in anomalies if a.kind == "duplicate" and a.where == "processing"
+        ),
+        "duplicated_in_sink": sum(
+            1 for a in anomalies if a.kind == "duplicate" and a.where == "sink"
+        ),
+        "poll_skips": counts["poll-skip"],
+        "nonmonotonic_polls": counts["nonmonotonic-poll"],
     }
     mismatches = tuple(
         f"{key}: expected {exp}, got {outcome.get(key, 0)}"
@@ -276,6 +368,110 @@ def judge(
         "unexpected" if mismatches else "as-expected",
         mismatches,
     )
+
+
+def _consumer_anomalies(
+    ledger: Ledger,
+    copies: Mapping[str, list[tuple[str, int]]],
+    groups: Mapping[str, tuple[str, ...]],
+    allowed: set[str],
+) -> list[Anomaly]:
+    """Per group: committed messages never processed, or processed twice."""
+    out: list[Anomaly] = []
+    for group, topics in sorted(groups.items()):
+        for message_id, found in copies.items():
+            mine = [(p, o) for p, o in found if p.rpartition("-")[0] in topics]
+            if not mine:
+                continue
+            partition, offset = mine[0]
+            done = [p for p in ledger.processing.get(message_id, ()) if p.group == group]
+            if not done:
+                reads = ledger.reads.get((group, message_id), 0)
+                if reads:
+                    out.append(
+                        Anomaly(
+                            "lost",
+                            message_id,
+                            partition,
+                            (offset,),
+                            "lost" in allowed,
+                            f"in the log at {partition}@{offset}; group {group} polled it {reads} "
+                            "time(s) but never processed it",
+                            "processing",
+                        )
+                    )
+                else:
+                    out.append(
+                        Anomaly(
+                            "unseen",
+                            message_id,
+                            partition,
+                            (offset,),
+                            "unseen" in allowed,
+                            f"in the log at {partition}@{offset}; no poll of group {group} ever "
+                            "returned it",
+                            "processing",
+                        )
+                    )
+            elif len(done) > 1:
+                out.append(
+                    Anomaly(
+                        "duplicate",
+                        message_id,
+                        partition,
+                        tuple(p.offset for p in done),
+                        "duplicate" in allowed,
+                        f"group {group} processed it {len(done)} times: "
+                        + ", ".join(
+                            f"{p.consumer} at {p.time_ms} ms ({p.partition}@{p.offset})"
+                            for p in done
+                        ),
+                        "processing",
+                    )
+                )
+    return out
+
+
+def _poll_order(ledger: Ledger, committed: Mapping[str, list[tuple[int, str]]]) -> list[Anomaly]:
+    """Within one consumer's continuous ownership of a partition, polls must go
+    forward without jumping over records that exist."""
+    present_by_partition = {p: dict(entries) for p, entries in committed.items()}
+    last: dict[tuple[str, int, str], int] = {}
+    out: list[Anomaly] = []
+    for poll in ledger.polls:
+        key = (poll.consumer, poll.assignment_epoch, poll.partition)
+        present = present_by_partition.get(poll.partition, {})
+        for offset in poll.offsets:
+            previous = last.get(key)
+            if previous is not None and offset <= previous:
+                out.append(
+                    Anomaly(
+                        "nonmonotonic-poll",
+                        present.get(offset, "?"),
+                        poll.partition,
+                        (previous, offset),
+                        False,
+                        f"{poll.consumer} read {poll.partition}@{offset} after @{previous}",
+                        "poll",
+                    )
+                )
+            elif previous is not None:
+                skipped = [o for o in range(previous + 1, offset) if o in present]
+                if skipped:
+                    out.append(
+                        Anomaly(
+                            "poll-skip",
+                            present[skipped[0]],
+                            poll.partition,
+                            (previous, offset),
+                            False,
+                            f"{poll.consumer} jumped from {poll.partition}@{previous} to "
+                            f"@{offset}, over {len(skipped)} record(s)",
+                            "poll",
+                        )
+                    )
+            last[key] = offset
+    return out
 
 
 def _explain_lost(ledger: Ledger, entry: MessageEntry) -> str:

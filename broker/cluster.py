@@ -15,24 +15,32 @@ controller decisions reach brokers and client metadata instantly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from broker.config import ClusterConfig, TopicConfig
 from broker.errors import ErrorCode
+from broker.groups import OFFSETS_TOPIC, GroupCoordinator
 from broker.log import UNDEFINED_EPOCH, PartitionLog
 from broker.network import Connection, Exchange, Network
 from broker.protocol import (
+    EARLIEST_TIMESTAMP,
+    GROUP_APIS,
+    READ_COMMITTED,
+    ConsumerFetchRequest,
     DivergingEpoch,
     FetchRequest,
     FetchResponse,
     InitProducerIdRequest,
     InitProducerIdResponse,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
     ProduceRequest,
     ProduceResponse,
     TopicPartition,
 )
-from broker.records import LogBatch
+from broker.records import LogBatch, Record, RecordBatch
 from broker.scheduler import Scheduler, Timer
 
 if TYPE_CHECKING:
@@ -52,7 +60,9 @@ class FollowerProgress:
 
 @dataclass(slots=True)
 class PendingProduce:
-    exchange: Exchange
+    """An append waiting for the high watermark (acks=all, offset commits)."""
+
+    reply: Callable[[ErrorCode, int], None]  # (error, base offset)
     tp: TopicPartition
     base_offset: int
     required_offset: int
@@ -67,6 +77,13 @@ class ParkedFetch:
 
 
 @dataclass(slots=True)
+class ParkedConsumerFetch:
+    exchange: Exchange
+    request: ConsumerFetchRequest
+    timer: Timer | None = None
+
+
+@dataclass(slots=True)
 class Replica:
     tp: TopicPartition
     log: PartitionLog
@@ -77,6 +94,7 @@ class Replica:
     followers: dict[int, FollowerProgress] = field(default_factory=dict)
     pending: list[PendingProduce] = field(default_factory=list)
     parked: list[ParkedFetch] = field(default_factory=list)
+    consumer_parked: list[ParkedConsumerFetch] = field(default_factory=list)
     # follower side
     fetch_generation: int = 0
     fetch_in_flight: bool = False
@@ -112,6 +130,7 @@ class Broker:
         self._alive = True
         self.incarnation = 0
         self.replicas: dict[TopicPartition, Replica] = {}
+        self.groups = GroupCoordinator(self)
         self._isr_timer: Timer | None = None
         self.network.register_server(self, self.handle)
         self.network.register_client(self.name, self._on_response, self._on_disconnect)
@@ -143,6 +162,7 @@ class Broker:
                 replica.fetch_timer.cancel()
             replica.pending.clear()
             replica.parked.clear()
+            self._drop_consumer_fetches(replica, answer=False)
             replica.role = "offline"
             replica.followers.clear()
             replica.fetch_in_flight = False
@@ -150,6 +170,7 @@ class Broker:
         self._fetches.clear()
         if self._isr_timer:
             self._isr_timer.cancel()
+        self.groups.unload_all()
         self.network.close_server(self.name)
         self.network.unregister_client(self.name)
         self.events.emit(self.name, "broker.crash", detail="process stopped; log kept on disk")
@@ -180,6 +201,8 @@ class Broker:
         }
         replica.log.assign_epoch_start(state.leader_epoch)
         self._maybe_increment_hw(replica)
+        if state.tp.topic == OFFSETS_TOPIC:
+            self.groups.load(state.tp)
 
     def become_follower(self, state: PartitionState) -> None:
         replica = self.replicas[state.tp]
@@ -188,6 +211,9 @@ class Broker:
             if parked.timer:
                 parked.timer.cancel()
         replica.parked.clear()
+        self._drop_consumer_fetches(replica, answer=True)
+        if replica.role == "leader":
+            self.groups.unload(state.tp)
         replica.role = "follower" if state.leader is not None else "offline"
         replica.leader_id = state.leader
         replica.leader_epoch = state.leader_epoch
@@ -211,7 +237,7 @@ class Broker:
         for pending in replica.pending:
             if pending.timer:
                 pending.timer.cancel()
-            self.network.send_response(pending.exchange, ProduceResponse(pending.tp, error))
+            pending.reply(error, -1)
         replica.pending.clear()
 
     # -- request handling (sans-IO: plain data in, plain data out) ---------
@@ -220,8 +246,14 @@ class Broker:
             self.handle_produce(exchange, request)
         elif isinstance(request, FetchRequest):
             self.handle_fetch(exchange, request)
+        elif isinstance(request, ConsumerFetchRequest):
+            self.handle_consumer_fetch(exchange, request)
+        elif isinstance(request, ListOffsetsRequest):
+            self.handle_list_offsets(exchange, request)
         elif isinstance(request, InitProducerIdRequest):
             self.handle_init_producer_id(exchange, request)
+        elif getattr(request, "api", None) in GROUP_APIS:
+            self.groups.handle(exchange, request)
         else:
             raise TypeError(f"{self.name}: unknown request {request!r}")
 
@@ -295,14 +327,62 @@ class Broker:
             self._on_leader_append(replica)
         if request.acks == 0:
             return
-        if request.acks == 1 or log.high_watermark >= required:
-            self._complete_produce(exchange, tp, base_offset, replica, request.acks)
+
+        def reply(error: ErrorCode, offset: int) -> None:
+            self.network.send_response(exchange, ProduceResponse(tp, error, offset))
+
+        if request.acks == 1:
+            reply(ErrorCode.NONE, base_offset)
             return
-        pending = PendingProduce(exchange, tp, base_offset, required)
-        pending.timer = self.scheduler.after(
-            request.timeout_ms, self._expire_produce, replica, pending
+        self._await_high_watermark(
+            replica, PendingProduce(reply, tp, base_offset, required), request.timeout_ms
         )
+
+    def _await_high_watermark(
+        self, replica: Replica, pending: PendingProduce, timeout_ms: int
+    ) -> None:
+        if replica.log.high_watermark >= pending.required_offset:
+            self._complete_pending(pending, replica)
+            return
+        pending.timer = self.scheduler.after(timeout_ms, self._expire_produce, replica, pending)
         replica.pending.append(pending)
+
+    def append_internal(
+        self,
+        tp: TopicPartition,
+        records: tuple[Record, ...],
+        timeout_ms: int,
+        reply: Callable[[ErrorCode, int], None],
+    ) -> None:
+        """Append the broker's own records (offset commits, group metadata) as leader
+        and call ``reply`` once they are committed (HW past them), as acks=all."""
+        replica = self.replicas.get(tp)
+        if replica is None or replica.role != "leader":
+            reply(ErrorCode.NOT_COORDINATOR, -1)
+            return
+        if len(replica.isr) < self.cluster.partition(tp).min_insync_replicas:
+            reply(ErrorCode.NOT_ENOUGH_REPLICAS, -1)
+            return
+        log_batch = replica.log.append_as_leader(
+            RecordBatch(records), replica.leader_epoch, self.scheduler.now_ms
+        )
+        self.ledger.appended(self.broker_id, tp, log_batch)
+        self.events.emit(
+            self.name,
+            "internal.append",
+            str(tp),
+            log_batch.base_offset,
+            None,
+            "; ".join(f"{r.key}={r.value}" for r in records[:3])
+            + (f" +{len(records) - 3}" if len(records) > 3 else ""),
+            quiet=True,
+        )
+        self._on_leader_append(replica)
+        self._await_high_watermark(
+            replica,
+            PendingProduce(reply, tp, log_batch.base_offset, log_batch.next_offset),
+            timeout_ms,
+        )
 
     def _produce_error(
         self, exchange: Exchange, request: ProduceRequest, error: ErrorCode, why: str
@@ -311,15 +391,11 @@ class Broker:
         if request.acks != 0:
             self.network.send_response(exchange, ProduceResponse(request.tp, error))
 
-    def _complete_produce(
-        self, exchange: Exchange, tp: TopicPartition, base_offset: int, replica: Replica, acks: int
-    ) -> None:
-        error = ErrorCode.NONE
-        if acks == -1 and len(replica.isr) < self.cluster.partition(tp).min_insync_replicas:
-            error = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        self.network.send_response(
-            exchange, ProduceResponse(tp, error, base_offset if error is ErrorCode.NONE else -1)
-        )
+    def _complete_pending(self, pending: PendingProduce, replica: Replica) -> None:
+        if len(replica.isr) < self.cluster.partition(pending.tp).min_insync_replicas:
+            pending.reply(ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND, -1)
+        else:
+            pending.reply(ErrorCode.NONE, pending.base_offset)
 
     def _expire_produce(self, replica: Replica, pending: PendingProduce) -> None:
         if pending in replica.pending:
@@ -333,9 +409,7 @@ class Broker:
                 f"high watermark {replica.log.high_watermark} never reached "
                 f"{pending.required_offset}",
             )
-            self.network.send_response(
-                pending.exchange, ProduceResponse(pending.tp, ErrorCode.REQUEST_TIMED_OUT)
-            )
+            pending.reply(ErrorCode.REQUEST_TIMED_OUT, -1)
 
     def _on_leader_append(self, replica: Replica) -> None:
         self._maybe_increment_hw(replica)
@@ -465,13 +539,13 @@ class Broker:
                 if new_hw >= pending.required_offset:
                     if pending.timer:
                         pending.timer.cancel()
-                    self._complete_produce(
-                        pending.exchange, pending.tp, pending.base_offset, replica, -1
-                    )
+                    self._complete_pending(pending, replica)
                 else:
                     still.append(pending)
             replica.pending = still
         self._wake_parked(replica)
+        if replica.consumer_parked:
+            self._wake_consumers(replica)
 
     def _schedule_isr_check(self) -> None:
         interval = max(1, self.config.replica_lag_time_max_ms // 2)
@@ -504,6 +578,108 @@ class Broker:
                     f"within replica.lag.time.max.ms={lag_max}",
                 )
         self._schedule_isr_check()
+
+    # -- consumers ---------------------------------------------------------------
+    def _consumer_bound(self, log: PartitionLog, isolation_level: int) -> int:
+        """Consumers never read past the HW, nor past the LSO for read_committed."""
+        if isolation_level == READ_COMMITTED:
+            return log.last_stable_offset
+        return log.high_watermark
+
+    def handle_consumer_fetch(self, exchange: Exchange, request: ConsumerFetchRequest) -> None:
+        replica = self.replicas.get(request.tp)
+        if replica is None or replica.role != "leader":
+            self.network.send_response(
+                exchange, FetchResponse(request.tp, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            )
+            return
+        log = replica.log
+        if not log.log_start_offset <= request.fetch_offset <= log.log_end_offset:
+            self.network.send_response(
+                exchange,
+                FetchResponse(
+                    request.tp,
+                    ErrorCode.OFFSET_OUT_OF_RANGE,
+                    log.high_watermark,
+                    log.log_start_offset,
+                ),
+            )
+            return
+        batches = log.read(
+            request.fetch_offset,
+            request.max_bytes,
+            self._consumer_bound(log, request.isolation_level),
+        )
+        if batches or request.max_wait_ms <= 0:
+            self._answer_consumer(replica, exchange, request, batches)
+            return
+        parked = ParkedConsumerFetch(exchange, request)
+        parked.timer = self.scheduler.after(
+            request.max_wait_ms, self._expire_consumer_fetch, replica, parked
+        )
+        replica.consumer_parked.append(parked)
+
+    def _answer_consumer(
+        self,
+        replica: Replica,
+        exchange: Exchange,
+        request: ConsumerFetchRequest,
+        batches: tuple[LogBatch, ...],
+    ) -> None:
+        log = replica.log
+        self.network.send_response(
+            exchange,
+            FetchResponse(
+                request.tp, ErrorCode.NONE, log.high_watermark, log.log_start_offset, batches
+            ),
+        )
+
+    def _expire_consumer_fetch(self, replica: Replica, parked: ParkedConsumerFetch) -> None:
+        if parked in replica.consumer_parked:
+            replica.consumer_parked.remove(parked)
+            self._answer_consumer(replica, parked.exchange, parked.request, ())
+
+    def _wake_consumers(self, replica: Replica) -> None:
+        still = []
+        log = replica.log
+        for parked in replica.consumer_parked:
+            request = parked.request
+            bound = self._consumer_bound(log, request.isolation_level)
+            batches = log.read(request.fetch_offset, request.max_bytes, bound)
+            if not batches:
+                still.append(parked)
+                continue
+            if parked.timer:
+                parked.timer.cancel()
+            self._answer_consumer(replica, parked.exchange, request, batches)
+        replica.consumer_parked = still
+
+    def _drop_consumer_fetches(self, replica: Replica, answer: bool) -> None:
+        for parked in replica.consumer_parked:
+            if parked.timer:
+                parked.timer.cancel()
+            if answer:
+                self.network.send_response(
+                    parked.exchange,
+                    FetchResponse(parked.request.tp, ErrorCode.NOT_LEADER_OR_FOLLOWER),
+                )
+        replica.consumer_parked.clear()
+
+    def handle_list_offsets(self, exchange: Exchange, request: ListOffsetsRequest) -> None:
+        replica = self.replicas.get(request.tp)
+        if replica is None or replica.role != "leader":
+            self.network.send_response(
+                exchange, ListOffsetsResponse(request.tp, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            )
+            return
+        log = replica.log
+        if request.timestamp == EARLIEST_TIMESTAMP:
+            offset = log.log_start_offset
+        else:
+            offset = self._consumer_bound(log, request.isolation_level)
+        self.network.send_response(
+            exchange, ListOffsetsResponse(request.tp, ErrorCode.NONE, offset)
+        )
 
     # -- follower: the fetch loop ------------------------------------------
     def _send_fetch(self, replica: Replica) -> None:
@@ -780,6 +956,7 @@ class Cluster:
         network: Network,
         events: EventLog,
         ledger: Ledger,
+        with_groups: bool = False,
     ) -> None:
         self.config = config
         self.scheduler = scheduler
@@ -790,8 +967,17 @@ class Cluster:
         self.controller = Controller(self)
         self.brokers: dict[int, Broker] = {}
         self._next_producer_id = 0
+        self._next_member = 0
+        self._next_internal = 0
+        self.offsets_partitions = config.offsets_topic_num_partitions
         for broker_id in range(1, config.brokers + 1):
             self.brokers[broker_id] = Broker(broker_id, self)
+        topics = list(topics)
+        if with_groups:
+            # __consumer_offsets exists only where groups are used, so producer-only
+            # scenarios keep their traces short.
+            rf = min(config.offsets_topic_replication_factor, config.brokers)
+            topics.append(TopicConfig(OFFSETS_TOPIC, self.offsets_partitions, rf, 1))
         for topic in topics:
             for p in range(topic.partitions):
                 tp = TopicPartition(topic.name, p)
@@ -824,6 +1010,14 @@ class Cluster:
 
     def leader_of(self, tp: TopicPartition) -> int | None:
         return self.controller.partitions[tp].leader
+
+    def next_member_number(self) -> int:
+        self._next_member += 1
+        return self._next_member
+
+    def next_internal_record(self) -> int:
+        self._next_internal += 1
+        return self._next_internal
 
     def allocate_producer_id(self) -> int:
         producer_id = self._next_producer_id

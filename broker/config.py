@@ -21,6 +21,10 @@ class ClusterConfig:
     replica_socket_timeout_ms: int = 30000  # replica.socket.timeout.ms
     replica_fetch_max_bytes: int = 1_048_576  # replica.fetch.max.bytes
     latency_ms: tuple[int, int] = (1, 5)  # the lab's network: one-way latency range
+    group_initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms
+    # offsets.topic.num.partitions is 50 in Kafka; one partition keeps the lab legible.
+    offsets_topic_num_partitions: int = 1
+    offsets_topic_replication_factor: int = 3  # capped at the number of brokers
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +53,21 @@ class ProducerConfig:
     @property
     def acks_name(self) -> str:
         return "all" if self.acks == -1 else str(self.acks)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    group_id: str
+    enable_auto_commit: bool = True
+    auto_commit_interval_ms: int = 5000
+    auto_offset_reset: str = "latest"  # earliest | latest | none
+    isolation_level: str = "read_uncommitted"  # or read_committed
+    max_poll_records: int = 500
+    session_timeout_ms: int = 45000
+    heartbeat_interval_ms: int = 3000
+    max_poll_interval_ms: int = 300000  # also the rebalance timeout of the classic protocol
+    fetch_max_wait_ms: int = 500
+    max_partition_fetch_bytes: int = 1_048_576
+    request_timeout_ms: int = 30000
+    retry_backoff_ms: int = 100
+    partition_assignment_strategy: str = "range"  # range | roundrobin

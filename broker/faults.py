@@ -25,7 +25,18 @@ FAULT_KINDS = (
     "delay-response",
     "error-response",
 )
-APIS = ("Produce", "Fetch", "InitProducerId")
+APIS = (
+    "Produce",
+    "Fetch",
+    "InitProducerId",
+    "ListOffsets",
+    "JoinGroup",
+    "SyncGroup",
+    "Heartbeat",
+    "LeaveGroup",
+    "OffsetCommit",
+    "OffsetFetch",
+)
 
 
 @dataclass(slots=True)

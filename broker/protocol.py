@@ -95,3 +95,138 @@ class InitProducerIdResponse:
 
 Request = ProduceRequest | FetchRequest | InitProducerIdRequest
 Response = ProduceResponse | FetchResponse | InitProducerIdResponse
+
+
+# -- consumers ---------------------------------------------------------------
+READ_UNCOMMITTED = 0
+READ_COMMITTED = 1
+CONSUMER_REPLICA_ID = -1
+EARLIEST_TIMESTAMP = -2
+LATEST_TIMESTAMP = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerFetchRequest:
+    """A consumer's fetch: never past the HW (or the LSO for read_committed)."""
+
+    tp: TopicPartition
+    fetch_offset: int
+    max_wait_ms: int
+    max_bytes: int
+    isolation_level: int = READ_UNCOMMITTED
+    api: ClassVar[str] = "Fetch"
+
+
+@dataclass(frozen=True, slots=True)
+class ListOffsetsRequest:
+    tp: TopicPartition
+    timestamp: int  # EARLIEST_TIMESTAMP or LATEST_TIMESTAMP
+    isolation_level: int = READ_UNCOMMITTED
+    api: ClassVar[str] = "ListOffsets"
+
+
+@dataclass(frozen=True, slots=True)
+class ListOffsetsResponse:
+    tp: TopicPartition
+    error: ErrorCode
+    offset: int = -1
+    api: ClassVar[str] = "ListOffsets"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGroupRequest:
+    group_id: str
+    member_id: str  # "" for a new member
+    client_id: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol: str  # the assignor: range | roundrobin
+    topics: tuple[str, ...]
+    api: ClassVar[str] = "JoinGroup"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGroupResponse:
+    error: ErrorCode
+    generation_id: int = -1
+    member_id: str = ""
+    leader: str = ""
+    # Only the leader gets the members and their subscriptions.
+    members: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    protocol: str = ""
+    api: ClassVar[str] = "JoinGroup"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupRequest:
+    group_id: str
+    generation_id: int
+    member_id: str
+    assignments: tuple[tuple[str, tuple[TopicPartition, ...]], ...] = ()
+    api: ClassVar[str] = "SyncGroup"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupResponse:
+    error: ErrorCode
+    assignment: tuple[TopicPartition, ...] = ()
+    api: ClassVar[str] = "SyncGroup"
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRequest:
+    group_id: str
+    generation_id: int
+    member_id: str
+    api: ClassVar[str] = "Heartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResponse:
+    error: ErrorCode
+    api: ClassVar[str] = "Heartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroupRequest:
+    group_id: str
+    member_id: str
+    api: ClassVar[str] = "LeaveGroup"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroupResponse:
+    error: ErrorCode
+    api: ClassVar[str] = "LeaveGroup"
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommitRequest:
+    group_id: str
+    generation_id: int
+    member_id: str
+    offsets: tuple[tuple[TopicPartition, int], ...]
+    api: ClassVar[str] = "OffsetCommit"
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommitResponse:
+    error: ErrorCode
+    api: ClassVar[str] = "OffsetCommit"
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchRequest:
+    group_id: str
+    partitions: tuple[TopicPartition, ...]
+    api: ClassVar[str] = "OffsetFetch"
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchResponse:
+    error: ErrorCode
+    offsets: tuple[tuple[TopicPartition, int], ...] = ()  # -1: nothing committed
+    api: ClassVar[str] = "OffsetFetch"
+
+
+GROUP_APIS = ("JoinGroup", "SyncGroup", "Heartbeat", "LeaveGroup", "OffsetCommit", "OffsetFetch")

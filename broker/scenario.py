@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from broker.checker import OUTCOME_KEYS, SEMANTICS, Expectation, parse_expectation
-from broker.config import INT_MAX, ClusterConfig, ProducerConfig, TopicConfig
+from broker.clients.consumer_app import (
+    COMMIT_STRATEGIES,
+    CRASH_POINTS,
+    SINK_MODES,
+    ConsumerSpec,
+)
+from broker.config import INT_MAX, ClusterConfig, ConsumerConfig, ProducerConfig, TopicConfig
 from broker.faults import APIS, FAULT_KINDS
 from broker.protocol import TopicPartition
 
@@ -28,6 +34,7 @@ MAX_BROKERS = 9
 MAX_TOPICS = 16
 MAX_PARTITIONS = 64
 MAX_PRODUCERS = 16
+MAX_CONSUMERS = 16
 MAX_STEPS = 2000
 MAX_RECORDS = 1_000_000
 MAX_DURATION_MS = 86_400_000
@@ -57,6 +64,11 @@ STEP_ACTIONS = (
     "crash-producer",
     "restart-producer",
     "disconnect",
+    "crash-consumer",
+    "restart-consumer",
+    "stop-consumer",
+    "stall-consumer",
+    "fail-sink",
     "note",
 )
 
@@ -106,6 +118,17 @@ class ScenarioSpec:
     steps: tuple[Step, ...]
     expected: Mapping[str, Expectation]
     source: str = ""
+    consumers: tuple[ConsumerSpec, ...] = ()
+    sink: str | None = None  # the external database's name, when there is one
+
+    @property
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Each consumer group and the topics it reads."""
+        out: dict[str, tuple[str, ...]] = {}
+        for consumer in self.consumers:
+            group = consumer.config.group_id
+            out[group] = tuple(dict.fromkeys(out.get(group, ()) + consumer.topics))
+        return out
 
 
 # -- small typed readers that name the key path on error ---------------------
@@ -211,6 +234,9 @@ _CLUSTER_KEYS = (
     "replica.socket.timeout.ms",
     "replica.fetch.max.bytes",
     "latency_ms",
+    "group.initial.rebalance.delay.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
 )
 
 
@@ -244,6 +270,13 @@ def _cluster(raw: Any) -> ClusterConfig:
         replica_socket_timeout_ms=_int(table, "replica.socket.timeout.ms", path, 30000, 1, ms),
         replica_fetch_max_bytes=_int(table, "replica.fetch.max.bytes", path, 1_048_576, 1, 1 << 30),
         latency_ms=latency,
+        group_initial_rebalance_delay_ms=_int(
+            table, "group.initial.rebalance.delay.ms", path, 3000, 0, ms
+        ),
+        offsets_topic_num_partitions=_int(table, "offsets.topic.num.partitions", path, 1, 1, 50),
+        offsets_topic_replication_factor=_int(
+            table, "offsets.topic.replication.factor", path, 3, 1, MAX_BROKERS
+        ),
     )
 
 
@@ -383,13 +416,12 @@ def producer_config(raw: Any, path: str) -> ProducerConfig:
     )
 
 
-def _producers(raw: Any) -> tuple[ProducerSpec, ...]:
+def _producers(raw: Any, seen: set[str]) -> tuple[ProducerSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise ScenarioError("producers", "expected at least one [[producers]] table")
     if len(raw) > MAX_PRODUCERS:
         raise ScenarioError("producers", f"at most {MAX_PRODUCERS} producers")
     out = []
-    seen: set[str] = set()
     for i, item in enumerate(raw):
         path = f"producers[{i}]"
         table = _table(item, path)
@@ -410,12 +442,144 @@ def _producers(raw: Any) -> tuple[ProducerSpec, ...]:
     return tuple(out)
 
 
+_CONSUMER_KEYS = (
+    "name",
+    "group",
+    "topics",
+    "commit",
+    "commit_every",
+    "processing",
+    "processing_ms",
+    "sink",
+    "start_ms",
+    "config",
+)
+_CONSUMER_CONFIG_KEYS = (
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "isolation.level",
+    "max.poll.records",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "fetch.max.wait.ms",
+    "max.partition.fetch.bytes",
+    "request.timeout.ms",
+    "retry.backoff.ms",
+    "partition.assignment.strategy",
+)
+
+
+def consumer_config(raw: Any, path: str, group: str, commit: str) -> ConsumerConfig:
+    """Validate a consumer's Kafka configs as KafkaConsumer would."""
+    table = _table(raw, path)
+    _check_keys(table, _CONSUMER_CONFIG_KEYS, path)
+    ms = 3_600_000
+    auto = commit == "auto"
+    enable_auto_commit = _bool(table, "enable.auto.commit", path, auto)
+    if enable_auto_commit != auto:
+        raise ScenarioError(
+            _join(path, "enable.auto.commit"),
+            f"{str(enable_auto_commit).lower()} contradicts commit = {commit!r}: use commit = "
+            '"auto" for auto-commit, or leave enable.auto.commit out',
+        )
+    session = _int(table, "session.timeout.ms", path, 45000, 1, ms)
+    heartbeat = _int(table, "heartbeat.interval.ms", path, 3000, 1, ms)
+    if heartbeat >= session:
+        raise ScenarioError(
+            _join(path, "heartbeat.interval.ms"),
+            f"must be lower than session.timeout.ms ({session}), as Kafka requires",
+        )
+    return ConsumerConfig(
+        group_id=group,
+        enable_auto_commit=enable_auto_commit,
+        auto_commit_interval_ms=_int(table, "auto.commit.interval.ms", path, 5000, 1, ms),
+        auto_offset_reset=_str(
+            table, "auto.offset.reset", path, "latest", choices=("earliest", "latest", "none")
+        ),
+        isolation_level=_str(
+            table,
+            "isolation.level",
+            path,
+            "read_uncommitted",
+            choices=("read_uncommitted", "read_committed"),
+        ),
+        max_poll_records=_int(table, "max.poll.records", path, 500, 1, 100_000),
+        session_timeout_ms=session,
+        heartbeat_interval_ms=heartbeat,
+        max_poll_interval_ms=_int(table, "max.poll.interval.ms", path, 300000, 1, ms),
+        fetch_max_wait_ms=_int(table, "fetch.max.wait.ms", path, 500, 0, ms),
+        max_partition_fetch_bytes=_int(
+            table, "max.partition.fetch.bytes", path, 1_048_576, 1, 1 << 30
+        ),
+        request_timeout_ms=_int(table, "request.timeout.ms", path, 30000, 1, ms),
+        retry_backoff_ms=_int(table, "retry.backoff.ms", path, 100, 0, ms),
+        partition_assignment_strategy=_str(
+            table, "partition.assignment.strategy", path, "range", choices=("range", "roundrobin")
+        ),
+    )
+
+
+def _consumers(
+    raw: Any, topics: Mapping[str, TopicConfig], taken: set[str]
+) -> tuple[ConsumerSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ScenarioError("consumers", "expected an array of [[consumers]] tables")
+    if len(raw) > MAX_CONSUMERS:
+        raise ScenarioError("consumers", f"at most {MAX_CONSUMERS} consumers")
+    out = []
+    for i, item in enumerate(raw):
+        path = f"consumers[{i}]"
+        table = _table(item, path)
+        _check_keys(table, _CONSUMER_KEYS, path)
+        name = _name(_str(table, "name", path), _join(path, "name"))
+        if name in taken or name.startswith("broker-") or name in ("controller", "network"):
+            raise ScenarioError(_join(path, "name"), f"{name!r} is already taken")
+        taken.add(name)
+        group = _name(_str(table, "group", path), _join(path, "group"))
+        where = _join(path, "topics")
+        subscribed = table.get("topics")
+        if (
+            not isinstance(subscribed, list)
+            or not subscribed
+            or not all(isinstance(t, str) for t in subscribed)
+        ):
+            raise ScenarioError(where, "expected a non-empty array of topic names")
+        for topic in subscribed:
+            if topic not in topics:
+                raise ScenarioError(where, f"no topic {topic!r}")
+        commit = _str(table, "commit", path, "auto", choices=COMMIT_STRATEGIES)
+        sink = _str(table, "sink", path, "none", choices=SINK_MODES)
+        out.append(
+            ConsumerSpec(
+                name=name,
+                config=consumer_config(
+                    table.get("config", {}), _join(path, "config"), group, commit
+                ),
+                topics=tuple(dict.fromkeys(subscribed)),
+                commit=commit,
+                commit_every=_str(
+                    table, "commit_every", path, "batch", choices=("batch", "record")
+                ),
+                processing=_str(table, "processing", path, "inline", choices=("inline", "handoff")),
+                processing_ms=_int(table, "processing_ms", path, 10, 0, 3_600_000),
+                sink=sink,
+                start_ms=_int(table, "start_ms", path, 0, 0, MAX_DURATION_MS),
+            )
+        )
+    return tuple(out)
+
+
 # -- steps -----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class _Context:
     brokers: int
     topics: Mapping[str, TopicConfig]
     producers: frozenset[str]
+    consumers: frozenset[str] = frozenset()
 
 
 def _broker_ref(value: Any, where: str, ctx: _Context) -> int | str:
@@ -466,13 +630,16 @@ def _probability(table: Mapping[str, Any], key: str, path: str, default: float) 
 def _client_ref(value: Any, where: str, ctx: _Context) -> str:
     if not isinstance(value, str) or not (
         value in ctx.producers
+        or value in ctx.consumers
         or (
             value.startswith("broker-")
             and value[7:].isdigit()
             and 1 <= int(value[7:]) <= ctx.brokers
         )
     ):
-        raise ScenarioError(where, f"expected a producer name or broker-N, got {value!r}")
+        raise ScenarioError(
+            where, f"expected a producer or consumer name, or broker-N, got {value!r}"
+        )
     return value
 
 
@@ -531,6 +698,11 @@ _STEP_KEYS: dict[str, tuple[str, ...]] = {
         "until_ms",
     ),
     "note": (),
+    "crash-consumer": ("consumer", "at", "after_records"),
+    "restart-consumer": ("consumer",),
+    "stop-consumer": ("consumer",),
+    "stall-consumer": ("consumer", "duration_ms"),
+    "fail-sink": ("count",),
 }
 for _kind_name in FAULT_KINDS:
     _STEP_KEYS[_kind_name] = (
@@ -601,6 +773,21 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
         if "client" not in table:
             raise ScenarioError(_join(path, "client"), "required")
         params["client"] = _client_ref(table["client"], _join(path, "client"), ctx)
+    elif action in ("crash-consumer", "restart-consumer", "stop-consumer", "stall-consumer"):
+        consumer = _str(table, "consumer", path)
+        if consumer not in ctx.consumers:
+            declared = ", ".join(sorted(ctx.consumers)) or "none"
+            raise ScenarioError(
+                _join(path, "consumer"), f"no consumer {consumer!r} (declared: {declared})"
+            )
+        params["consumer"] = consumer
+        if action == "crash-consumer":
+            params["at"] = _str(table, "at", path, "now", choices=CRASH_POINTS)
+            params["after_records"] = _int(table, "after_records", path, 1, 1, MAX_RECORDS)
+        elif action == "stall-consumer":
+            params["duration_ms"] = _int(table, "duration_ms", path, None, 1, MAX_DURATION_MS)
+    elif action == "fail-sink":
+        params["count"] = _int(table, "count", path, 1, 1, 1000)
     return Step(at_ms, action, params, narration)
 
 
@@ -645,6 +832,15 @@ def _expected(raw: Any) -> dict[str, Expectation]:
     return out
 
 
+def _sink(raw: Any, consumers: tuple[ConsumerSpec, ...]) -> str | None:
+    users = [c.name for c in consumers if c.sink != "none"]
+    if raw is None:
+        return "db" if users else None
+    table = _table(raw, "sink")
+    _check_keys(table, ("name",), "sink")
+    return _name(_str(table, "name", "sink", "db"), "sink.name")
+
+
 _TOP_KEYS = (
     "name",
     "title",
@@ -658,6 +854,8 @@ _TOP_KEYS = (
     "producers",
     "steps",
     "expected",
+    "consumers",
+    "sink",
 )
 
 
@@ -670,9 +868,15 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
     topics = _topics(data["topics"], cluster.brokers)
     if "producers" not in data:
         raise ScenarioError("producers", "required: declare at least one [[producers]] table")
-    producers = _producers(data["producers"])
+    names: set[str] = set()
+    producers = _producers(data["producers"], names)
+    consumers = _consumers(data.get("consumers"), {t.name: t for t in topics}, names)
+    sink_name = _sink(data.get("sink"), consumers)
     ctx = _Context(
-        cluster.brokers, {t.name: t for t in topics}, frozenset(p.name for p in producers)
+        cluster.brokers,
+        {t.name: t for t in topics},
+        frozenset(p.name for p in producers),
+        frozenset(c.name for c in consumers),
     )
     steps = _steps(data.get("steps"), ctx)
     duration = _int(data, "duration_ms", "", 600_000, 1, MAX_DURATION_MS)
@@ -695,6 +899,8 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
         steps=steps,
         expected=_expected(data.get("expected")),
         source=source,
+        consumers=consumers,
+        sink=sink_name,
     )
 
 
@@ -752,6 +958,7 @@ def step_parser(spec: ScenarioSpec) -> StepParser:
         spec.cluster.brokers,
         {t.name: t for t in spec.topics},
         frozenset(p.name for p in spec.producers),
+        frozenset(c.name for c in spec.consumers),
     )
 
     def parse(raw: Any, path: str, now_ms: int) -> Step:

@@ -48,6 +48,10 @@ class Scheduler:
         self._streams: dict[str, random.Random] = {}
         self.executed = 0
 
+    def clock(self) -> int:
+        """The current virtual time (a bound method, so copies follow their own clock)."""
+        return self.now_ms
+
     def rng(self, name: str) -> random.Random:
         """The random sub-stream ``name`` (created on first use)."""
         stream = self._streams.get(name)

@@ -17,6 +17,7 @@ from typing import Any
 
 from broker.checker import Ledger, Verdict, judge
 from broker.clients.app import ProducerApp
+from broker.clients.consumer_app import ConsumerApp
 from broker.cluster import Cluster, broker_name
 from broker.events import EventLog
 from broker.faults import FAULT_KINDS, FaultRule
@@ -24,6 +25,7 @@ from broker.network import Network
 from broker.protocol import TopicPartition
 from broker.scenario import MAX_RECORDS, ScenarioError, ScenarioSpec, Step
 from broker.scheduler import PRIORITY_COMMAND, Scheduler
+from broker.sink import Sink
 
 SETTLE_CHECK_INTERVAL_MS = 100
 SNAPSHOT_RECORD_WINDOW = 64
@@ -41,9 +43,9 @@ class Simulation:
         self.seed = spec.seed if seed is None else seed
         self.scheduler = Scheduler(self.seed)
         self.events = EventLog(limit=event_limit, enabled=record_events)
-        self.events.bind_clock(lambda: self.scheduler.now_ms)
+        self.events.bind_clock(self.scheduler.clock)
         self.ledger = Ledger()
-        self.ledger.bind_clock(lambda: self.scheduler.now_ms)
+        self.ledger.bind_clock(self.scheduler.clock)
         self.network = Network(self.scheduler, self.events, spec.cluster.latency_ms)
         self.cluster = Cluster(
             spec.cluster,
@@ -52,7 +54,12 @@ class Simulation:
             self.network,
             self.events,
             self.ledger,
+            with_groups=bool(spec.consumers),
         )
+        self.sink = Sink(spec.sink) if spec.sink else None
+        self.consumers: dict[str, ConsumerApp] = {
+            c.name: ConsumerApp(c, self.cluster, self.ledger, self.sink) for c in spec.consumers
+        }
         self.producers: dict[str, ProducerApp] = {
             p.name: ProducerApp(
                 p.name, p.config, self.cluster, p.resend_unacked_on_restart, p.resend_on_failure
@@ -68,6 +75,11 @@ class Simulation:
         self.ended: str | None = None
         for step in spec.steps:
             self._schedule_step(step)
+        self._starting = len(self.consumers)
+        for consumer in spec.consumers:
+            self.scheduler.at(
+                consumer.start_ms, self._start_consumer, consumer.name, priority=PRIORITY_COMMAND
+            )
 
     @classmethod
     def from_scenario(
@@ -171,6 +183,22 @@ class Simulation:
             self.producers[params["producer"]].restart()
         elif action == "disconnect":
             self.network.disconnect_client(params["client"])
+        elif action == "crash-consumer":
+            self.consumers[params["consumer"]].arm_crash(params["at"], params["after_records"])
+        elif action == "restart-consumer":
+            self.consumers[params["consumer"]].restart()
+        elif action == "stop-consumer":
+            self.consumers[params["consumer"]].stop()
+        elif action == "stall-consumer":
+            self.consumers[params["consumer"]].stall(params["duration_ms"])
+        elif action == "fail-sink":
+            if self.sink is not None:
+                self.sink.fail_next += params["count"]
+                self.events.emit(
+                    self.sink.name,
+                    "sink.fault",
+                    detail=f"the next {params['count']} write(s) will fail",
+                )
         elif action != "note":
             raise AssertionError(f"unhandled step {action}")
 
@@ -262,13 +290,38 @@ class Simulation:
                     leader_log.log_end_offset
                 ):
                     return False
+        return self._consumers_settled()
+
+    def _consumers_settled(self) -> bool:
+        if self._starting:
+            return False
+        if not all(app.idle for app in self.consumers.values()):
+            return False
+        for group, topics in self.spec.groups.items():
+            live = [
+                app.client
+                for app in self.consumers.values()
+                if app.group == group and app.client is not None
+            ]
+            if not live:
+                continue
+            owned = {tp for client in live for tp in client.assignment}
+            wanted = {tp for topic in topics for tp in self.cluster.partitions_of(topic)}
+            if owned != wanted:
+                return False
         return True
+
+    def _start_consumer(self, name: str) -> None:
+        self._starting -= 1
+        self.consumers[name].start()
 
     # -- answers ---------------------------------------------------------------
     def committed_logs(self) -> dict[str, list[tuple[int, str]]]:
         """What a reader sees at the end: each partition below its leader's HW."""
         out: dict[str, list[tuple[int, str]]] = {}
         for tp in sorted(self.cluster.controller.partitions, key=lambda t: (t.topic, t.partition)):
+            if tp.topic.startswith("__"):
+                continue  # internal topics hold the brokers' records, not messages
             log, hw = self.cluster.committed(tp)
             if log is None:
                 out[str(tp)] = []
@@ -285,6 +338,8 @@ class Simulation:
             self.spec.semantics,
             self.spec.expected,
             self.spec.ordered,
+            self.spec.groups,
+            self.sink.message_counts() if self.sink is not None else None,
         )
 
     def trace(self, include_quiet: bool = False) -> list[str]:
@@ -386,4 +441,40 @@ class Simulation:
             "producers": producers,
             "faults": [rule.describe() for rule in self.network.rules if not rule.exhausted],
             "narration": [[t, text] for t, text in self.narration],
+            "consumers": [self._consumer_snapshot(app) for app in self.consumers.values()],
+            "groups": [
+                group
+                for broker in cluster.brokers.values()
+                if broker.alive
+                for group in broker.groups.snapshot()
+            ],
+            "sink": self.sink.snapshot() if self.sink is not None else None,
+        }
+
+    def _consumer_snapshot(self, app: ConsumerApp) -> dict[str, Any]:
+        client = app.client
+        partitions = []
+        if client is not None:
+            for tp in client.assignment:
+                partitions.append(
+                    {
+                        "partition": str(tp),
+                        "position": client.positions.get(tp),
+                        "committed": client.committed.get(tp),
+                        "high_watermark": client.high_watermarks.get(tp),
+                    }
+                )
+        return {
+            "name": app.name,
+            "instance": app.instance,
+            "group": app.group,
+            "alive": client is not None,
+            "stalled": self.now_ms < app.stalled_until_ms,
+            "state": client.state if client else "down",
+            "member_id": client.member_id if client else None,
+            "generation": client.generation if client else None,
+            "strategy": app.strategy,
+            "isolation_level": app.spec.config.isolation_level,
+            "partitions": partitions,
+            "processing": len(app.batch) - app.index if app.busy else len(app.worker),
         }

@@ -1,0 +1,488 @@
+"""The application around a consumer: poll, process, commit, write to a sink.
+
+The commit strategy decides the delivery guarantee on the consumer leg:
+
+- ``auto``: ``enable.auto.commit``; positions are committed inside poll()
+  every ``auto.commit.interval.ms`` (and before a rebalance).
+- ``before-processing``: commitSync the batch's end offsets, then process
+  (at most once: a crash after the commit loses the rest of the batch).
+- ``after-processing``: process, then commitSync per batch or per record
+  (at least once: a crash before the commit reprocesses).
+- ``none``: never commit to Kafka (the sink stores the offsets).
+
+``processing = "handoff"`` hands records to a worker and polls on at once,
+so auto-commit can commit records nobody has processed yet.
+
+Each processed record is a visible side effect noted in the ledger.  With a
+sink, processing writes to the external database: ``dual-write`` (insert the
+row, then commit the offset to Kafka), ``offsets-with-output`` (rows and the
+next offset in ONE database transaction per batch, and on assignment seek to
+the stored offset), or ``idempotent-upsert`` (upsert by message key, then
+commit to Kafka).
+
+Crashes can be armed at a point in this loop (after-poll, after-commit,
+after-record with a count, after-processing, after-sink-write,
+before-sink-commit), so they land exactly where a lesson needs them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from broker.clients.consumer import Consumer, PolledRecord
+from broker.config import ConsumerConfig
+from broker.errors import ErrorCode
+from broker.protocol import TopicPartition
+from broker.records import Record
+from broker.scheduler import Timer
+from broker.sink import Sink, SinkWriteFailed, Transaction
+
+if TYPE_CHECKING:
+    from broker.checker import Ledger
+    from broker.cluster import Cluster
+
+CRASH_POINTS = (
+    "now",
+    "after-poll",
+    "after-commit",
+    "after-record",
+    "after-processing",
+    "after-sink-write",
+    "before-sink-commit",
+)
+COMMIT_STRATEGIES = ("auto", "before-processing", "after-processing", "none")
+SINK_MODES = ("none", "dual-write", "offsets-with-output", "idempotent-upsert")
+IDLE_POLL_MS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    name: str
+    config: ConsumerConfig
+    topics: tuple[str, ...]
+    commit: str = "auto"
+    commit_every: str = "batch"  # batch | record
+    processing: str = "inline"  # inline | handoff
+    processing_ms: int = 10
+    sink: str = "none"
+    start_ms: int = 0
+
+
+class ConsumerApp:
+    def __init__(
+        self, spec: ConsumerSpec, cluster: Cluster, ledger: Ledger, sink: Sink | None
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.group = spec.config.group_id
+        self.cluster = cluster
+        self.scheduler = cluster.scheduler
+        self.events = cluster.events
+        self.ledger = ledger
+        self.sink = sink
+        self.client: Consumer | None = None
+        self.incarnation = 0
+        self.stalled_until_ms = 0
+        self.busy = False
+        self.batch: list[PolledRecord] = []
+        self.index = 0
+        self.worker: deque[PolledRecord] = deque()
+        self.worker_busy = False
+        self.tx: Transaction | None = None
+        self.trap: tuple[str, int] | None = None
+        self._records_since_trap = 0
+        self._loop_timer: Timer | None = None
+        self._generation = 0  # bumps on crash so stale timers do nothing
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.client is not None
+
+    def start(self) -> None:
+        if self.client is not None:
+            return
+        self.incarnation += 1
+        self._generation += 1
+        self.client = Consumer(
+            self.instance,
+            self.spec.config,
+            self.spec.topics,
+            self.cluster,
+            self._assigned,
+            self._revoked,
+            self._wake,
+            self._fatal,
+        )
+        self.events.emit(
+            self.name,
+            "app.start",
+            detail=f"incarnation {self.incarnation}: consumer {self.instance} of group "
+            f"{self.group} ({self.strategy})",
+        )
+        self._wake()
+
+    @property
+    def instance(self) -> str:
+        return self.name if self.incarnation <= 1 else f"{self.name}#{self.incarnation}"
+
+    @property
+    def strategy(self) -> str:
+        spec = self.spec
+        text = f"commit={spec.commit}"
+        if spec.commit == "after-processing":
+            text += f" per {spec.commit_every}"
+        if spec.processing == "handoff":
+            text += ", processing handed off"
+        if spec.sink != "none":
+            text += f", sink={spec.sink}"
+        return text
+
+    def crash(self, why: str = "crashed") -> None:
+        if self.client is None:
+            return
+        self.client.kill()
+        self.client = None
+        self._generation += 1
+        if self.tx is not None and self.sink is not None:
+            self.sink.rollback(self.tx)
+        self.tx = None
+        self.busy = False
+        self.batch = []
+        self.worker.clear()
+        self.worker_busy = False
+        self.trap = None
+        if self._loop_timer:
+            self._loop_timer.cancel()
+        self.events.emit(self.name, "app.crash", detail=why)
+
+    def restart(self) -> None:
+        self.start()
+
+    def stop(self) -> None:
+        """A graceful shutdown: commit (with auto-commit), leave the group."""
+        client = self.client
+        if client is None:
+            return
+        generation = self._generation
+
+        def leave(_error: ErrorCode) -> None:
+            if self._generation == generation and self.client is client:
+                client.leave()
+                self.client = None
+                self._generation += 1
+
+        owned = {tp: o for tp, o in client.positions.items() if tp in client.assignment}
+        if self.spec.config.enable_auto_commit and owned:
+            client.commit(owned, leave)
+        else:
+            leave(ErrorCode.NONE)
+
+    def stall(self, duration_ms: int) -> None:
+        if self.client is None:
+            return
+        self.stalled_until_ms = self.scheduler.now_ms + duration_ms
+        self.client.stall(self.stalled_until_ms)
+        self.events.emit(
+            self.name,
+            "app.stall",
+            detail=f"paused for {duration_ms} ms (a long GC pause): no polls, no heartbeats",
+        )
+        self.scheduler.at(self.stalled_until_ms, self._stall_over, self._generation)
+
+    def _stall_over(self, generation: int) -> None:
+        if generation == self._generation and self.client is not None:
+            self.events.emit(self.name, "app.resume", detail="wakes up and carries on")
+            self._wake()
+
+    def arm_crash(self, point: str, after_records: int = 1) -> None:
+        if point == "now":
+            self.crash("crashed")
+            return
+        self.trap = (point, after_records)
+        self._records_since_trap = 0
+
+    def _hook(self, point: str) -> bool:
+        """True when an armed crash fires here (the caller must stop)."""
+        if self.trap is None:
+            return False
+        wanted, count = self.trap
+        if point == "after-record":
+            self._records_since_trap += 1
+            if wanted != point or self._records_since_trap < count:
+                return False
+        elif wanted != point:
+            return False
+        self.crash(f"crashed {point.replace('-', ' ')}")
+        return True
+
+    def _fatal(self, why: str) -> None:
+        self.events.emit(self.name, "app.error", None, None, None, why)
+        self.crash("stopped by an unrecoverable consumer error")
+
+    # -- the poll loop -----------------------------------------------------------
+    def _wake(self) -> None:
+        if self.client is None or self.busy:
+            return
+        if self._loop_timer is not None and not self._loop_timer.cancelled:
+            if self._loop_timer.due_ms <= self.scheduler.now_ms:
+                return
+            self._loop_timer.cancel()
+        self._loop_timer = self.scheduler.after(0, self._loop, self._generation)
+
+    def _paused(self, fn: object, *args: object) -> bool:
+        if self.scheduler.now_ms < self.stalled_until_ms:
+            self.scheduler.at(self.stalled_until_ms, fn, *args)  # type: ignore[arg-type]
+            return True
+        return False
+
+    def _loop(self, generation: int) -> None:
+        self._loop_timer = None
+        if generation != self._generation or self.client is None or self.busy:
+            return
+        if self._paused(self._loop, generation):
+            return
+        records = self.client.poll()
+        if not records:
+            self._loop_timer = self.scheduler.after(IDLE_POLL_MS, self._loop, generation)
+            return
+        self.ledger.polled(self.group, self.instance, self.client.assignment_epoch, records)
+        first, last = records[0], records[-1]
+        self.events.emit(
+            self.instance,
+            "consumer.poll",
+            str(first[0]),
+            first[1],
+            None,
+            f"poll() returned {len(records)} record(s): "
+            + ", ".join(f"{tp}@{o}" for tp, o, _r in records[:4])
+            + ("" if len(records) <= 4 else f" ... {last[0]}@{last[1]}"),
+        )
+        if self._hook("after-poll"):
+            return
+        if self.spec.processing == "handoff":
+            self.worker.extend(records)
+            self._work(generation)
+            self._wake()
+            return
+        self.busy = True
+        self.batch = records
+        self.index = 0
+        if self.spec.commit == "before-processing":
+            self._commit_then(self._end_offsets(records), self._process_next, generation)
+        else:
+            self._process_next(generation)
+
+    @staticmethod
+    def _end_offsets(records: list[PolledRecord]) -> dict[TopicPartition, int]:
+        ends: dict[TopicPartition, int] = {}
+        for tp, offset, _record in records:
+            ends[tp] = max(ends.get(tp, 0), offset + 1)
+        return ends
+
+    def _commit_then(
+        self, offsets: dict[TopicPartition, int], then: object, generation: int
+    ) -> None:
+        client = self.client
+        assert client is not None
+
+        def done(error: ErrorCode) -> None:
+            if generation != self._generation:
+                return
+            if error is not ErrorCode.NONE:
+                # CommitFailedException: this batch now belongs to someone else.
+                self._abandon_batch(generation)
+                return
+            if self._hook("after-commit"):
+                return
+            then(generation)  # type: ignore[operator]
+
+        client.commit(offsets, done)
+
+    def _abandon_batch(self, generation: int) -> None:
+        if self.tx is not None and self.sink is not None:
+            self.sink.rollback(self.tx)
+            self.tx = None
+        self.busy = False
+        self.batch = []
+        if generation == self._generation:
+            self._wake()
+
+    def _process_next(self, generation: int) -> None:
+        if generation != self._generation:
+            return
+        if self.index >= len(self.batch):
+            self._batch_processed(generation)
+            return
+        self.scheduler.after(self.spec.processing_ms, self._process_one, generation)
+
+    def _process_one(self, generation: int) -> None:
+        if generation != self._generation or self._paused(self._process_one, generation):
+            return
+        tp, offset, record = self.batch[self.index]
+        if not self._effect(tp, offset, record):
+            self._abandon_batch(generation)
+            return
+        self.index += 1
+        if self._hook("after-record"):
+            return
+        if self.spec.sink in ("dual-write", "idempotent-upsert") and self._hook("after-sink-write"):
+            return
+        if self.spec.commit == "after-processing" and self.spec.commit_every == "record":
+            self._commit_then({tp: offset + 1}, self._process_next, generation)
+        else:
+            self._process_next(generation)
+
+    def _effect(self, tp: TopicPartition, offset: int, record: Record) -> bool:
+        """Process one record: the visible side effect, and the sink write."""
+        self.ledger.processed(self.group, self.instance, tp, offset, record.message_id)
+        mode = self.spec.sink
+        what = f"processed {record.message_id}"
+        try:
+            if mode == "dual-write" and self.sink is not None:
+                tx = self.sink.begin(self.instance)
+                self.sink.insert(tx, record.message_id, record.value)
+                self.sink.commit(tx, self.scheduler.now_ms)
+                what += f"; row inserted into {self.sink.name}"
+            elif mode == "idempotent-upsert" and self.sink is not None:
+                tx = self.sink.begin(self.instance)
+                self.sink.upsert(
+                    tx, record.key or record.message_id, record.message_id, record.value
+                )
+                self.sink.commit(tx, self.scheduler.now_ms)
+                what += f"; row upserted into {self.sink.name} by key {record.key}"
+            elif mode == "offsets-with-output" and self.sink is not None:
+                if self.tx is None:
+                    self.tx = self.sink.begin(self.instance)
+                self.sink.insert(self.tx, record.message_id, record.value)
+                what += " (in the open database transaction)"
+        except SinkWriteFailed as exc:
+            self.tx = None
+            self.events.emit(
+                self.instance,
+                "sink.write-failed",
+                str(tp),
+                offset,
+                None,
+                f"{exc}; the batch will be read again",
+            )
+            self._rewind()
+            return False
+        self.events.emit(self.instance, "consumer.process", str(tp), offset, None, what)
+        return True
+
+    def _rewind(self) -> None:
+        """After a failed write, read the batch again from its first record."""
+        client = self.client
+        if client is None:
+            return
+        starts: dict[TopicPartition, int] = {}
+        for tp, offset, _record in self.batch:
+            starts.setdefault(tp, offset)
+        for tp, offset in starts.items():
+            client.seek(tp, offset)
+
+    def _batch_processed(self, generation: int) -> None:
+        if self.spec.sink == "offsets-with-output" and self.sink is not None:
+            tx = self.tx or self.sink.begin(self.instance)
+            for tp, offset in self._end_offsets(self.batch).items():
+                self.sink.store_offset(tx, self.group, tp, offset)
+            if self._hook("before-sink-commit"):
+                return
+            try:
+                self.sink.commit(tx, self.scheduler.now_ms)
+            except SinkWriteFailed as exc:
+                self.events.emit(self.instance, "sink.write-failed", None, None, None, str(exc))
+                self.tx = None
+                self._rewind()
+                self._abandon_batch(generation)
+                return
+            self.tx = None
+            self.events.emit(
+                self.instance,
+                "sink.commit",
+                None,
+                None,
+                None,
+                f"{self.sink.name}: {len(self.batch)} row(s) and offsets "
+                + ", ".join(f"{tp}={o}" for tp, o in self._end_offsets(self.batch).items())
+                + " committed in one transaction",
+            )
+            if self._hook("after-sink-write"):
+                return
+        if self._hook("after-processing"):
+            return
+        if self.spec.commit == "after-processing" and self.spec.commit_every == "batch":
+            self._commit_then(self._end_offsets(self.batch), self._batch_done, generation)
+        else:
+            self._batch_done(generation)
+
+    def _batch_done(self, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self.busy = False
+        self.batch = []
+        self._wake()
+
+    # -- the handoff worker --------------------------------------------------------
+    def _work(self, generation: int) -> None:
+        if self.worker_busy or not self.worker:
+            return
+        self.worker_busy = True
+        self.scheduler.after(self.spec.processing_ms, self._work_one, generation)
+
+    def _work_one(self, generation: int) -> None:
+        if generation != self._generation or self._paused(self._work_one, generation):
+            return
+        self.worker_busy = False
+        if not self.worker:
+            return
+        tp, offset, record = self.worker.popleft()
+        self._effect(tp, offset, record)
+        if self._hook("after-record"):
+            return
+        self._work(generation)
+
+    # -- rebalance callbacks ---------------------------------------------------------
+    def _assigned(self, partitions: tuple[TopicPartition, ...]) -> dict[TopicPartition, int]:
+        if self.spec.sink != "offsets-with-output" or self.sink is None:
+            return {}
+        seeks = {}
+        for tp in partitions:
+            stored = self.sink.stored_offset(self.group, tp)
+            if stored is not None:
+                seeks[tp] = stored
+                self.events.emit(
+                    self.instance,
+                    "consumer.seek",
+                    str(tp),
+                    stored,
+                    None,
+                    f"seek to the offset stored in {self.sink.name} with the output",
+                )
+        return seeks
+
+    def _revoked(self, _partitions: tuple[TopicPartition, ...]) -> None:
+        pass
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in progress and everything owned read and settled."""
+        client = self.client
+        if client is None:
+            return True
+        if self.busy or self.worker or self.worker_busy or client.commits_in_flight:
+            return False
+        if self.scheduler.now_ms < self.stalled_until_ms:
+            return False
+        if client.state != "stable" or client.rejoin_needed:
+            return False
+        if not client.caught_up():
+            return False
+        if self.spec.commit in ("auto", "before-processing", "after-processing"):
+            return all(
+                client.committed.get(tp) == client.positions.get(tp) for tp in client.assignment
+            )
+        return True
