@@ -17,8 +17,9 @@ Each is judged against the scenario's declared semantics.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from broker.errors import ErrorCode
@@ -62,8 +63,9 @@ class MessageEntry:
     sends: int = 1  # times the application handed it to a producer client
     attempts: int = 0  # Produce requests that carried it
     status: str = "pending"  # pending | acked | failed
-    acks: list[tuple[str, int]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    # Tuples, replaced when they change (rarely): no per-message list to allocate.
+    acks: tuple[tuple[str, int], ...] = ()
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +115,30 @@ class Ledger:
 
     # -- what the application did and heard ----------------------------------
     def sent(self, record: Record, producer: str, index: int, topic: str) -> None:
-        entry = self.messages.get(record.message_id)
-        if entry is None:
-            self.messages[record.message_id] = MessageEntry(
-                record.message_id, producer, index, topic, record.key, self._now()
+        self.sent_many((record,), producer, index, topic)
+
+    def sent_many(
+        self, records: Iterable[Record], producer: str, first_index: int, topic: str
+    ) -> None:
+        """The application handed these records to its producer (``first_index``
+        is the first one's sequence number in the application; -1 for resends)."""
+        messages = self.messages
+        now = self._now()
+        if first_index >= 0:
+            # New messages: each index, hence each id, is seen for the first time.
+            messages.update(
+                (r.message_id, MessageEntry(r.message_id, producer, index, topic, r.key, now))
+                for index, r in enumerate(records, first_index)
             )
-        else:
-            entry.sends += 1
+            return
+        for record in records:
+            entry = messages.get(record.message_id)
+            if entry is None:
+                messages[record.message_id] = MessageEntry(
+                    record.message_id, producer, -1, topic, record.key, now
+                )
+            else:
+                entry.sends += 1
 
     def attempted(self, records: Iterable[Record]) -> None:
         messages = self.messages
@@ -127,14 +146,31 @@ class Ledger:
             messages[record.message_id].attempts += 1
 
     def told(self, record: Record, tp: TopicPartition, offset: int, error: ErrorCode) -> None:
-        entry = self.messages[record.message_id]
+        self.told_many((record,), tp, offset, error)
+
+    def told_many(
+        self, records: Sequence[Record], tp: TopicPartition, base_offset: int, error: ErrorCode
+    ) -> None:
+        """The application heard how a batch went: acknowledged at ``base_offset``
+        onwards (-1: no offset, as with acks=0), or failed with ``error``."""
+        messages = self.messages
+        partition = str(tp)
         if error is ErrorCode.NONE:
-            entry.status = "acked"
-            entry.acks.append((str(tp), offset))
-        else:
+            offsets: Iterable[int] = (
+                range(base_offset, base_offset + len(records)) if base_offset >= 0 else repeat(-1)
+            )
+            for offset, record in zip(offsets, records, strict=False):
+                entry = messages[record.message_id]
+                entry.status = "acked"
+                ack = (partition, offset)
+                entry.acks = (ack,) if not entry.acks else (*entry.acks, ack)
+            return
+        name = error.name
+        for record in records:
+            entry = messages[record.message_id]
             if entry.status != "acked":
                 entry.status = "failed"
-            entry.errors.append(error.name)
+            entry.errors = (*entry.errors, name)
 
     # -- what the consumers did -------------------------------------------------
     def polled(
@@ -278,16 +314,28 @@ def judge(
     allowed = set(_ALLOWED[semantics])
     if ordered:
         allowed.discard("reordered")
-    copies: dict[str, list[tuple[str, int]]] = {}
+    # Where each message's first committed copy is, and any further copies.
+    first: dict[str, tuple[str, int]] = {}
+    extra: dict[str, list[tuple[str, int]]] = {}
     for partition in sorted(committed):
         for offset, message_id in committed[partition]:
-            copies.setdefault(message_id, []).append((partition, offset))
+            if message_id in first:
+                extra.setdefault(message_id, [first[message_id]]).append((partition, offset))
+            else:
+                first[message_id] = (partition, offset)
 
     anomalies: list[Anomaly] = []
     messages = ledger.messages
+    acknowledged = failed = in_log = 0
     for message_id, entry in messages.items():
-        found = copies.get(message_id)
-        if not found and entry.status != "failed":
+        status = entry.status
+        if status == "acked":
+            acknowledged += 1
+        elif status == "failed":
+            failed += 1
+        if message_id in first:
+            in_log += 1
+        elif status != "failed":
             anomalies.append(
                 Anomaly(
                     "lost",
@@ -298,22 +346,27 @@ def judge(
                     _explain_lost(ledger, entry),
                 )
             )
-        if found and len(found) > 1:
-            partitions = sorted({p for p, _o in found})
-            anomalies.append(
-                Anomaly(
-                    "duplicate",
-                    message_id,
-                    partitions[0],
-                    tuple(o for _p, o in found),
-                    "duplicate" in allowed,
-                    f"{len(found)} committed copies at "
-                    + ", ".join(f"{p}@{o}" for p, o in found)
-                    + f"; sent {entry.sends} time(s) in {entry.attempts} Produce request(s)",
-                )
+    for message_id, found in extra.items():
+        sender = messages.get(message_id)
+        sends = (
+            f"; sent {sender.sends} time(s) in {sender.attempts} Produce request(s)"
+            if sender is not None
+            else ""
+        )
+        anomalies.append(
+            Anomaly(
+                "duplicate",
+                message_id,
+                min(p for p, _o in found),
+                tuple(o for _p, o in found),
+                "duplicate" in allowed,
+                f"{len(found)} committed copies at "
+                + ", ".join(f"{p}@{o}" for p, o in found)
+                + sends,
             )
-    anomalies.extend(_reordered(messages, copies, "reordered" in allowed))
-    anomalies.extend(_consumer_anomalies(ledger, copies, groups or {}, allowed))
+        )
+    anomalies.extend(_reordered(messages, committed, first, extra, "reordered" in allowed))
+    anomalies.extend(_consumer_anomalies(ledger, first, groups or {}, allowed))
     if sink_counts is not None:
         for message_id, rows in sorted(sink_counts.items()):
             if rows > 1:
@@ -337,9 +390,9 @@ def judge(
     processing = ledger.processing
     outcome = {
         "produced": len(messages),
-        "acknowledged": sum(1 for e in messages.values() if e.status == "acked"),
-        "failed": sum(1 for e in messages.values() if e.status == "failed"),
-        "in_log": sum(1 for m in messages if m in copies),
+        "acknowledged": acknowledged,
+        "failed": failed,
+        "in_log": in_log,
         "lost": counts["lost"],
         "duplicated": counts["duplicate"],
         "reordered": counts["reordered"],
@@ -372,18 +425,16 @@ def judge(
 
 def _consumer_anomalies(
     ledger: Ledger,
-    copies: Mapping[str, list[tuple[str, int]]],
+    first: Mapping[str, tuple[str, int]],
     groups: Mapping[str, tuple[str, ...]],
     allowed: set[str],
 ) -> list[Anomaly]:
     """Per group: committed messages never processed, or processed twice."""
     out: list[Anomaly] = []
     for group, topics in sorted(groups.items()):
-        for message_id, found in copies.items():
-            mine = [(p, o) for p, o in found if p.rpartition("-")[0] in topics]
-            if not mine:
+        for message_id, (partition, offset) in first.items():
+            if partition.rpartition("-")[0] not in topics:
                 continue
-            partition, offset = mine[0]
             done = [p for p in ledger.processing.get(message_id, ()) if p.group == group]
             if not done:
                 reads = ledger.reads.get((group, message_id), 0)
@@ -496,34 +547,36 @@ def _explain_lost(ledger: Ledger, entry: MessageEntry) -> str:
 
 def _reordered(
     messages: Mapping[str, MessageEntry],
-    copies: Mapping[str, list[tuple[str, int]]],
+    committed: Mapping[str, list[tuple[int, str]]],
+    first: Mapping[str, tuple[str, int]],
+    extra: Mapping[str, list[tuple[str, int]]],
     allowed: bool,
 ) -> list[Anomaly]:
-    """Per producer and partition, messages that landed after one sent later."""
-    lanes: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
-    for message_id, found in copies.items():
-        entry = messages.get(message_id)
-        if entry is None:
-            continue
-        partition, offset = min(found, key=lambda c: (c[0], c[1]))
-        lanes.setdefault((entry.producer, partition), []).append((offset, entry.index, message_id))
+    """Per producer and partition, messages whose first copy landed after that
+    of a message the same producer sent later."""
     out = []
-    for (_producer, partition), lane in sorted(lanes.items()):
-        lane.sort()
-        ahead: tuple[int, int, str] | None = None  # the latest-sent message seen so far
-        for offset, index, message_id in lane:
-            if ahead is not None and index < ahead[1]:
+    for partition in sorted(committed):
+        ahead: dict[str, tuple[int, int, str]] = {}  # producer -> latest-sent seen so far
+        for offset, message_id in committed[partition]:
+            if message_id in extra and first[message_id] != (partition, offset):
+                continue  # not the first copy
+            entry = messages.get(message_id)
+            if entry is None:
+                continue
+            index = entry.index
+            latest = ahead.get(entry.producer)
+            if latest is not None and index < latest[1]:
                 out.append(
                     Anomaly(
                         "reordered",
                         message_id,
                         partition,
-                        (offset, ahead[0]),
+                        (offset, latest[0]),
                         allowed,
-                        f"{message_id} was sent before {ahead[2]} but sits at offset {offset}, "
-                        f"after {ahead[2]} at offset {ahead[0]}",
+                        f"{message_id} was sent before {latest[2]} but sits at offset "
+                        f"{offset}, after {latest[2]} at offset {latest[0]}",
                     )
                 )
-            elif ahead is None or index > ahead[1]:
-                ahead = (offset, index, message_id)
+            elif latest is None or index > latest[1]:
+                ahead[entry.producer] = (offset, index, message_id)
     return out

@@ -136,7 +136,7 @@ class PartitionLog:
                 break
             if log_batch.last_offset >= upper_bound:
                 break  # only whole batches below the bound are visible
-            batch_size = sum(r.size_bytes for r in log_batch.batch.records)
+            batch_size = log_batch.batch.bytes
             if out and size + batch_size > max_bytes:
                 break
             out.append(log_batch)

@@ -7,14 +7,15 @@ The broker model handles these without knowing whether a simulated client or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from broker.errors import ErrorCode
 from broker.records import LogBatch, RecordBatch
 
 
-@dataclass(frozen=True, slots=True)
-class TopicPartition:
+class TopicPartition(NamedTuple):
+    # A named tuple: hashed and compared in C, it is a dictionary key on every
+    # record's path, and it sorts by (topic, partition).
     topic: str
     partition: int
 

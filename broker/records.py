@@ -8,6 +8,7 @@ immutable ``LogBatch`` objects, which is what copying bytes would give.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
@@ -18,8 +19,9 @@ BATCH_OVERHEAD_BYTES = 61
 RECORD_OVERHEAD_BYTES = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    # A named tuple rather than a dataclass: records are the one object made per
+    # message, and tuples are the cheapest immutable object Python builds.
     message_id: str  # the lab's unique id, carried as a record header
     key: str | None
     value: str
@@ -38,10 +40,15 @@ class RecordBatch:
     base_sequence: int = NO_SEQUENCE
     is_transactional: bool = False
     is_control: bool = False
+    size_bytes: int = 0  # known when the producer built it; 0 means work it out
 
     @property
     def record_count(self) -> int:
         return len(self.records)
+
+    @property
+    def bytes(self) -> int:
+        return self.size_bytes or BATCH_OVERHEAD_BYTES + sum(r.size_bytes for r in self.records)
 
     @property
     def last_sequence(self) -> int:

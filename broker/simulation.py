@@ -13,10 +13,11 @@ Same scenario + same seed + same submitted commands = the same event trace.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from broker.checker import Ledger, Verdict, judge
-from broker.clients.app import ProducerApp
+from broker.clients.app import ProducerApp, render
 from broker.clients.consumer_app import ConsumerApp
 from broker.cluster import Cluster, broker_name
 from broker.events import EventLog
@@ -213,23 +214,23 @@ class Simulation:
         return leader
 
     def _produce_next(self, step: Step, i: int) -> None:
+        """Send the step's messages: all at once, or one every ``interval_ms``."""
         params = step.params
         app = self.producers[params["producer"]]
         count = int(params["count"])
         interval = int(params["interval_ms"])
+        n = count - i if interval == 0 else 1
+        indexes = range(app.next_index, app.next_index + n)
         key_template = params.get("key")
-        value_template = params["value"]
-        topic = params["topic"]
-        partition = params.get("partition")
-        while i < count:
-            index = app.next_index
-            key = key_template.format(i=index, producer=app.name) if key_template else None
-            value = value_template.format(i=index, producer=app.name)
-            app.produce(topic, key, value, partition)
-            i += 1
-            if interval > 0 and i < count:
-                self.scheduler.after(interval, self._produce_next, step, i)
-                return
+        keys: list[str | None] = (
+            list(render(key_template, app.name, indexes)) if key_template else [None] * n
+        )
+        values = render(params["value"], app.name, indexes)
+        app.produce_many(params["topic"], keys, values, params.get("partition"))
+        i += n
+        if i < count:
+            self.scheduler.after(interval, self._produce_next, step, i)
+            return
         self._producing -= 1
 
     def _plan_broker_crashes(self, every_ms: int, down_ms: int, until_ms: int) -> None:
@@ -268,9 +269,17 @@ class Simulation:
             self.step()
 
     def run(self) -> Verdict:
-        while self.step():
-            pass
-        return self.verdict()
+        # The run allocates many long-lived objects and frees almost none:
+        # the cycle collector would only rescan them, so it waits until the end.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while self.step():
+                pass
+            return self.verdict()
+        finally:
+            if collecting:
+                gc.enable()
 
     def settled(self) -> bool:
         """Nothing left to happen that could change the verdict."""
@@ -326,9 +335,17 @@ class Simulation:
             if log is None:
                 out[str(tp)] = []
                 continue
-            out[str(tp)] = [
-                (offset, lb.batch.records[i].message_id) for offset, lb, i in log.records_below(hw)
-            ]
+            entries: list[tuple[int, str]] = []
+            for lb in log.batches:
+                base = lb.base_offset
+                if base >= hw:
+                    break
+                records = lb.batch.records
+                if base + len(records) > hw:
+                    records = records[: hw - base]
+                offsets = range(base, base + len(records))
+                entries.extend(zip(offsets, [r.message_id for r in records], strict=True))
+            out[str(tp)] = entries
         return out
 
     def verdict(self) -> Verdict:

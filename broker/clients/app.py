@@ -9,7 +9,7 @@ told had been written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from broker.clients.producer import Producer
@@ -21,13 +21,18 @@ from broker.records import Record
 if TYPE_CHECKING:
     from broker.cluster import Cluster
 
+# What the outbox keeps for a message not yet acknowledged: enough to resend it.
+Outgoing = tuple[Record, str, int | None]  # (record, topic, partition)
 
-@dataclass(slots=True)
-class Outgoing:
-    record: Record
-    topic: str
-    partition: int | None
-    status: str = "pending"  # pending | acked | failed
+
+def render(template: str, producer: str, indexes: range) -> list[str]:
+    """``template`` filled in for each index ({i} and {producer}), fast for the
+    common shape of one {i}."""
+    filled = template.replace("{producer}", producer)
+    head, sep, tail = filled.partition("{i}")
+    if sep and "{" not in head + tail and "}" not in head + tail:
+        return [f"{head}{i}{tail}" for i in indexes]
+    return [template.format(i=i, producer=producer) for i in indexes]
 
 
 class ProducerApp:
@@ -46,13 +51,14 @@ class ProducerApp:
         self.ledger = cluster.ledger
         self.resend_unacked_on_restart = resend_unacked_on_restart
         self.resend_on_failure = resend_on_failure
-        self.outbox: dict[str, Outgoing] = {}
+        self.outbox: dict[str, Outgoing] = {}  # sent, not yet acknowledged
+        self.failed: set[str] = set()  # told failed, not acknowledged since
         self.next_index = 0
         self.incarnation = 1
         self.client: Producer | None = self._new_client()
 
     def _new_client(self) -> Producer:
-        return Producer(self.name, self.config, self.cluster, self._on_result)
+        return Producer(self.name, self.config, self.cluster, self._on_results)
 
     @property
     def alive(self) -> bool:
@@ -62,41 +68,70 @@ class ProducerApp:
         self, topic: str, key: str | None, value: str, partition: int | None = None
     ) -> str | None:
         """Send one new message; None when the application is down."""
-        if self.client is None:
-            self.events.emit(self.name, "produce.skipped", detail="application is down")
-            return None
-        index = self.next_index
-        self.next_index += 1
-        record = Record(f"{self.name}-{index}", key, value)
-        self.outbox[record.message_id] = Outgoing(record, topic, partition)
-        self.ledger.sent(record, self.name, index, topic)
-        self.client.send(record, topic, partition)
-        return record.message_id
+        ids = self.produce_many(topic, [key], [value], partition)
+        return ids[0] if ids else None
 
-    def _on_result(self, record: Record, tp: TopicPartition, offset: int, error: ErrorCode) -> None:
-        self.ledger.told(record, tp, offset, error)
-        outgoing = self.outbox[record.message_id]
+    def produce_many(
+        self,
+        topic: str,
+        keys: Sequence[str | None],
+        values: Sequence[str],
+        partition: int | None = None,
+    ) -> list[str]:
+        """Send new messages, one per (key, value), in order."""
+        if self.client is None:
+            self.events.emit(
+                self.name,
+                "produce.skipped",
+                detail=f"application is down: {len(values)} message(s) not sent",
+            )
+            return []
+        start = self.next_index
+        self.next_index = start + len(values)
+        name = self.name
+        records = [
+            Record(f"{name}-{index}", key, value)
+            for index, key, value in zip(range(start, self.next_index), keys, values, strict=True)
+        ]
+        outbox = self.outbox
+        for record in records:
+            outbox[record.message_id] = (record, topic, partition)
+        self.ledger.sent_many(records, name, start, topic)
+        self.client.send_many(records, topic, partition)
+        return [r.message_id for r in records]
+
+    def _on_results(
+        self, records: Sequence[Record], tp: TopicPartition, base_offset: int, error: ErrorCode
+    ) -> None:
+        self.ledger.told_many(records, tp, base_offset, error)
+        outbox = self.outbox
         if error is ErrorCode.NONE:
-            outgoing.status = "acked"
+            for record in records:
+                outbox.pop(record.message_id, None)
+            if self.failed:
+                self.failed.difference_update(r.message_id for r in records)
             return
-        if outgoing.status != "acked":
-            outgoing.status = "failed"
+        for record in records:
+            if record.message_id in outbox:
+                self.failed.add(record.message_id)
         if self.resend_on_failure and self.client is not None:
+            again = [outbox[r.message_id] for r in records if r.message_id in outbox]
             self.events.emit(
                 self.name,
                 "app.resend",
                 str(tp),
                 None,
                 error.name,
-                f"{record.message_id} failed; the application sends it again",
+                f"{len(again)} message(s) failed; the application sends them again",
             )
-            self._resend(outgoing)
+            self._resend(again)
 
-    def _resend(self, outgoing: Outgoing) -> None:
+    def _resend(self, outgoing: Sequence[Outgoing]) -> None:
         assert self.client is not None
-        outgoing.status = "pending"
-        self.ledger.sent(outgoing.record, self.name, -1, outgoing.topic)
-        self.client.send(outgoing.record, outgoing.topic, outgoing.partition)
+        for record, topic, partition in outgoing:
+            self.failed.discard(record.message_id)
+            self.ledger.sent_many((record,), self.name, -1, topic)
+            self.client.send_many((record,), topic, partition)
 
     def crash(self) -> None:
         if self.client is None:
@@ -112,7 +147,7 @@ class ProducerApp:
             return
         self.incarnation += 1
         self.client = self._new_client()
-        unacked = [o for o in self.outbox.values() if o.status != "acked"]
+        unacked = list(self.outbox.values())
         self.events.emit(
             self.name,
             "app.restart",
@@ -125,8 +160,7 @@ class ProducerApp:
             ),
         )
         if self.resend_unacked_on_restart:
-            for outgoing in unacked:
-                self._resend(outgoing)
+            self._resend(unacked)
 
     @property
     def idle(self) -> bool:

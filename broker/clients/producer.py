@@ -16,7 +16,7 @@ request; metadata look-ups are instant reads of the controller's state; with
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,13 +31,20 @@ from broker.protocol import (
     ProduceResponse,
     TopicPartition,
 )
-from broker.records import BATCH_OVERHEAD_BYTES, NO_SEQUENCE, Record, RecordBatch
+from broker.records import (
+    BATCH_OVERHEAD_BYTES,
+    NO_SEQUENCE,
+    RECORD_OVERHEAD_BYTES,
+    Record,
+    RecordBatch,
+)
 from broker.scheduler import Timer
 
 if TYPE_CHECKING:
     from broker.cluster import Cluster
 
-ResultCallback = Callable[[Record, TopicPartition, int, ErrorCode], None]
+# (records, partition, base offset or -1, error): one call per batch.
+ResultCallback = Callable[[Sequence[Record], TopicPartition, int, ErrorCode], None]
 
 
 @dataclass(slots=True, eq=False)
@@ -117,6 +124,7 @@ class Producer:
         self._init_timer: Timer | None = None
         self._init_attempt = 0
         self._sticky: dict[str, int] = {}
+        self._tps: dict[str, list[TopicPartition]] = {}
         self._rng = self.scheduler.rng(f"partitioner/{name}")
         self.network.register_client(self.actor, self._on_response, self._on_disconnect)
         if self.idempotent:
@@ -124,39 +132,71 @@ class Producer:
 
     # -- the application's side --------------------------------------------
     def send(self, record: Record, topic: str, partition: int | None = None) -> TopicPartition:
+        return self.send_many((record,), topic, partition)
+
+    def send_many(
+        self, records: Sequence[Record], topic: str, partition: int | None = None
+    ) -> TopicPartition:
+        """Hand records to the accumulator, in order, as ``send()`` would one by
+        one (the loop is written for speed: it is the per-record hot path)."""
         if self.closed:
             raise RuntimeError(f"{self.name}: send on a closed producer")
-        tp = TopicPartition(topic, self._choose_partition(topic, record.key, partition))
-        queue = self._queues.get(tp)
-        if queue is None:
-            queue = self._queues[tp] = deque()
-        batch = queue[-1] if queue else None
-        size = record.size_bytes
-        if (
-            batch is None
-            or batch.closed
-            or batch.attempts > 0
-            or (batch.records and batch.size_bytes + size > self.config.batch_size)
-        ):
-            if batch is not None:
-                batch.closed = True
-                self._sticky.pop(topic, None)
-            batch = ProducerBatch(tp, self.scheduler.now_ms)
-            batch.delivery_timer = self.scheduler.after(
-                self.config.delivery_timeout_ms, self._expire, batch
+        tps = self._tps.get(topic)
+        if tps is None:
+            count = self.cluster.topics[topic].partitions
+            tps = self._tps[topic] = [TopicPartition(topic, p) for p in range(count)]
+        count = len(tps)
+        queues = self._queues
+        batch_size = self.config.batch_size
+        now = self.scheduler.now_ms
+        tp = tps[0]
+        batch: ProducerBatch | None = None
+        for record in records:
+            key = record.key
+            if partition is not None:
+                next_tp = tps[partition]
+            elif key is not None:
+                next_tp = tps[partition_for_key(key, count)]
+            else:
+                next_tp = tps[self._choose_partition(topic, None, None)]
+            if batch is None or next_tp is not tp:
+                tp = next_tp
+                queue = queues.get(tp)
+                if queue is None:
+                    queue = queues[tp] = deque()
+                batch = queue[-1] if queue else None
+            size = (
+                RECORD_OVERHEAD_BYTES
+                + len(record.message_id)
+                + len(record.value)
+                + (len(key) if key is not None else 0)
             )
-            queue.append(batch)
-        batch.records.append(record)
-        batch.size_bytes += size
-        if batch.size_bytes >= self.config.batch_size:
-            batch.closed = True
-            self._sticky.pop(topic, None)
-            self._wake()
-        elif self.config.linger_ms == 0:
-            self._wake()
-        else:
-            self._wake_at(batch.created_ms + self.config.linger_ms)
+            if (
+                batch is None
+                or batch.closed
+                or batch.attempts > 0
+                or (batch.records and batch.size_bytes + size > batch_size)
+            ):
+                if batch is not None:
+                    self._close_batch(batch)
+                batch = ProducerBatch(tp, now)
+                batch.delivery_timer = self.scheduler.after(
+                    self.config.delivery_timeout_ms, self._expire, batch
+                )
+                queues[tp].append(batch)
+                self._wake_at(now + self.config.linger_ms)
+            batch.records.append(record)
+            batch.size_bytes += size
+            if batch.size_bytes >= batch_size:
+                self._close_batch(batch)
         return tp
+
+    def _close_batch(self, batch: ProducerBatch) -> None:
+        if not batch.closed:
+            batch.closed = True
+            if self._sticky.get(batch.tp.topic) == batch.tp.partition:
+                self._sticky.pop(batch.tp.topic, None)
+            self._wake()
 
     def _choose_partition(self, topic: str, key: str | None, partition: int | None) -> int:
         count = self.cluster.topics[topic].partitions
@@ -320,7 +360,11 @@ class Producer:
             batch.producer_id = self.producer_id
             batch.producer_epoch = self.producer_epoch
         record_batch = RecordBatch(
-            tuple(batch.records), batch.producer_id, batch.producer_epoch, batch.base_sequence
+            tuple(batch.records),
+            batch.producer_id,
+            batch.producer_epoch,
+            batch.base_sequence,
+            size_bytes=batch.size_bytes,
         )
         request = ProduceRequest(tp, record_batch, self.config.acks, self.config.request_timeout_ms)
         batch.attempts += 1
@@ -589,9 +633,7 @@ class Producer:
             src=broker,
             dst=self.actor if broker else None,
         )
-        on_result = self.on_result
-        for i, record in enumerate(batch.records):
-            on_result(record, tp, base_offset + i if base_offset >= 0 else -1, ErrorCode.NONE)
+        self.on_result(batch.records, tp, base_offset, ErrorCode.NONE)
 
     def _fail(self, batch: ProducerBatch, error: ErrorCode, why: str = "") -> None:
         batch.done = True
@@ -614,5 +656,4 @@ class Producer:
             # The outcome of this sequence is unknown: later batches would be
             # out of order forever, so start a new epoch (KIP-360).
             self._bump_epoch(f"batch {batch.describe()} failed with {error.name}")
-        for record in batch.records:
-            self.on_result(record, batch.tp, -1, error)
+        self.on_result(batch.records, batch.tp, -1, error)
