@@ -273,10 +273,9 @@ class Broker:
         replica = self.replicas.get(tp)
         batch = request.batch
         name = str(tp)
-        if exchange.injected_error is not None:
-            self._produce_error(
-                exchange, request, ErrorCode[exchange.injected_error], "injected fault"
-            )
+        injected = ErrorCode[exchange.injected_error] if exchange.injected_error else None
+        if injected is not None and injected is not ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+            self._produce_error(exchange, request, injected, "injected fault")
             return
         if replica is None or replica.role != "leader":
             self._produce_error(
@@ -329,6 +328,18 @@ class Broker:
             return
 
         def reply(error: ErrorCode, offset: int) -> None:
+            if injected is not None and error is ErrorCode.NONE:
+                # Injected: the data is in the log, but the answer says the ISR
+                # shrank meanwhile (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+                error, offset = injected, -1
+                self.events.emit(
+                    self.name,
+                    "produce.reject",
+                    name,
+                    None,
+                    error.name,
+                    "injected fault: appended, then answered with an error",
+                )
             self.network.send_response(exchange, ProduceResponse(tp, error, offset))
 
         if request.acks == 1:

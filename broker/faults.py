@@ -56,20 +56,31 @@ class FaultRule:
     hit: int = 0
 
     def describe(self) -> str:
-        what = self.api or "any request"
+        api = f"{self.api} request" if self.api else "request"
+        where = ""
         if self.partition:
-            what += f" to {self.partition}"
+            where += f" to {self.partition}"
         if self.src:
-            what += f" from {self.src}"
+            where += f" from {self.src}"
         if self.dst:
-            what += f" at {self.dst}"
+            where += f" at {self.dst}"
+        if self.kind == "error-response" and self.error:
+            action = f"answer {self.error} to"
+        elif self.kind.startswith("delay-"):
+            action = f"{self.kind} by {self.delay_ms} ms of"
+        else:
+            action = f"{self.kind} of"
         if self.probability < 1.0:
-            return f"{self.kind} of {what} with probability {self.probability:g}"
+            return f"{action} each {api}{where} with probability {self.probability:g}"
         ordinal = _ordinal(self.nth)
         if self.count == 1:
-            return f"{self.kind} of the {ordinal} {what}"
-        many = "every" if self.count is None else f"{self.count}"
-        return f"{self.kind} of {many} {what} from the {ordinal} on"
+            return f"{action} the {ordinal} {api}{where}"
+        plural = f"{api}s"
+        if self.count is None:
+            if self.nth == 1:
+                return f"{action} every {api}{where}"
+            return f"{action} every {api}{where} from the {ordinal} on"
+        return f"{action} {self.count} {plural}{where} from the {ordinal} on"
 
     @property
     def exhausted(self) -> bool:

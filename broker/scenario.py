@@ -362,7 +362,7 @@ def _acks(table: Mapping[str, Any], path: str) -> int:
         return -1
     value = table["acks"]
     mapping: dict[object, int] = {"all": -1, "-1": -1, "0": 0, "1": 1, -1: -1, 0: 0, 1: 1}
-    if isinstance(value, bool) or value not in mapping:
+    if isinstance(value, (bool, float)) or value not in mapping:
         raise ScenarioError(_join(path, "acks"), f'expected 0, 1 or "all", got {value!r}')
     return mapping[value]
 
@@ -378,6 +378,9 @@ def producer_config(raw: Any, path: str) -> ProducerConfig:
     request_timeout = _int(table, "request.timeout.ms", path, 30000, 1, ms)
     linger = _int(table, "linger.ms", path, 5, 0, ms)
     delivery_timeout = _int(table, "delivery.timeout.ms", path, 120000, 1, ms)
+    if delivery_timeout < linger + request_timeout and "delivery.timeout.ms" not in table:
+        # Kafka raises an unset delivery.timeout.ms to fit, and refuses only a set one.
+        delivery_timeout = linger + request_timeout
     if delivery_timeout < linger + request_timeout:
         raise ScenarioError(
             _join(path, "delivery.timeout.ms"),
@@ -657,8 +660,13 @@ def _fault_params(
     if "partition" in table:
         params["partition"] = _partition_ref(table["partition"], _join(path, "partition"), ctx)
     params["nth"] = _int(table, "nth", path, 1, 1, 1_000_000)
-    if table.get("count") == "all":
+    count = table.get("count", 1)
+    if count == "all":
         params["count"] = "all"
+    elif isinstance(count, str):
+        raise ScenarioError(
+            _join(path, "count"), f'expected a number of matches or "all", got {count!r}'
+        )
     else:
         params["count"] = _int(table, "count", path, 1, 1, 1_000_000)
     if action.startswith("delay-"):
@@ -676,6 +684,14 @@ def _fault_params(
     if "until_ms" in table:
         params["until_ms"] = _int(table, "until_ms", path, None, 0, MAX_DURATION_MS)
     return params
+
+
+def _check_until(params: Mapping[str, Any], at_ms: int, path: str) -> None:
+    until = params.get("until_ms")
+    if until is not None and until < at_ms:
+        raise ScenarioError(
+            _join(path, "until_ms"), f"{until} ms is before the step itself ({at_ms} ms)"
+        )
 
 
 _COMMON_STEP_KEYS = ("at_ms", "do", "narration")
@@ -788,6 +804,7 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
             params["duration_ms"] = _int(table, "duration_ms", path, None, 1, MAX_DURATION_MS)
     elif action == "fail-sink":
         params["count"] = _int(table, "count", path, 1, 1, 1000)
+    _check_until(params, at_ms, path)
     return Step(at_ms, action, params, narration)
 
 
@@ -880,11 +897,11 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
     )
     steps = _steps(data.get("steps"), ctx)
     duration = _int(data, "duration_ms", "", 600_000, 1, MAX_DURATION_MS)
-    late = [s for s in steps if s.at_ms > duration]
-    if late:
-        raise ScenarioError(
-            "steps", f"a step at {late[0].at_ms} ms is after duration_ms={duration}"
-        )
+    for i, step in enumerate(steps):
+        if step.at_ms > duration:
+            raise ScenarioError(
+                f"steps[{i}].at_ms", f"{step.at_ms} ms is after duration_ms={duration}"
+            )
     return ScenarioSpec(
         name=name,
         title=_str(data, "title", "", name, max_len=200),

@@ -106,7 +106,12 @@ class Simulation:
         )
 
     def submit(self, step: Step) -> None:
-        """Apply a command (validated by ``scenario.step_parser``) at the next event."""
+        """Apply a command (validated by ``scenario.step_parser``) at the next event.
+
+        A run that had settled wakes up again; one past its duration does not."""
+        if self.ended == "duration":
+            raise ScenarioError("", f"the run is over (duration_ms={self.spec.duration_ms})")
+        self.ended = None
         step = Step(self.now_ms, step.action, step.params, step.narration)
         self.commands.append((self.now_ms, step))
         self._schedule_step(step)
@@ -262,11 +267,15 @@ class Simulation:
         return True
 
     def run_until(self, until_ms: int) -> None:
+        """Run every event due by ``until_ms``; the clock then reads ``until_ms``
+        (capped at the duration), unless the run ended first."""
         while self.ended is None:
             due = self.scheduler.next_due_ms()
             if due is None or due > until_ms:
                 break
             self.step()
+        if self.ended is None:
+            self.scheduler.now_ms = max(self.now_ms, min(until_ms, self.spec.duration_ms))
 
     def run(self) -> Verdict:
         # The run allocates many long-lived objects and frees almost none:

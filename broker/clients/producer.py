@@ -247,10 +247,6 @@ class Producer:
         brokers = sorted(self.cluster.brokers)
         target = brokers[self._init_attempt % len(brokers)]
         self._init_attempt += 1
-        exchange = self.network.send_request(
-            self.actor, f"broker-{target}", InitProducerIdRequest()
-        )
-        self._init_exchange = exchange
         self.events.emit(
             self.actor,
             "init-producer-id",
@@ -258,6 +254,10 @@ class Producer:
             src=self.actor,
             dst=f"broker-{target}",
         )
+        exchange = self.network.send_request(
+            self.actor, f"broker-{target}", InitProducerIdRequest()
+        )
+        self._init_exchange = exchange
         self._init_timer = self.scheduler.after(
             self.config.request_timeout_ms, self._init_failed, exchange
         )
@@ -266,6 +266,8 @@ class Producer:
         if self._init_exchange is not exchange:
             return
         self._init_exchange = None
+        # No answer in time: the connection is suspect, as after a Produce timeout.
+        self.network.close(exchange.conn, notify_client=False)
         if self._init_timer:
             self._init_timer.cancel()
         self.scheduler.after(self.config.retry_backoff_ms, self._init_producer_id)

@@ -366,39 +366,34 @@ def test_an_unregistered_client_hears_nothing_more() -> None:
     [
         (
             FaultRule("drop-response", api="Produce", partition="orders-0"),
-            "drop-response of the 1st Produce to orders-0",
+            "drop-response of the 1st Produce request to orders-0",
         ),
         (
             FaultRule("drop-request", api="Produce", src="p1", dst="broker-1", nth=2),
-            "drop-request of the 2nd Produce from p1 at broker-1",
+            "drop-request of the 2nd Produce request from p1 at broker-1",
         ),
         (
             FaultRule("delay-request", api="Fetch", nth=3, count=4, delay_ms=10),
-            "delay-request of 4 Fetch from the 3rd on",
+            "delay-request by 10 ms of 4 Fetch requests from the 3rd on",
         ),
         (
-            FaultRule("error-response", api="Produce", nth=11, count=None),
-            "error-response of every Produce from the 11th on",
+            FaultRule(
+                "error-response", api="Produce", nth=11, count=None, error="NOT_ENOUGH_REPLICAS"
+            ),
+            "answer NOT_ENOUGH_REPLICAS to every Produce request from the 11th on",
         ),
         (
             FaultRule("drop-request", api="Produce", count=None, probability=0.25),
-            "drop-request of Produce with probability 0.25",
+            "drop-request of each Produce request with probability 0.25",
         ),
-        (FaultRule("drop-request", nth=22), "drop-request of the 22nd any request"),
-        (FaultRule("drop-request", nth=13), "drop-request of the 13th any request"),
-        (FaultRule("drop-request", nth=101), "drop-request of the 101st any request"),
+        (FaultRule("drop-request", nth=22), "drop-request of the 22nd request"),
+        (FaultRule("drop-request", nth=13), "drop-request of the 13th request"),
+        (FaultRule("drop-request", nth=101), "drop-request of the 101st request"),
     ],
 )
 def test_fault_rule_describe(rule: FaultRule, text: str) -> None:
     assert rule.describe() == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: FaultRule.describe() says 'every any request' when api is None "
-    "and count is None (broker/faults.py describe())",
-)
 def test_fault_rule_describe_of_every_request_of_any_api_reads_as_english() -> None:
-    text = FaultRule("drop-request", count=None).describe()
-
-    assert "every any" not in text
+    assert FaultRule("drop-request", count=None).describe() == "drop-request of every request"

@@ -329,7 +329,9 @@ def test_a_crashed_application_sends_nothing() -> None:
 
     sim.run()
 
-    assert [e.detail for e in events_of(sim, "produce.skipped")] == ["application is down: 1 message(s) not sent"]
+    assert [e.detail for e in events_of(sim, "produce.skipped")] == [
+        "application is down: 1 message(s) not sent"
+    ]
     assert sim.ledger.messages == {}
 
 

@@ -296,26 +296,15 @@ def test_reorder_with_the_files_seed() -> None:
     assert anomalies(sim) == [("reordered", "p1-0", "payments-0", (1, 0), False)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="producer-reorder's description and narration say payment 1 lands after the three "
-    "later ones, each in its own batch; with the file's seed only p1-1 overtakes it: p1-2 and "
-    "p1-3 wait behind the backing-off retry (as Kafka's accumulator does) and go in one batch",
-)
-def test_reorder_matches_its_narration_with_the_files_seed() -> None:
-    sim = run("producer-reorder")
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reorder_matches_its_narration(seed: int) -> None:
+    sim = run("producer-reorder", seed)
 
     log = logs(sim)["payments-0"]
-    assert [message_id for _offset, message_id in log] == ["p1-1", "p1-2", "p1-3", "p1-0"]
+    assert [message_id for _offset, message_id in log] == ["p1-1", "p1-0", "p1-2", "p1-3"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="producer-restart-duplicate's narration says the application resends 'the order it "
-    "never saw acknowledged' (one); the lost answer stalls the connection, so all three answers "
-    "are lost and all three orders are duplicated",
-)
 def test_restart_duplicate_matches_its_narration() -> None:
     sim = run("producer-restart-duplicate")
 
-    assert sim.verdict().outcome["duplicated"] == 1
+    assert sim.verdict().outcome["duplicated"] == 3

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from broker.scenario import load_text
 from broker.simulation import Simulation
 
@@ -14,13 +12,6 @@ def run(text: str) -> Simulation:
     return sim
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an InitProducerId that times out leaves its stalled connection open "
-    "(Producer._init_failed does not close it, unlike a Produce timeout and unlike Kafka's "
-    "NetworkClient), so the first Produce to that broker is lost on it and waits another "
-    "request.timeout.ms",
-)
 def test_an_init_producer_id_timeout_closes_its_connection() -> None:
     sim = run(
         """
@@ -48,12 +39,6 @@ topic = "orders"
     assert ack.time_ms < 31_000  # one request.timeout.ms for InitProducerId, no second one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="error-response never lets the broker act, even for NOT_ENOUGH_REPLICAS_AFTER_APPEND, "
-    "which in Kafka means the batch WAS appended; a retry without idempotence would then write "
-    "a duplicate",
-)
 def test_an_injected_not_enough_replicas_after_append_leaves_the_data_in_the_log() -> None:
     sim = run(
         """

@@ -1,0 +1,67 @@
+"""The facade's contract for drivers such as the dashboard."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.scenario import ScenarioError, Step, load_text
+from broker.simulation import Simulation
+
+SCENARIO = """
+semantics = "at-least-once"
+duration_ms = 60000
+[[topics]]
+name = "orders"
+[[producers]]
+name = "p1"
+[producers.config]
+"linger.ms" = 0
+[[steps]]
+do = "produce"
+producer = "p1"
+topic = "orders"
+count = 2
+"""
+
+
+def make() -> Simulation:
+    return Simulation(load_text(SCENARIO, "facade"), seed=3)
+
+
+def test_run_until_moves_the_clock_to_the_requested_time() -> None:
+    sim = make()
+
+    sim.run_until(250)
+
+    assert sim.now_ms == 250
+    assert sim.ended is None
+
+
+def test_a_command_wakes_a_settled_run_and_is_recorded_with_its_time() -> None:
+    sim = make()
+    sim.run()
+    assert sim.ended == "settled"
+    settled_at = sim.now_ms
+
+    sim.submit(
+        Step(
+            0,
+            "produce",
+            {"producer": "p1", "topic": "orders", "count": 1, "interval_ms": 0, "value": "late"},
+        )
+    )
+    verdict = sim.run()
+
+    assert sim.commands[0][0] == settled_at
+    assert verdict.outcome["produced"] == 3
+    assert verdict.outcome["in_log"] == 3
+    assert sim.ended == "settled"
+
+
+def test_a_command_after_the_duration_is_refused() -> None:
+    sim = Simulation(load_text(SCENARIO.replace("60000", "1"), "facade"), seed=3)
+    sim.run()
+    assert sim.ended == "duration"
+
+    with pytest.raises(ScenarioError, match="the run is over"):
+        sim.submit(Step(0, "note"))
