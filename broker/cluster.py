@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from broker.config import ClusterConfig, TopicConfig
@@ -327,27 +328,35 @@ class Broker:
         if request.acks == 0:
             return
 
-        def reply(error: ErrorCode, offset: int) -> None:
-            if injected is not None and error is ErrorCode.NONE:
-                # Injected: the data is in the log, but the answer says the ISR
-                # shrank meanwhile (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
-                error, offset = injected, -1
-                self.events.emit(
-                    self.name,
-                    "produce.reject",
-                    name,
-                    None,
-                    error.name,
-                    "injected fault: appended, then answered with an error",
-                )
-            self.network.send_response(exchange, ProduceResponse(tp, error, offset))
-
+        reply = partial(self._reply_produce, exchange, tp, injected)
         if request.acks == 1:
             reply(ErrorCode.NONE, base_offset)
             return
         self._await_high_watermark(
             replica, PendingProduce(reply, tp, base_offset, required), request.timeout_ms
         )
+
+    def _reply_produce(
+        self,
+        exchange: Exchange,
+        tp: TopicPartition,
+        injected: ErrorCode | None,
+        error: ErrorCode,
+        offset: int,
+    ) -> None:
+        if injected is not None and error is ErrorCode.NONE:
+            # Injected: the data is in the log, but the answer says the ISR
+            # shrank meanwhile (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+            error, offset = injected, -1
+            self.events.emit(
+                self.name,
+                "produce.reject",
+                str(tp),
+                None,
+                error.name,
+                "injected fault: appended, then answered with an error",
+            )
+        self.network.send_response(exchange, ProduceResponse(tp, error, offset))
 
     def _await_high_watermark(
         self, replica: Replica, pending: PendingProduce, timeout_ms: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 
@@ -97,10 +98,15 @@ class EventLog:
         """How many early events fell out of the window."""
         return self.next_seq - len(self._events)
 
+    def last(self, count: int) -> list[Event]:
+        """The newest ``count`` events, oldest first, without copying the window."""
+        out = list(islice(reversed(self._events), max(0, count)))
+        out.reverse()
+        return out
+
     def since(self, seq: int) -> list[Event]:
-        first = self.dropped
-        start = max(0, seq - first)
-        return list(self._events)[start:]
+        """Every event kept from ``seq`` on (all kept ones if ``seq`` fell out)."""
+        return self.last(self.next_seq - max(seq, self.dropped))
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self._events)

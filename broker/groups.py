@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import ErrorCode
@@ -346,10 +347,12 @@ class GroupCoordinator:
             group.tp,
             (self._metadata_record(group),),
             OFFSETS_COMMIT_TIMEOUT_MS,
-            lambda err, _offset: self._metadata_stored(group, generation, err),
+            partial(self._metadata_stored, group, generation),
         )
 
-    def _metadata_stored(self, group: Group, generation: int, error: ErrorCode) -> None:
+    def _metadata_stored(
+        self, group: Group, generation: int, error: ErrorCode, _offset: int
+    ) -> None:
         if group.generation != generation or group.state != "CompletingRebalance":
             return
         if error is not ErrorCode.NONE:
@@ -461,27 +464,40 @@ class GroupCoordinator:
             for tp, offset in request.offsets
         )
 
-        def stored(err: ErrorCode, _offset: int) -> None:
-            if err is ErrorCode.NONE:
-                for tp, offset in request.offsets:
-                    group.offsets[tp] = offset
-                self.events.emit(
-                    self.broker.name,
-                    "offset.committed",
-                    str(group.tp),
-                    None,
-                    None,
-                    f"group {group.group_id}: {detail}",
-                    src=self.broker.name,
-                    dst=exchange.conn.client,
-                )
-            elif err in (ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
-                err = ErrorCode.COORDINATOR_NOT_AVAILABLE
-            elif err is ErrorCode.NOT_LEADER_OR_FOLLOWER:
-                err = ErrorCode.NOT_COORDINATOR
-            self.network.send_response(exchange, OffsetCommitResponse(err))
+        self.broker.append_internal(
+            group.tp,
+            records,
+            OFFSETS_COMMIT_TIMEOUT_MS,
+            partial(self._offsets_stored, group, exchange, request.offsets, detail),
+        )
 
-        self.broker.append_internal(group.tp, records, OFFSETS_COMMIT_TIMEOUT_MS, stored)
+    def _offsets_stored(
+        self,
+        group: Group,
+        exchange: Exchange,
+        offsets: tuple[tuple[TopicPartition, int], ...],
+        detail: str,
+        err: ErrorCode,
+        _offset: int,
+    ) -> None:
+        if err is ErrorCode.NONE:
+            for tp, offset in offsets:
+                group.offsets[tp] = offset
+            self.events.emit(
+                self.broker.name,
+                "offset.committed",
+                str(group.tp),
+                None,
+                None,
+                f"group {group.group_id}: {detail}",
+                src=self.broker.name,
+                dst=exchange.conn.client,
+            )
+        elif err in (ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
+            err = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        elif err is ErrorCode.NOT_LEADER_OR_FOLLOWER:
+            err = ErrorCode.NOT_COORDINATOR
+        self.network.send_response(exchange, OffsetCommitResponse(err))
 
     def _next_id(self) -> str:
         return f"{OFFSETS_TOPIC}#{self.broker.cluster.next_internal_record()}"

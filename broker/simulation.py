@@ -13,6 +13,7 @@ Same scenario + same seed + same submitted commands = the same event trace.
 
 from __future__ import annotations
 
+import copy
 import gc
 from typing import Any
 
@@ -367,6 +368,11 @@ class Simulation:
             self.spec.groups,
             self.sink.message_counts() if self.sink is not None else None,
         )
+
+    def clone(self) -> Simulation:
+        """An independent copy of this run at this moment (for time-travel
+        checkpoints): the engine keeps no closures, so a deep copy is exact."""
+        return copy.deepcopy(self)
 
     def trace(self, include_quiet: bool = False) -> list[str]:
         return [e.trace_line() for e in self.events if include_quiet or not e.quiet]

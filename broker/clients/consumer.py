@@ -72,6 +72,10 @@ _COMMIT_FAILED = (
 )
 
 
+def _ignore(_error: ErrorCode) -> None:
+    """Auto-commit failures are only logged, as in Kafka."""
+
+
 @dataclass(slots=True)
 class _Pending:
     kind: str
@@ -538,7 +542,7 @@ class Consumer:
                     "auto.commit.interval.ms elapsed: committing positions "
                     + ", ".join(f"{tp}={o}" for tp, o in owned.items()),
                 )
-                self.commit(owned, lambda _error: None)
+                self.commit(owned, _ignore)
         out: list[PolledRecord] = []
         limit = self.config.max_poll_records
         for tp in self.assignment:

@@ -28,7 +28,9 @@ before-sink-commit), so they land exactly where a lesson needs them.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from broker.clients.consumer import Consumer, PolledRecord
@@ -55,6 +57,7 @@ CRASH_POINTS = (
 COMMIT_STRATEGIES = ("auto", "before-processing", "after-processing", "none")
 SINK_MODES = ("none", "dual-write", "offsets-with-output", "idempotent-upsert")
 IDLE_POLL_MS = 100
+Continuation = Callable[[int], None]  # what to do next, given the app's generation
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,19 +169,18 @@ class ConsumerApp:
         client = self.client
         if client is None:
             return
-        generation = self._generation
-
-        def leave(_error: ErrorCode) -> None:
-            if self._generation == generation and self.client is client:
-                client.leave()
-                self.client = None
-                self._generation += 1
-
+        leave = partial(self._leave, client, self._generation)
         owned = {tp: o for tp, o in client.positions.items() if tp in client.assignment}
         if self.spec.config.enable_auto_commit and owned:
             client.commit(owned, leave)
         else:
             leave(ErrorCode.NONE)
+
+    def _leave(self, client: Consumer, generation: int, _error: ErrorCode) -> None:
+        if self._generation == generation and self.client is client:
+            client.leave()
+            self.client = None
+            self._generation += 1
 
     def stall(self, duration_ms: int) -> None:
         if self.client is None:
@@ -232,9 +234,10 @@ class ConsumerApp:
             self._loop_timer.cancel()
         self._loop_timer = self.scheduler.after(0, self._loop, self._generation)
 
-    def _paused(self, fn: object, *args: object) -> bool:
+    def _paused(self, fn: Continuation, generation: int) -> bool:
+        """While stalled, run ``fn`` when the stall ends instead of now."""
         if self.scheduler.now_ms < self.stalled_until_ms:
-            self.scheduler.at(self.stalled_until_ms, fn, *args)  # type: ignore[arg-type]
+            self.scheduler.at(self.stalled_until_ms, fn, generation)
             return True
         return False
 
@@ -283,23 +286,23 @@ class ConsumerApp:
         return ends
 
     def _commit_then(
-        self, offsets: dict[TopicPartition, int], then: object, generation: int
+        self, offsets: dict[TopicPartition, int], then: Continuation, generation: int
     ) -> None:
         client = self.client
         assert client is not None
 
-        def done(error: ErrorCode) -> None:
-            if generation != self._generation:
-                return
-            if error is not ErrorCode.NONE:
-                # CommitFailedException: this batch now belongs to someone else.
-                self._abandon_batch(generation)
-                return
-            if self._hook("after-commit"):
-                return
-            then(generation)  # type: ignore[operator]
+        client.commit(offsets, partial(self._committed, then, generation))
 
-        client.commit(offsets, done)
+    def _committed(self, then: Continuation, generation: int, error: ErrorCode) -> None:
+        if generation != self._generation:
+            return
+        if error is not ErrorCode.NONE:
+            # CommitFailedException: this batch now belongs to someone else.
+            self._abandon_batch(generation)
+            return
+        if self._hook("after-commit"):
+            return
+        then(generation)
 
     def _abandon_batch(self, generation: int) -> None:
         if self.tx is not None and self.sink is not None:

@@ -65,3 +65,30 @@ def test_a_command_after_the_duration_is_refused() -> None:
 
     with pytest.raises(ScenarioError, match="the run is over"):
         sim.submit(Step(0, "note"))
+
+
+def test_a_clone_runs_on_independently_to_the_same_end() -> None:
+    from broker.scenario import load
+
+    spec = load("consumer-zombie-rebalance")
+    whole = Simulation(spec, seed=2)
+    whole.run()
+    sim = Simulation(spec, seed=2)
+    for _ in range(300):
+        sim.step()
+
+    twin = sim.clone()
+    twin.run()
+    sim.run()
+
+    assert twin.trace(include_quiet=True) == whole.trace(include_quiet=True)
+    assert sim.trace(include_quiet=True) == whole.trace(include_quiet=True)
+    assert twin.events is not sim.events and twin.scheduler is not sim.scheduler
+
+
+def test_last_returns_the_newest_events_oldest_first() -> None:
+    sim = make()
+    sim.run()
+    newest = sim.events.last(2)
+
+    assert [e.seq for e in newest] == [sim.events.next_seq - 2, sim.events.next_seq - 1]
