@@ -77,7 +77,8 @@ ASGI_APPLICATION = "dashboard.asgi.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        # LAB_SQLITE_PATH: the browser tests' live server uses a temporary file.
+        "NAME": os.environ.get("LAB_SQLITE_PATH", BASE_DIR / "db.sqlite3"),
         # A file, not memory: a live server in another process (browser tests) must see it.
         "TEST": {"NAME": BASE_DIR / "db-test.sqlite3"},
     }
@@ -97,3 +98,12 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Limits of the live dashboard (dashboard/runtime.py); each refusal says which one was hit.
+LAB_MAX_ROOMS = int(os.environ.get("LAB_MAX_ROOMS", "32"))
+LAB_MAX_RECORDS_PER_RUN = int(os.environ.get("LAB_MAX_RECORDS_PER_RUN", "200000"))
+LAB_MAX_UPLOAD_BYTES = 64 * 1024
+# One frame per tick at most: 50 ms is 20 frames per second.
+LAB_TICK_MS = 50
+# CPU time the engine may take per tick, so WebSockets stay responsive on "to the end".
+LAB_TICK_BUDGET_MS = 8

@@ -1,0 +1,134 @@
+"""A message-sequence diagram of the run so far, as server-rendered SVG.
+
+Actors across (producers, then brokers, then the controller when it speaks), time down, one row
+per event: a message (an event with both ends) is an arrow, a lost one is a dashed arrow that
+stops half-way at a cross, and what happens inside an actor (an append, a crash) is a note on its
+lifeline. Styling lives in CSS (classes), so light and dark themes both work.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+from typing import Any
+
+COLUMN_W = 190
+LEFT_W = 96
+TOP_H = 44
+ROW_H = 34
+SLANT = 14
+
+_IDS = re.compile(r"\[[^\]]*\]")
+
+
+def _label(event: dict[str, Any]) -> str:
+    kind = event["kind"]
+    detail = event.get("detail") or ""
+    where = f" @{event['offset']}" if event.get("offset") is not None else ""
+    ids = _IDS.search(detail)
+    ids_text = f" {ids.group(0)}" if ids else ""
+    if kind == "produce.send":
+        attempt = re.search(r"attempt (\d+)", detail)
+        again = f" (attempt {attempt.group(1)})" if attempt and attempt.group(1) != "1" else ""
+        return f"Produce{ids_text}{again}"
+    if kind == "produce.ack":
+        return f"ack{where}{ids_text}"
+    if kind in ("net.drop-request", "net.drop-response"):
+        api = detail.split(" ", 1)[0] if detail else "message"
+        what = "request" if kind == "net.drop-request" else "response"
+        return f"{api} {what} lost"
+    if kind == "produce.append":
+        return f"append{where}"
+    if kind == "replica.truncate":
+        return f"truncate{where}"
+    if kind == "init-producer-id":
+        return "InitProducerId"
+    if kind in ("producer-id.assigned", "producer-id.received"):
+        return detail or kind
+    if kind == "request.timeout":
+        return "request timed out"
+    if kind == "leader.elected":
+        return detail.split(",")[0] if detail else "leader elected"
+    return kind.replace(".", " ")
+
+
+def _actors(scenario: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
+    actors = [p["name"] for p in scenario.get("producers", [])]
+    actors += [f"broker-{b}" for b in scenario.get("brokers", [])]
+    for event in events:
+        for name in (event.get("src"), event.get("dst"), event.get("actor")):
+            if name and name not in actors and name not in ("network", "script"):
+                actors.append(name)
+    return actors
+
+
+def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> str:
+    actors = _actors(scenario, events)
+    x = {name: LEFT_W + COLUMN_W // 2 + i * COLUMN_W for i, name in enumerate(actors)}
+    width = LEFT_W + COLUMN_W * len(actors)
+    height = TOP_H + ROW_H * (len(events) + 1)
+    parts = [
+        f'<svg class="msd" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" '
+        f'aria-label="Message sequence diagram: {len(events)} latest events">',
+        '<defs><marker id="msd-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'class="msd-head"/></marker></defs>',
+    ]
+    for name, cx in x.items():
+        parts.append(
+            f'<line class="msd-life" x1="{cx}" y1="{TOP_H - 8}" x2="{cx}" y2="{height}"/>'
+            f'<text class="msd-actor" x="{cx}" y="{TOP_H - 16}" text-anchor="middle">'
+            f"{escape(name)}</text>"
+        )
+    previous_time = None
+    for i, event in enumerate(events):
+        y = TOP_H + ROW_H * i + ROW_H // 2
+        if event["time_ms"] != previous_time:
+            parts.append(
+                f'<text class="msd-time" x="{LEFT_W - 12}" y="{y + 5}" text-anchor="end">'
+                f"{event['time_ms']} ms</text>"
+            )
+            previous_time = event["time_ms"]
+        label = escape(_label(event))
+        src, dst = event.get("src"), event.get("dst")
+        if src in x and dst in x and src != dst:
+            x1, x2 = x[src], x[dst]
+            dropped = event["kind"].startswith("net.drop")
+            error = bool(event.get("error"))
+            css = "msd-msg is-dropped" if dropped else ("msd-msg is-error" if error else "msd-msg")
+            if dropped:
+                x2 = (x1 + x2) // 2
+            mid = (x1 + x2) // 2
+            parts.append(f'<g class="{css}">')
+            parts.append(
+                f'<line x1="{x1}" y1="{y - SLANT // 2}" x2="{x2}" y2="{y + SLANT // 2}"'
+                + ("" if dropped else ' marker-end="url(#msd-arrow)"')
+                + "/>"
+            )
+            if dropped:
+                cy = y + SLANT // 2
+                parts.append(
+                    f'<path class="msd-cross" d="M{x2 - 7},{cy - 7} L{x2 + 7},{cy + 7} '
+                    f'M{x2 - 7},{cy + 7} L{x2 + 7},{cy - 7}"/>'
+                )
+            parts.append(
+                f'<text x="{mid}" y="{y - SLANT // 2 - 4}" text-anchor="middle">{label}</text></g>'
+            )
+        else:
+            actor = event.get("actor")
+            if actor not in x:
+                actor = src if src in x else dst
+            if actor not in x:
+                continue
+            cx = x[actor]
+            w = min(COLUMN_W - 16, 12 + 8 * len(label))
+            css = "msd-note is-error" if event.get("error") else "msd-note"
+            if event["kind"] in ("broker.crash", "app.crash"):
+                css = "msd-note is-crash"
+            parts.append(
+                f'<g class="{css}"><rect x="{cx - w // 2}" y="{y - 11}" width="{w}" height="22" '
+                f'rx="4"/><text x="{cx}" y="{y + 5}" text-anchor="middle">{label}</text></g>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)

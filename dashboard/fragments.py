@@ -1,0 +1,215 @@
+"""From an observation to HTML: the page's panels, and frames of what changed between two.
+
+A frame is a string of top-level elements that the htmx ws extension swaps out-of-band by id:
+the first is ``#frame-seq`` (sequence number and kind, which the browser checks for gaps), then
+replaced panels, appended lane cells (``beforeend``), removed cells (``delete``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from dashboard import presenters as p
+from dashboard.diagram import sequence_diagram
+
+Presenter = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+PANELS: tuple[tuple[str, str, Presenter], ...] = (
+    ("run-header", "dashboard/panels/header.html", p.header_panel),
+    ("controls", "dashboard/panels/controls.html", p.controls_panel),
+    ("scrubber-panel", "dashboard/panels/scrubber.html", p.scrubber_panel),
+    ("faults", "dashboard/panels/faults.html", p.faults_panel),
+    ("brokers", "dashboard/panels/brokers.html", p.brokers_panel),
+    ("producers", "dashboard/panels/producers.html", p.producers_panel),
+    ("verdict", "dashboard/panels/verdict.html", p.verdict_panel),
+    ("narration", "dashboard/panels/narration.html", p.narration_panel),
+    ("events", "dashboard/panels/events.html", p.events_panel),
+    ("extras", "dashboard/panels/extras.html", p.extras_panel),
+)
+# Past this many cell changes in one lane, one replacement of the lane's cells is cheaper.
+MAX_CELL_CHANGES = p.LANE_WINDOW // 2
+
+
+@dataclass(slots=True)
+class LaneModel:
+    slug: str
+    start: int
+    cells: dict[int, str]
+    parts: dict[str, str]  # element id -> html (header, cursors, ghosts)
+    contexts: dict[str, Any]
+
+
+@dataclass(slots=True)
+class PageModel:
+    html: dict[str, str] = field(default_factory=dict)
+    contexts: dict[str, Any] = field(default_factory=dict)
+    lanes: dict[str, LaneModel] = field(default_factory=dict)
+    lanes_html: str = ""
+
+    def panel(self, panel_id: str) -> str:
+        return self.html.get(panel_id, "")
+
+
+def _empty(panel_id: str) -> str:
+    return f'<section id="{panel_id}" class="panel is-empty" hidden></section>'
+
+
+def _render(
+    panel_id: str,
+    template: str,
+    context: dict[str, Any] | None,
+    previous: PageModel | None,
+) -> str:
+    if previous is not None and previous.contexts.get(panel_id, ...) == context:
+        return previous.html[panel_id]
+    if context is None:
+        return _empty(panel_id)
+    return render_to_string(template, {**context, "panel_id": panel_id})
+
+
+# Panels that change with every event but are costly to send 20 times a second to every browser.
+DETAIL_PANELS = frozenset({"events", "diagram"})
+
+
+def build_model(
+    obs: dict[str, Any], previous: PageModel | None = None, details: bool = True
+) -> PageModel:
+    """The page for ``obs``; with ``details`` False, DETAIL_PANELS stay as in ``previous``."""
+    model = PageModel()
+    hold = not details and previous is not None
+    for panel_id, template, presenter in PANELS:
+        if hold and panel_id in DETAIL_PANELS and previous is not None:
+            model.contexts[panel_id] = previous.contexts[panel_id]
+            model.html[panel_id] = previous.html[panel_id]
+            continue
+        context = presenter(obs)
+        model.contexts[panel_id] = context
+        model.html[panel_id] = _render(panel_id, template, context, previous)
+    diagram_input = obs.get("diagram", [])
+    if hold and previous is not None:
+        diagram_input = previous.contexts["diagram"]
+    model.contexts["diagram"] = diagram_input
+    if previous is not None and previous.contexts.get("diagram") == diagram_input:
+        model.html["diagram"] = previous.html["diagram"]
+    else:
+        svg = sequence_diagram(obs["scenario"], diagram_input)
+        model.html["diagram"] = render_to_string("dashboard/panels/diagram.html", {"svg": svg})
+    duplicates = p.duplicates_by_partition(obs)
+    ghosts = obs.get("ghosts", {})
+    consumers = obs["snapshot"].get("consumers") or []
+    partitions = obs["snapshot"].get("partitions", [])
+    # Internal topics (__consumer_offsets) after the scenario's own.
+    for partition in sorted(partitions, key=lambda p: p["name"].startswith("__")):
+        name = partition["name"]
+        old = previous.lanes.get(name) if previous is not None else None
+        start, cells = p.lane_cells(partition, duplicates.get(name))
+        lane_slug = p.slug(name)
+        contexts = {
+            f"lanehead-{lane_slug}": (
+                "dashboard/panels/lane_header.html",
+                p.lane_header(partition),
+            ),
+            f"cursors-{lane_slug}": (
+                "dashboard/panels/lane_cursors.html",
+                p.lane_cursors(partition, start, consumers),
+            ),
+            f"ghosts-{lane_slug}": (
+                "dashboard/panels/lane_ghosts.html",
+                p.lane_ghosts(name, ghosts.get(name, []), start),
+            ),
+        }
+        parts = {}
+        for part_id, (template, context) in contexts.items():
+            if old is not None and old.contexts.get(part_id) == context:
+                parts[part_id] = old.parts[part_id]
+            else:
+                parts[part_id] = render_to_string(template, context)
+        model.lanes[name] = LaneModel(
+            lane_slug, start, cells, parts, {k: c for k, (_t, c) in contexts.items()}
+        )
+    model.lanes_html = render_to_string(
+        "dashboard/panels/lanes.html",
+        {
+            "lanes": [_lane_context(name, lane) for name, lane in model.lanes.items()],
+            "room_id": obs["status"].get("room_id", ""),
+        },
+    )
+    return model
+
+
+def _lane_context(name: str, lane: LaneModel) -> dict[str, Any]:
+    return {
+        "name": name,
+        "slug": lane.slug,
+        "header": lane.parts[f"lanehead-{lane.slug}"],
+        "cells": _cells_list(lane),
+        "ghosts": lane.parts[f"ghosts-{lane.slug}"],
+        "cursors": lane.parts[f"cursors-{lane.slug}"],
+    }
+
+
+def _cells_list(lane: LaneModel, oob: str = "") -> str:
+    attr = f' hx-swap-oob="{oob}"' if oob else ""
+    body = "".join(lane.cells[o] for o in sorted(lane.cells))
+    return (
+        f'<ol id="cells-{lane.slug}" class="cells" aria-label="records, oldest first"{attr}>'
+        f"{body}</ol>"
+    )
+
+
+def full_fragments(model: PageModel) -> list[str]:
+    """Everything, for a browser that just connected or missed a frame."""
+    out = [model.html[panel_id] for panel_id, _t, _p in PANELS]
+    out.append(model.html["diagram"])
+    out.append(model.lanes_html)
+    return out
+
+
+def diff_fragments(old: PageModel, new: PageModel) -> list[str]:
+    """Only what changed from ``old`` to ``new``."""
+    out = [html for panel_id, html in new.html.items() if old.html.get(panel_id) != html]
+    if list(old.lanes) != list(new.lanes):
+        out.append(new.lanes_html)
+        return out
+    for name, lane in new.lanes.items():
+        out.extend(_lane_diff(old.lanes[name], lane))
+    return out
+
+
+def _lane_diff(old: LaneModel, new: LaneModel) -> list[str]:
+    out = [html for part_id, html in new.parts.items() if old.parts.get(part_id) != html]
+    removed = [o for o in old.cells if o not in new.cells]
+    changed = [o for o in new.cells if o in old.cells and old.cells[o] != new.cells[o]]
+    added = sorted(o for o in new.cells if o not in old.cells)
+    kept = [o for o in old.cells if o in new.cells]
+    appendable = not kept or not added or added[0] > max(kept)
+    if not appendable or len(removed) + len(changed) + len(added) > MAX_CELL_CHANGES:
+        out.append(_cells_list(new, "true"))
+        return out
+    out.extend(f'<li id="c-{new.slug}-{o}" hx-swap-oob="delete"></li>' for o in removed)
+    out.extend(new.cells[o] for o in changed)
+    if added:
+        body = "".join(new.cells[o] for o in added)
+        out.append(f'<ol id="cells-{new.slug}" hx-swap-oob="beforeend">{body}</ol>')
+    return out
+
+
+def frame(seq: int, kind: str, fragments: list[str], sent_at: float | None = None) -> str:
+    """One WebSocket message. ``sent_at`` (epoch seconds) lets a client measure the delay."""
+    sent_ms = int((time.time() if sent_at is None else sent_at) * 1000)
+    head = (
+        f'<output id="frame-seq" data-seq="{seq}" data-kind="{kind}" data-sent="{sent_ms}" '
+        f"hidden>{seq}</output>"
+    )
+    return head + "".join(fragments)
+
+
+def error_frame(message: str) -> str:
+    from html import escape
+
+    return f'<div id="ws-error" class="ws-error" role="alert">{escape(message)}</div>'

@@ -1,0 +1,194 @@
+"""What the dashboard knows about a run, as plain data: the one place that reads the engine.
+
+``observe()`` turns a Timeline into a JSON-ready dict: the engine's snapshot, its verdict, the
+recent events and the bits the snapshot does not carry yet (truncated records, message status,
+a window of any partition's log). Presenters only ever see this dict, so new engine parts
+(consumers, groups, a sink) reach the page by appearing in the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from broker.events import Event
+from broker.protocol import TopicPartition
+from broker.scenario import ScenarioSpec
+from broker.simulation import Simulation
+from dashboard.timeline import Timeline
+
+RECENT_EVENTS = 12
+DIAGRAM_EVENTS = 80
+# Looking further back than this for diagram events costs more than it shows.
+DIAGRAM_SCAN_LIMIT = 20_000
+DIAGRAM_NOTE_KINDS = frozenset(
+    {
+        "produce.append",
+        "replica.truncate",
+        "broker.crash",
+        "broker.restart",
+        "app.crash",
+        "app.restart",
+        "leader.elected",
+        "request.timeout",
+    }
+)
+
+
+def scenario_info(spec: ScenarioSpec) -> dict[str, Any]:
+    """The static facts about a scenario the page needs (actors, steps, semantics)."""
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description.strip(),
+        "semantics": spec.semantics,
+        "seed": spec.seed,
+        "brokers": list(range(1, spec.cluster.brokers + 1)),
+        "partitions": [
+            f"{topic.name}-{p}" for topic in spec.topics for p in range(topic.partitions)
+        ],
+        "producers": [
+            {
+                "name": p.name,
+                "idempotent": p.config.enable_idempotence,
+                "acks": p.config.acks_name,
+            }
+            for p in spec.producers
+        ],
+        "steps": [
+            {"at_ms": s.at_ms, "action": s.action, "narration": s.narration}
+            for s in spec.steps
+            if s.narration
+        ],
+        "expected": {k: str(v) for k, v in spec.expected.items()},
+    }
+
+
+def verdict_of(sim: Simulation) -> dict[str, Any]:
+    """The checker's verdict; while the run goes on, messages still in flight are not "lost"."""
+    verdict = sim.verdict().to_dict()
+    provisional = sim.ended is None
+    verdict["provisional"] = provisional
+    messages = sim.ledger.messages
+    for anomaly in verdict["anomalies"]:
+        entry = messages.get(anomaly["message_id"])
+        anomaly["in_flight"] = bool(
+            provisional
+            and anomaly["kind"] == "lost"
+            and entry is not None
+            and entry.status == "pending"
+        )
+    return verdict
+
+
+def ghosts_of(sim: Simulation) -> dict[str, list[dict[str, Any]]]:
+    """Records some replica truncated away, per partition (the latest at each offset)."""
+    messages = sim.ledger.messages
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for truncation in sim.ledger.truncations:
+        lane = out.setdefault(truncation.partition, {})
+        for offset, message_id in truncation.removed:
+            entry = messages.get(message_id)
+            lane[offset] = {
+                "offset": offset,
+                "message_id": message_id,
+                "key": entry.key if entry else None,
+                "broker": truncation.broker,
+                "time_ms": truncation.time_ms,
+            }
+    return {p: [lane[o] for o in sorted(lane)] for p, lane in out.items()}
+
+
+def _newest_first(sim: Simulation) -> Iterator[Event]:
+    window = getattr(sim.events, "_events", None)  # the log's deque: no copy needed
+    return reversed(window) if window is not None else reversed(list(sim.events))
+
+
+def recent_events(sim: Simulation, limit: int) -> list[dict[str, Any]]:
+    out = []
+    for event in islice(_newest_first(sim), DIAGRAM_SCAN_LIMIT):
+        if not event.quiet:
+            out.append(event.to_dict())
+            if len(out) >= limit:
+                break
+    out.reverse()
+    return out
+
+
+def diagram_events(sim: Simulation, limit: int = DIAGRAM_EVENTS) -> list[dict[str, Any]]:
+    """The latest message arrows (events with both ends) and notes on actors' lifelines."""
+    out = []
+    for event in islice(_newest_first(sim), DIAGRAM_SCAN_LIMIT):
+        if event.quiet:
+            continue
+        if (event.src and event.dst) or event.kind in DIAGRAM_NOTE_KINDS:
+            out.append(event.to_dict())
+            if len(out) >= limit:
+                break
+    out.reverse()
+    return out
+
+
+def read_records(sim: Simulation, partition: str, start: int, count: int) -> dict[str, Any]:
+    """A window of a partition's leader log at any offset (the snapshot holds only the latest).
+
+    Returns the same record dicts as the snapshot, plus the leader's cursors.
+    """
+    tp = TopicPartition.parse(partition)
+    state = sim.cluster.controller.partitions.get(tp)
+    if state is None or state.leader is None:
+        return {"records": [], "high_watermark": 0, "log_end_offset": 0, "leader": None}
+    log = sim.cluster.brokers[state.leader].replicas[tp].log
+    records = []
+    for lb in log.batches:
+        if lb.last_offset < start:
+            continue
+        if lb.base_offset >= start + count:
+            break
+        for i, record in enumerate(lb.batch.records):
+            offset = lb.base_offset + i
+            if start <= offset < start + count:
+                records.append(
+                    {
+                        "offset": offset,
+                        "message_id": record.message_id,
+                        "key": record.key,
+                        "value": record.value,
+                        "producer_id": lb.batch.producer_id,
+                        "producer_epoch": lb.batch.producer_epoch,
+                        "sequence": lb.batch.base_sequence + i
+                        if lb.batch.base_sequence >= 0
+                        else -1,
+                        "leader_epoch": lb.leader_epoch,
+                    }
+                )
+    return {
+        "records": records,
+        "high_watermark": log.high_watermark,
+        "log_end_offset": log.log_end_offset,
+        "log_start_offset": log.log_start_offset,
+        "leader": state.leader,
+    }
+
+
+def observe(
+    timeline: Timeline,
+    scenario: dict[str, Any],
+    status: dict[str, Any],
+    verdict: dict[str, Any] | None,
+) -> dict[str, Any]:
+    sim = timeline.sim
+    return {
+        "scenario": scenario,
+        "snapshot": sim.snapshot(),
+        "verdict": verdict,
+        "ghosts": ghosts_of(sim),
+        "events": recent_events(sim, RECENT_EVENTS),
+        "diagram": diagram_events(sim),
+        "status": status,
+        "commands": [
+            {"time_ms": c.time_ms, "label": c.label, "step_index": c.step_index}
+            for c in timeline.commands
+        ],
+    }

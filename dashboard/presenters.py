@@ -1,0 +1,605 @@
+"""Presenters: pure functions from an observation (plain data) to what a panel shows.
+
+Each ``*_panel`` function returns a template context, or None when the engine has nothing for that
+panel yet (a missing snapshot key renders nothing). Lane cells are rendered here as HTML strings
+because there can be many of them per frame and each is diffed on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+LANE_WINDOW = 40
+SPEEDS = ("0.25", "0.5", "1", "2", "4", "8", "16", "end")
+
+OUTCOME_LABELS = {
+    "produced": "produced",
+    "acknowledged": "acknowledged",
+    "failed": "failed",
+    "in_log": "in log",
+    "in_flight": "in flight",
+    "processed": "processed",
+    "sunk": "in the sink",
+    "lost": "lost",
+    "duplicated": "duplicated",
+    "reordered": "reordered",
+}
+# Shown first and big; the anomaly counts follow.
+HEADLINE_OUTCOMES = ("produced", "acknowledged", "in_log", "in_flight", "processed", "sunk")
+ALWAYS_SHOWN = ("produced", "acknowledged", "in_log", "lost", "duplicated", "reordered")
+
+
+def slug(name: str) -> str:
+    """An HTML id fragment for a partition or actor name ("orders.v2-0" -> "orders_2e_v2-0")."""
+    return re.sub(r"[^A-Za-z0-9_-]", lambda m: f"_{ord(m.group()):x}_", name)
+
+
+def speed_label(speed: str) -> str:
+    return "to the end" if speed == "end" else f"{speed}\u00d7"
+
+
+# -- fault buttons ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FaultOption:
+    id: str
+    label: str
+    group: str
+    command: dict[str, Any]
+    available: bool
+    why_not: str = ""
+
+
+def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
+    """The fault buttons offered for this scenario's actors, with what makes sense right now."""
+    options: list[FaultOption] = []
+    producers = snapshot.get("producers") or []
+    alive = {p["name"]: p.get("alive", True) for p in producers}
+    names = [p["name"] for p in scenario.get("producers", [])]
+    several = len(names) > 1
+    for name in names:
+        suffix = f" from {name}" if several else ""
+        to = f" to {name}" if several else ""
+        options.append(
+            FaultOption(
+                f"drop-request:{name}",
+                f"Drop the next produce request{suffix}",
+                "network",
+                {"do": "drop-request", "api": "Produce", "client": name},
+                True,
+            )
+        )
+        options.append(
+            FaultOption(
+                f"drop-response:{name}",
+                f"Drop the next produce response{to}",
+                "network",
+                {"do": "drop-response", "api": "Produce", "client": name},
+                True,
+            )
+        )
+    for name in names:
+        up = alive.get(name, True)
+        options.append(
+            FaultOption(
+                f"crash-producer:{name}",
+                f"Crash producer app {name}",
+                "producers",
+                {"do": "crash-producer", "producer": name},
+                up,
+                "" if up else f"{name} is already down",
+            )
+        )
+        options.append(
+            FaultOption(
+                f"restart-producer:{name}",
+                f"Restart producer app {name}",
+                "producers",
+                {"do": "restart-producer", "producer": name},
+                not up,
+                "" if not up else f"{name} is running",
+            )
+        )
+    brokers = {b["id"]: b.get("alive", True) for b in snapshot.get("brokers") or []}
+    for broker in scenario.get("brokers", []):
+        up = brokers.get(broker, True)
+        options.append(
+            FaultOption(
+                f"crash-broker:{broker}",
+                f"Crash broker-{broker}",
+                "brokers",
+                {"do": "crash-broker", "broker": broker},
+                up,
+                "" if up else f"broker-{broker} is already down",
+            )
+        )
+        options.append(
+            FaultOption(
+                f"restart-broker:{broker}",
+                f"Restart broker-{broker}",
+                "brokers",
+                {"do": "restart-broker", "broker": broker},
+                not up,
+                "" if not up else f"broker-{broker} is running",
+            )
+        )
+    leaders = {p["name"]: p.get("leader") for p in snapshot.get("partitions") or []}
+    for partition in scenario.get("partitions", []):
+        leader = leaders.get(partition)
+        options.append(
+            FaultOption(
+                f"crash-leader:{partition}",
+                f"Crash the leader of {partition}",
+                "brokers",
+                {"do": "crash-broker", "broker": f"leader:{partition}"},
+                leader is not None,
+                "" if leader is not None else f"{partition} has no leader",
+            )
+        )
+    return options
+
+
+# -- panels ---------------------------------------------------------------------------
+def header_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    scenario = obs["scenario"]
+    status = obs["status"]
+    if status.get("seeking"):
+        state = "travelling in time\u2026"
+    elif status.get("ended"):
+        state = "run over" if status["ended"] == "settled" else f"run over ({status['ended']})"
+    elif status.get("playing"):
+        state = f"playing at {speed_label(status['speed'])}"
+    else:
+        state = "paused"
+    return {
+        "title": scenario["title"],
+        "name": scenario["name"],
+        "semantics": scenario["semantics"],
+        "seed": scenario["seed"],
+        "clock_ms": status.get("clock_ms", 0),
+        "state": state,
+        "playing": bool(status.get("playing")),
+        "in_past": bool(status.get("in_past")),
+    }
+
+
+def controls_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    status = obs["status"]
+    return {
+        "room_id": status.get("room_id", ""),
+        "playing": bool(status.get("playing")),
+        "speeds": [
+            {
+                "value": s,
+                "label": speed_label(s),
+                "key": str(i + 1),
+                "current": s == status["speed"],
+            }
+            for i, s in enumerate(SPEEDS)
+        ],
+        "in_past": bool(status.get("in_past")),
+        "ended": status.get("ended"),
+        "can_go_back": status.get("position", 0) > 0,
+    }
+
+
+def scrubber_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    status = obs["status"]
+    return {
+        "room_id": status.get("room_id", ""),
+        "position": status.get("position", 0),
+        "length": status.get("length", 0),
+    }
+
+
+def faults_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    options = fault_options(obs["scenario"], obs["snapshot"])
+    groups: dict[str, list[FaultOption]] = {}
+    for option in options:
+        groups.setdefault(option.group, []).append(option)
+    return {
+        "room_id": obs["status"].get("room_id", ""),
+        "groups": [{"name": name, "options": opts} for name, opts in groups.items()],
+        "pressed": list(reversed(obs.get("commands", [])))[:6],
+        "armed": obs["snapshot"].get("faults", []),
+        "in_past": bool(obs["status"].get("in_past")),
+    }
+
+
+def brokers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    snapshot = obs["snapshot"]
+    brokers = snapshot.get("brokers")
+    if not brokers:
+        return None
+    leads: dict[int, list[str]] = {}
+    for partition in snapshot.get("partitions", []):
+        if partition.get("leader") is not None:
+            leads.setdefault(partition["leader"], []).append(partition["name"])
+    return {
+        "brokers": [
+            {
+                "id": b["id"],
+                "alive": b.get("alive", True),
+                "fenced": b.get("fenced", False),
+                "leads": leads.get(b["id"], []),
+            }
+            for b in brokers
+        ]
+    }
+
+
+def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    producers = obs["snapshot"].get("producers")
+    if not producers:
+        return None
+    out = []
+    for p in producers:
+        pid = p.get("producer_id")
+        out.append(
+            {
+                "name": p["name"],
+                "slug": slug(p["name"]),
+                "alive": p.get("alive", True),
+                "incarnation": p.get("incarnation"),
+                "pid": "\u2014" if pid is None or pid < 0 else pid,
+                "epoch": "\u2014" if p.get("producer_epoch") in (None, -1) else p["producer_epoch"],
+                "next_sequence": sorted((p.get("next_sequence") or {}).items()),
+                "in_flight": [
+                    {
+                        "partition": b["partition"],
+                        "records": ", ".join(b.get("records", [])),
+                        "attempts": b.get("attempts", 0),
+                        "last_error": b.get("last_error"),
+                    }
+                    for b in p.get("in_flight", [])
+                ],
+                "queued": p.get("queued", 0),
+                "config": sorted((p.get("config") or {}).items()),
+            }
+        )
+    return {"producers": out}
+
+
+def _judgement(anomaly: dict[str, Any], semantics: str) -> str:
+    if anomaly.get("in_flight"):
+        return "still in flight: not judged yet"
+    if anomaly["allowed"]:
+        return f"expected under {semantics}"
+    return f"a failure under {semantics}"
+
+
+def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    verdict = obs.get("verdict")
+    if verdict is None:
+        return None
+    outcome = dict(verdict.get("outcome", {}))
+    semantics = verdict.get("semantics", obs["scenario"]["semantics"])
+    provisional = bool(verdict.get("provisional"))
+    in_flight = sum(1 for a in verdict.get("anomalies", []) if a.get("in_flight"))
+    if in_flight and "lost" in outcome:
+        # Mid-run, a message not yet acknowledged nor failed is travelling, not lost.
+        outcome["lost"] -= in_flight
+        outcome["in_flight"] = in_flight
+    expected = verdict.get("expected", {})
+
+    def shown(key: str, always: tuple[str, ...]) -> bool:
+        # Counts for parts the scenario does not use (a sink, consumers) stay out of the way.
+        return key in always or bool(outcome[key]) or key in expected
+
+    keys = [k for k in HEADLINE_OUTCOMES if k in outcome and shown(k, ALWAYS_SHOWN)]
+    anomaly_keys = [k for k in outcome if k not in HEADLINE_OUTCOMES and shown(k, ALWAYS_SHOWN)]
+    anomalies = []
+    for anomaly in verdict.get("anomalies", []):
+        partition = anomaly.get("partition")
+        offsets = anomaly.get("offsets", [])
+        cells = [f"c-{slug(partition)}-{o}" for o in offsets] if partition else []
+        where = ", ".join(f"{partition}@{o}" for o in offsets) if partition else "no offset"
+        anomalies.append(
+            {
+                "kind": anomaly["kind"],
+                "message_id": anomaly["message_id"],
+                "where": where,
+                "cells": " ".join(cells),
+                "judgement": _judgement(anomaly, semantics),
+                "failure": not anomaly["allowed"] and not anomaly.get("in_flight"),
+                "in_flight": bool(anomaly.get("in_flight")),
+                "explanation": anomaly.get("explanation", ""),
+            }
+        )
+    if provisional:
+        headline = "so far"
+    elif verdict.get("verdict") == "as-expected":
+        headline = "as the scenario expects"
+    else:
+        headline = "not what the scenario expects"
+    return {
+        "semantics": semantics,
+        "counts": [
+            {"key": k, "label": OUTCOME_LABELS.get(k, k), "value": outcome[k]} for k in keys
+        ],
+        "anomaly_counts": [
+            {"key": k, "label": OUTCOME_LABELS.get(k, k.replace("_", " ")), "value": outcome[k]}
+            for k in anomaly_keys
+        ],
+        "anomalies": anomalies,
+        "provisional": provisional,
+        "verdict": verdict.get("verdict"),
+        "headline": headline,
+        # Judged against the expectations only once the run is over.
+        "mismatches": [] if provisional else verdict.get("mismatches", []),
+        "expected": verdict.get("expected", {}),
+        "stale": bool(verdict.get("stale")),
+    }
+
+
+def narration_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    steps = obs["scenario"].get("steps", [])
+    told = [text for _t, text in obs["snapshot"].get("narration", [])]
+    if not steps and not told:
+        return None
+    remaining: dict[str, int] = {}
+    for text in told:
+        remaining[text] = remaining.get(text, 0) + 1
+    items = []
+    for step in steps:
+        done = remaining.get(step["narration"], 0) > 0
+        if done:
+            remaining[step["narration"]] -= 1
+        items.append({"at_ms": step["at_ms"], "text": step["narration"], "done": done})
+    current = max((i for i, item in enumerate(items) if item["done"]), default=None)
+    for i, item in enumerate(items):
+        item["current"] = i == current
+    return {"items": items}
+
+
+def events_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    events = obs.get("events", [])
+    return {
+        "events": [
+            {
+                **e,
+                "where": (
+                    f"{e['partition']}@{e['offset']}"
+                    if e.get("partition") and e.get("offset") is not None
+                    else (e.get("partition") or "")
+                ),
+                "latest": i == len(events) - 1,
+            }
+            for i, e in enumerate(events)
+        ]
+    }
+
+
+EXTRA_PARTS = (
+    ("consumers", "Consumers"),
+    ("groups", "Consumer groups"),
+    ("transactions", "Transactions"),
+    ("sink", "Sink"),
+)
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [v if isinstance(v, dict) else {"value": v} for v in value]
+    if isinstance(value, dict):
+        for inner in value.values():  # a table of rows (a sink's output table)
+            if isinstance(inner, list) and inner and all(isinstance(v, dict) for v in inner):
+                return _rows(inner)
+        if all(isinstance(v, dict) for v in value.values()):
+            return [{"name": k, **v} for k, v in value.items()]
+        return [value]
+    return [{"value": value}]
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_cell_text(v) for v in value)
+    return "\u2014" if value is None else str(value)
+
+
+def extras_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """Engine parts the dashboard has no dedicated view for yet, shown as plain tables."""
+    snapshot = obs["snapshot"]
+    parts = []
+    for key, title in EXTRA_PARTS:
+        value = snapshot.get(key)
+        if not value:
+            continue
+        rows = _rows(value)
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(c for c in row if c not in columns)
+        parts.append(
+            {
+                "key": key,
+                "title": title,
+                "columns": [c.replace("_", " ") for c in columns],
+                "rows": [[_cell_text(row.get(c)) for c in columns] for row in rows],
+            }
+        )
+    return {"parts": parts} if parts else None
+
+
+# -- lanes ------------------------------------------------------------------------------
+def lane_header(partition: dict[str, Any]) -> dict[str, Any]:
+    replicas = []
+    for replica in partition.get("replicas", []):
+        broker = replica["broker"]
+        replicas.append(
+            {
+                "broker": broker,
+                "role": replica.get("role", ""),
+                "leo": replica.get("log_end_offset"),
+                "hw": replica.get("high_watermark"),
+                "in_isr": broker in partition.get("isr", []),
+                "leader": broker == partition.get("leader"),
+            }
+        )
+    return {
+        "name": partition["name"],
+        "slug": slug(partition["name"]),
+        "leader": partition.get("leader"),
+        "leader_epoch": partition.get("leader_epoch"),
+        "isr": partition.get("isr", []),
+        "replicas": replicas,
+    }
+
+
+def _leader_log(partition: dict[str, Any]) -> dict[str, Any]:
+    for replica in partition.get("replicas", []):
+        if replica["broker"] == partition.get("leader"):
+            return replica
+    return {}
+
+
+def lane_cells(
+    partition: dict[str, Any], duplicates: dict[str, list[int]] | None = None
+) -> tuple[int, dict[int, str]]:
+    """(first offset shown, {offset: cell html}) for the latest LANE_WINDOW records."""
+    records = partition.get("records", [])[-LANE_WINDOW:]
+    log = _leader_log(partition)
+    hw = log.get("high_watermark", 0)
+    name = partition["name"]
+    key = slug(name)
+    copies: dict[str, set[int]] = {}
+    for record in records:
+        copies.setdefault(record["message_id"], set()).add(record["offset"])
+    for message_id, offsets in (duplicates or {}).items():
+        if message_id in copies:
+            copies[message_id].update(offsets)
+    cells = {}
+    for record in records:
+        offset = record["offset"]
+        ordered = sorted(copies[record["message_id"]])
+        copy_number = ordered.index(offset) + 1 if len(ordered) > 1 else 1
+        cells[offset] = render_cell(key, record, offset < hw, copy_number, len(ordered))
+    start = records[0]["offset"] if records else log.get("log_end_offset", 0)
+    return start, cells
+
+
+def _badge(record: dict[str, Any]) -> str:
+    pid = record.get("producer_id", -1)
+    if pid is None or pid < 0:
+        return "no PID"
+    return (
+        f"PID {pid} \u00b7 e{record.get('producer_epoch', 0)} \u00b7 s{record.get('sequence', -1)}"
+    )
+
+
+def render_cell(
+    lane_slug: str,
+    record: dict[str, Any],
+    committed: bool,
+    copy_number: int = 1,
+    copies: int = 1,
+) -> str:
+    offset = record["offset"]
+    state = "committed" if committed else "uncommitted"
+    state_label = "committed" if committed else "above HW"
+    key = record.get("key")
+    value = record.get("value")
+    message_id = record["message_id"]
+    classes = f"cell is-{state}"
+    dup = ""
+    aria_dup = ""
+    if copy_number > 1:
+        classes += " is-duplicate"
+        title = f"copy {copy_number} of {escape(message_id)}"
+        dup = f'<span class="cell-dup" title="{title}">\u00d7{copy_number}</span>'
+        aria_dup = f", copy {copy_number} of {copies}"
+    elif copies > 1:
+        classes += " has-duplicate"
+        dup = '<span class="cell-dup is-first" title="first copy">1st</span>'
+    label = f"offset {offset}, {key or 'no key'}, message {message_id}, {state_label}{aria_dup}"
+    key_html = escape(key) if key else "\u2205"
+    value_html = escape(str(value)) if value is not None else ""
+    return (
+        f'<li id="c-{lane_slug}-{offset}" class="{classes}" data-msg="{escape(message_id)}" '
+        f'data-offset="{offset}" aria-label="{escape(label)}">'
+        f'<span class="cell-offset">{offset}</span>{dup}'
+        f'<span class="cell-key">{key_html}</span>'
+        f'<span class="cell-value">{value_html}</span>'
+        f'<span class="cell-badge">{escape(_badge(record))}</span>'
+        f'<span class="cell-state">{state_label}</span></li>'
+    )
+
+
+def lane_cursors(
+    partition: dict[str, Any], start: int, consumers: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Cursor marks under the lane, grouped by column (offset - start), in a fixed order."""
+    log = _leader_log(partition)
+    columns: dict[int, list[dict[str, str]]] = {}
+    last_column = LANE_WINDOW + 1
+
+    def put(offset: int | None, label: str, kind: str, title: str) -> None:
+        if offset is None:
+            return
+        column = offset - start + 1
+        arrow = ""
+        if column < 1:
+            column, arrow = 1, "\u2190 "
+        elif column > last_column:
+            column, arrow = last_column, "\u2192 "
+        columns.setdefault(column, []).append(
+            {"label": f"{arrow}{label}", "kind": kind, "title": f"{title}: offset {offset}"}
+        )
+
+    if log:
+        put(log.get("log_start_offset"), "start", "start", "log start offset")
+        if log.get("last_stable_offset") != log.get("high_watermark"):
+            put(log.get("last_stable_offset"), "LSO", "lso", "last stable offset")
+        put(log.get("high_watermark"), "HW", "hw", "high watermark")
+        put(log.get("log_end_offset"), "LEO", "leo", "log end offset")
+    for replica in partition.get("replicas", []):
+        if replica["broker"] == partition.get("leader"):
+            continue
+        put(
+            replica.get("log_end_offset"),
+            f"b{replica['broker']}",
+            "follower",
+            f"broker-{replica['broker']} log end offset",
+        )
+    for consumer in consumers or []:
+        for assigned in consumer.get("partitions", []):
+            if assigned.get("partition") != partition["name"]:
+                continue
+            who = consumer.get("instance") or consumer.get("name", "consumer")
+            put(
+                assigned.get("committed"),
+                f"\u25bd {who} committed",
+                "committed",
+                f"{who} committed offset (next to read after a restart)",
+            )
+            put(
+                assigned.get("position"),
+                f"\u25bc {who} position",
+                "position",
+                f"{who} position (next to read)",
+            )
+    return {
+        "slug": slug(partition["name"]),
+        "marks": [{"column": c, "items": items} for c, items in sorted(columns.items())],
+        "offline": partition.get("leader") is None,
+    }
+
+
+def lane_ghosts(partition: str, ghosts: list[dict[str, Any]], start: int) -> dict[str, Any]:
+    shown = [
+        {**g, "column": g["offset"] - start + 1}
+        for g in ghosts
+        if start <= g["offset"] <= start + LANE_WINDOW
+    ]
+    return {"slug": slug(partition), "ghosts": shown}
+
+
+def duplicates_by_partition(obs: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
+    out: dict[str, dict[str, list[int]]] = {}
+    for anomaly in (obs.get("verdict") or {}).get("anomalies", []):
+        if anomaly["kind"] == "duplicate" and anomaly.get("partition"):
+            out.setdefault(anomaly["partition"], {})[anomaly["message_id"]] = anomaly["offsets"]
+    return out

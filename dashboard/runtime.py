@@ -1,0 +1,347 @@
+"""One runtime per room: paces the engine against wall time and sends frames to the room.
+
+Daphne runs no ASGI lifespan events, so a room's pacing task starts when first needed (a browser
+connects, a control is pressed) on the running event loop, and the registry keeps a strong
+reference to it. Each tick (``LAB_TICK_MS``) applies the controls pressed since the last one,
+advances the engine for at most ``LAB_TICK_BUDGET_MS`` of CPU, and sends at most one frame (the
+changed fragments, with a sequence number) to the room's channel group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from broker.scenario import ScenarioError, ScenarioSpec
+from dashboard import fragments
+from dashboard.observe import observe, scenario_info, verdict_of
+from dashboard.presenters import SPEEDS, FaultOption, fault_options
+from dashboard.timeline import Timeline
+
+logger = logging.getLogger(__name__)
+
+# Past this cost, the verdict is recomputed only while paused (it reads every record).
+VERDICT_LIVE_COST_S = 0.02
+IDLE_STOP_S = 120.0
+DETAILS_INTERVAL_S = 0.5
+
+
+class LimitError(Exception):
+    """A limit of the lab was reached; the message says which, for the user."""
+
+
+def setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def records_in(spec: ScenarioSpec) -> int:
+    return sum(int(s.params.get("count", 0)) for s in spec.steps if s.action == "produce")
+
+
+def check_limits(spec: ScenarioSpec) -> None:
+    limit = setting("LAB_MAX_RECORDS_PER_RUN", 200_000)
+    records = records_in(spec)
+    if records > limit:
+        raise LimitError(
+            f"This scenario produces {records:,} records; the dashboard runs at most "
+            f"{limit:,} per run. Lower the produce counts, or run it from a terminal "
+            f"(python -m broker run)."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A validated control (see forms.ControlForm)."""
+
+    action: str  # play pause step back seek speed reset fault
+    speed: str | None = None
+    position: int | None = None
+    fault: str | None = None
+
+
+class Room:
+    def __init__(self, room_id: str, spec: ScenarioSpec, seed: int | None = None) -> None:
+        self.id = room_id
+        self.group = f"room-{room_id}"
+        self.spec = spec
+        self.seed = seed
+        self.scenario = scenario_info(spec)
+        self.timeline = Timeline(spec, seed)
+        self.playing = False
+        self.speed = "1"
+        self.clock_ms = 0
+        self._anchor_wall = 0.0
+        self._anchor_virtual = 0
+        self._seek_target: int | None = None
+        self.pending: deque[Control] = deque(maxlen=256)
+        self.seq = 0
+        self.model: fragments.PageModel | None = None
+        self._verdict: dict[str, Any] | None = None
+        self._verdict_cost = 0.0
+        self._verdict_dirty = True
+        self.viewers = 0
+        self.last_used = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self.frames_sent = 0
+        self._details_at = 0.0
+
+    # -- input ---------------------------------------------------------------------
+    def fault_options(self) -> list[FaultOption]:
+        return fault_options(self.scenario, self.timeline.sim.snapshot())
+
+    def submit(self, control: Control) -> None:
+        """Queue a control; the next tick applies it."""
+        self.pending.append(control)
+        self.last_used = time.monotonic()
+
+    # -- the tick ----------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> str | None:
+        """Apply controls, advance the engine, and return a frame when something changed."""
+        now = time.monotonic() if now is None else now
+        changed = self._apply_controls(now)
+        changed = self._advance(now) or changed
+        if self.model is None:
+            self.model = self._build()
+            return None
+        if not changed:
+            return None
+        # While playing, the event list and the diagram refresh a few times a second only.
+        details = not self.playing or now - self._details_at >= DETAILS_INTERVAL_S
+        if details:
+            self._details_at = now
+        model = self._build(details)
+        parts = fragments.diff_fragments(self.model, model)
+        self.model = model
+        if not parts:
+            return None
+        self.seq += 1
+        self.frames_sent += 1
+        return fragments.frame(self.seq, "delta", parts)
+
+    def page(self) -> fragments.PageModel:
+        if self.model is None:
+            self.model = self._build()
+        return self.model
+
+    def full_frame(self) -> str:
+        return fragments.frame(self.seq, "full", fragments.full_fragments(self.page()))
+
+    def status(self) -> dict[str, Any]:
+        timeline = self.timeline
+        return {
+            "room_id": self.id,
+            "playing": self.playing,
+            "speed": self.speed,
+            "clock_ms": self.clock_ms,
+            "ended": timeline.sim.ended if not timeline.in_past else None,
+            "position": timeline.position,
+            "length": timeline.length,
+            "in_past": timeline.in_past,
+            "seeking": self._seek_target is not None,
+        }
+
+    def _build(self, details: bool = True) -> fragments.PageModel:
+        return fragments.build_model(self.observe(), self.model, details)
+
+    def observe(self) -> dict[str, Any]:
+        return observe(self.timeline, self.scenario, self.status(), self._current_verdict())
+
+    def _current_verdict(self) -> dict[str, Any] | None:
+        if not self._verdict_dirty and self._verdict is not None:
+            return self._verdict
+        if self._verdict is not None and self.playing and self._verdict_cost > VERDICT_LIVE_COST_S:
+            return {**self._verdict, "stale": True}
+        started = time.perf_counter()
+        self._verdict = verdict_of(self.timeline.sim)
+        self._verdict_cost = time.perf_counter() - started
+        self._verdict_dirty = False
+        return self._verdict
+
+    # -- controls ------------------------------------------------------------------------
+    def _apply_controls(self, now: float) -> bool:
+        changed = False
+        while self.pending:
+            control = self.pending.popleft()
+            try:
+                self._apply(control, now)
+            except ScenarioError as exc:
+                logger.info("room %s: control %s refused: %s", self.id, control, exc)
+            changed = True
+        return changed
+
+    def _apply(self, control: Control, now: float) -> None:
+        action = control.action
+        timeline = self.timeline
+        if action == "play":
+            if timeline.ended and not timeline.in_past:
+                return
+            self._play(now)
+        elif action == "pause":
+            self.playing = False
+        elif action == "speed" and control.speed in SPEEDS:
+            self.speed = control.speed
+            if control.speed == "end" or self.playing:
+                self._play(now)
+        elif action == "step":
+            self.playing = False
+            self._seek_target = None
+            timeline.step_event()
+            self._moved()
+        elif action == "back":
+            self.playing = False
+            self._seek_target = max(0, timeline.position - 1)
+        elif action == "seek" and control.position is not None:
+            self.playing = False
+            self._seek_target = max(0, min(control.position, timeline.length))
+        elif action == "reset":
+            self.timeline = Timeline(self.spec, self.seed)
+            self.playing = False
+            self._seek_target = None
+            self._moved()
+        elif action == "fault" and control.fault:
+            self._seek_target = None
+            option = next((o for o in self.fault_options() if o.id == control.fault), None)
+            if option is None or not option.available:
+                return
+            timeline.submit(option.command, option.label)
+            self._verdict_dirty = True
+
+    def _play(self, now: float) -> None:
+        self.playing = True
+        self._seek_target = None
+        self._anchor_wall = now
+        self._anchor_virtual = self.clock_ms
+
+    def _moved(self) -> None:
+        self.clock_ms = self.timeline.sim.now_ms
+        self._verdict_dirty = True
+
+    # -- pacing --------------------------------------------------------------------------
+    def _advance(self, now: float) -> bool:
+        deadline = time.perf_counter() + setting("LAB_TICK_BUDGET_MS", 8) / 1000
+        timeline = self.timeline
+        if self._seek_target is not None:
+            if timeline.seek(self._seek_target, deadline):
+                self._seek_target = None
+            self._moved()
+            return True
+        if not self.playing:
+            return False
+        before = timeline.steps
+        if self.speed == "end":
+            while time.perf_counter() < deadline and timeline.step_engine():
+                pass
+            self.clock_ms = timeline.sim.now_ms
+        else:
+            factor = float(self.speed)
+            target = self._anchor_virtual + int((now - self._anchor_wall) * 1000 * factor)
+            while True:
+                due = timeline.next_due_ms()
+                if due is None:
+                    timeline.step_engine()  # lets the engine notice that the run is over
+                    break
+                if due > target:
+                    break
+                timeline.step_engine()
+                if time.perf_counter() > deadline:
+                    # The engine cannot keep up: slow the virtual clock down to it.
+                    target = timeline.sim.now_ms
+                    self._anchor_wall, self._anchor_virtual = now, target
+                    break
+            due = timeline.next_due_ms()
+            self.clock_ms = max(timeline.sim.now_ms, target if due is None else min(target, due))
+        if timeline.ended and not timeline.in_past:
+            self.playing = False
+            self.clock_ms = timeline.sim.now_ms
+        if timeline.steps != before:
+            self._verdict_dirty = True
+        return True
+
+    # -- the pacing task -------------------------------------------------------------------
+    def ensure_running(self) -> None:
+        """Start the pacing task on the running loop, unless it already runs there."""
+        loop = asyncio.get_running_loop()
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return
+        self._task = loop.create_task(self._run(), name=f"room-{self.id}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        tick_s = setting("LAB_TICK_MS", 50) / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                frame = self.tick()
+            except Exception:
+                logger.exception("room %s: tick failed; pausing the run", self.id)
+                self.playing = False
+                frame = None
+            if frame is not None and layer is not None:
+                await layer.group_send(self.group, {"type": "room.frame", "frame": frame})
+            idle = time.monotonic() - self.last_used
+            if not self.viewers and not self.playing and not self.pending and idle > IDLE_STOP_S:
+                return
+            await asyncio.sleep(max(0.0, tick_s - (loop.time() - started)))
+
+
+class Registry:
+    """The rooms of this process, by id (strong references to their tasks)."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Room] = {}
+
+    def create(self, spec: ScenarioSpec, seed: int | None = None) -> Room:
+        check_limits(spec)
+        limit = setting("LAB_MAX_ROOMS", 32)
+        if len(self.rooms) >= limit:
+            self._evict_one(limit)
+        room_id = secrets.token_hex(4)
+        while room_id in self.rooms:
+            room_id = secrets.token_hex(4)
+        room = Room(room_id, spec, seed)
+        self.rooms[room_id] = room
+        return room
+
+    def _evict_one(self, limit: int) -> None:
+        idle = [r for r in self.rooms.values() if not r.viewers and not r.playing]
+        if not idle:
+            raise LimitError(
+                f"The lab already runs {limit} rooms, each watched or playing: that is the "
+                "maximum. Close a tab on another run, or wait for one to finish."
+            )
+        oldest = min(idle, key=lambda r: r.last_used)
+        task = oldest._task
+        if task is not None and not task.done():
+            task.cancel()
+        del self.rooms[oldest.id]
+
+    def get(self, room_id: str) -> Room | None:
+        return self.rooms.get(room_id)
+
+    def clear(self) -> None:
+        for room in self.rooms.values():
+            task = room._task
+            if task is not None and not task.done():
+                task.cancel()
+        self.rooms.clear()
+
+
+registry = Registry()

@@ -1,0 +1,203 @@
+"""One run's history: the engine, the commands pressed, and time travel over both.
+
+The engine is deterministic: the same scenario, seed and commands give the same events. So the
+history of a run is just (seed, [commands, each with the number of engine steps done when it was
+pressed]). Going back replays that from the nearest checkpoint; going forward steps the engine on,
+re-applying the recorded commands at the same step counts. Pressing a new command while looking
+at the past drops the recorded future from there (a fork).
+
+A command is keyed by the engine step count, not by its virtual time: several engine steps happen
+in the same millisecond, and ``Simulation.submit`` orders a command after whatever ran before it.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Any
+
+from broker.events import Event
+from broker.scenario import ScenarioSpec, step_parser
+from broker.simulation import Simulation
+
+CHECKPOINT_EVERY_STEPS = 200
+# A checkpoint costs a deep copy of the engine; past this, replaying from the last one is cheaper.
+CHECKPOINT_MAX_COST_S = 0.05
+# "Step one event" runs engine steps until a visible event; a bound keeps a tick short.
+MAX_STEPS_PER_EVENT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    step_index: int  # engine steps done when it was pressed; applied before the next one
+    time_ms: int
+    raw: dict[str, Any]
+    label: str
+
+
+def events_since(sim: Simulation, seq: int) -> list[Event]:
+    """The events from ``seq`` on, newest last."""
+    return sim.events.since(seq)
+
+
+def clone_simulation(sim: Simulation) -> Simulation:
+    """A deep copy of a running engine (a time-travel checkpoint)."""
+    return sim.clone()
+
+
+class Timeline:
+    """The engine plus everything needed to revisit any earlier moment of the run.
+
+    A *moment* is an engine step count after which a visible (non-quiet) event happened; the
+    scrubber's positions are 0 (the start) and one per moment.
+    """
+
+    def __init__(self, spec: ScenarioSpec, seed: int | None = None) -> None:
+        self.spec = spec
+        self.seed = spec.seed if seed is None else seed
+        self.parse = step_parser(spec)
+        self.commands: list[Command] = []
+        self.moments: list[int] = []
+        self.head_steps = 0  # the furthest this branch of the run has been
+        self._checkpoints: dict[int, Simulation] = {}
+        self._checkpoints_on = True
+        self._start(0)
+
+    # -- state -----------------------------------------------------------------
+    def _start(self, steps: int) -> None:
+        """Put the engine at the latest checkpoint at or before ``steps``."""
+        best = max((s for s in self._checkpoints if s <= steps), default=None)
+        if best is None:
+            self.sim = Simulation(self.spec, self.seed)
+            self.steps = 0
+        else:
+            self.sim = clone_simulation(self._checkpoints[best])
+            self.steps = best
+        self._applied = sum(1 for c in self.commands if c.step_index < self.steps)
+
+    @property
+    def position(self) -> int:
+        """The scrubber position of the engine's current state."""
+        return bisect_right(self.moments, self.steps)
+
+    @property
+    def length(self) -> int:
+        """The number of moments known so far (the scrubber's maximum)."""
+        return len(self.moments)
+
+    @property
+    def in_past(self) -> bool:
+        return self.steps < self.head_steps or self._applied < len(self.commands)
+
+    @property
+    def ended(self) -> bool:
+        return self.sim.ended is not None
+
+    # -- running -----------------------------------------------------------------
+    def _apply_due_commands(self) -> None:
+        while self._applied < len(self.commands):
+            command = self.commands[self._applied]
+            if command.step_index != self.steps:
+                break
+            self._submit(command.raw)
+            self._applied += 1
+
+    def _submit(self, raw: dict[str, Any]) -> None:
+        sim = self.sim
+        sim.submit(self.parse(raw, "command", sim.now_ms))
+        # The engine stops stepping once the run settled; a new command reopens it.
+        sim.ended = None
+
+    def step_engine(self) -> bool:
+        """One engine step (recorded commands applied first). False when the run is over."""
+        self._apply_due_commands()
+        sim = self.sim
+        before = sim.events.next_seq
+        if not sim.step():
+            return False
+        self.steps += 1
+        self.head_steps = max(self.head_steps, self.steps)
+        if self._emitted_visible(before) and (not self.moments or self.steps > self.moments[-1]):
+            self.moments.append(self.steps)
+        if self._checkpoints_on and self.steps % CHECKPOINT_EVERY_STEPS == 0:
+            self._checkpoint()
+        return True
+
+    def _emitted_visible(self, before: int) -> bool:
+        return any(not e.quiet for e in events_since(self.sim, before))
+
+    def _checkpoint(self) -> None:
+        if self.steps in self._checkpoints:
+            return
+        started = time.perf_counter()
+        self._checkpoints[self.steps] = clone_simulation(self.sim)
+        if time.perf_counter() - started > CHECKPOINT_MAX_COST_S:
+            self._checkpoints_on = False
+
+    def step_event(self) -> bool:
+        """Run until the next visible event (the next moment). False when nothing happened."""
+        target = self.position + 1
+        for _ in range(MAX_STEPS_PER_EVENT):
+            if not self.step_engine():
+                return False
+            if self.position >= target:
+                return True
+        return True
+
+    def next_due_ms(self) -> int | None:
+        if self._applied < len(self.commands) and self.commands[self._applied].step_index == (
+            self.steps
+        ):
+            return self.sim.now_ms
+        if self.sim.ended is not None:
+            return None
+        due = self.sim.scheduler.next_due_ms()
+        if due is None or due > self.spec.duration_ms:
+            return None
+        return due
+
+    # -- commands ------------------------------------------------------------------
+    def submit(self, raw: dict[str, Any], label: str) -> Command:
+        """Press a command now; at a past moment this forks the run from here.
+
+        Raises ``ScenarioError`` (changing nothing) when the engine refuses the command.
+        """
+        self.parse(raw, "command", self.sim.now_ms)  # validate before changing anything
+        if self.in_past:
+            self._fork()
+        command = Command(self.steps, self.sim.now_ms, dict(raw), label)
+        self.commands.append(command)
+        self._submit(command.raw)
+        self._applied += 1
+        return command
+
+    def _fork(self) -> None:
+        del self.commands[self._applied :]
+        del self.moments[self.position :]
+        self.head_steps = self.steps
+        for steps in [s for s in self._checkpoints if s > self.steps]:
+            del self._checkpoints[steps]
+
+    # -- time travel -------------------------------------------------------------------
+    def steps_at(self, position: int) -> int:
+        position = max(0, min(position, self.length))
+        if position == self.length:
+            return self.head_steps
+        return 0 if position == 0 else self.moments[position - 1]
+
+    def seek(self, position: int, deadline: float | None = None) -> bool:
+        """Move the engine to a scrubber position; True when there.
+
+        Going back restores a checkpoint and replays; with a ``deadline`` (a
+        ``time.perf_counter()`` value) the replay stops early and a later call carries on.
+        """
+        target = self.steps_at(position)
+        if target < self.steps:
+            self._start(target)
+        while self.steps < target:
+            if not self.step_engine():
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                return self.steps >= target
+        return True

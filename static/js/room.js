@@ -1,0 +1,150 @@
+/* Delivery Lab room page: frame sequence checks, keyboard, highlights, theme. No framework:
+   htmx and its ws extension do the swapping; this file only adds what htmx cannot know. */
+(function () {
+  "use strict";
+
+  var lastSeq = -1;
+  var socket = null;
+
+  function seqOf(message) {
+    var m = /^<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)"/.exec(message);
+    return m ? { seq: parseInt(m[1], 10), kind: m[2] } : null;
+  }
+
+  function setConn(text, ok) {
+    var el = document.getElementById("conn");
+    if (el) {
+      el.textContent = text;
+      el.classList.toggle("is-ok", !!ok);
+    }
+  }
+
+  document.addEventListener("htmx:wsOpen", function (evt) {
+    socket = evt.detail.socketWrapper;
+    setConn("live", true);
+  });
+  document.addEventListener("htmx:wsClose", function () {
+    setConn("reconnecting…", false);
+  });
+
+  // A gap in the sequence means a lost frame: ask for a full snapshot instead of applying it.
+  document.addEventListener("htmx:wsBeforeMessage", function (evt) {
+    var info = seqOf(evt.detail.message);
+    if (!info) return; // an error frame: no sequence
+    if (info.kind === "full") {
+      lastSeq = info.seq;
+      return;
+    }
+    if (info.seq <= lastSeq) {
+      evt.preventDefault(); // already applied (it raced the snapshot)
+      return;
+    }
+    if (lastSeq >= 0 && info.seq !== lastSeq + 1) {
+      evt.preventDefault();
+      lastSeq = -1;
+      if (socket) socket.send(JSON.stringify({ action: "resync" }), null);
+      return;
+    }
+    lastSeq = info.seq;
+    rememberScroll();
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var room = document.getElementById("room");
+    if (room) room.dataset.seq = String(lastSeq);
+    restoreScroll();
+    reapplyHighlight();
+  });
+
+  // Lanes follow their newest cell unless someone scrolled back to look at older ones.
+  var following = {};
+  function rememberScroll() {
+    document.querySelectorAll(".lane-scroll").forEach(function (el) {
+      var id = el.parentElement ? el.parentElement.id : "";
+      following[id] = el.scrollLeft + el.clientWidth >= el.scrollWidth - 8;
+    });
+  }
+  function restoreScroll() {
+    document.querySelectorAll(".lane-scroll").forEach(function (el) {
+      var id = el.parentElement ? el.parentElement.id : "";
+      if (following[id] !== false) el.scrollLeft = el.scrollWidth;
+    });
+  }
+
+  // Clicking an anomaly highlights its cells (and clicking again clears it).
+  var highlighted = "";
+  function reapplyHighlight() {
+    document.querySelectorAll(".cell.is-highlighted").forEach(function (el) {
+      el.classList.remove("is-highlighted");
+    });
+    document.querySelectorAll(".anomaly").forEach(function (button) {
+      var on = highlighted !== "" && button.dataset.cells === highlighted;
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+    });
+    if (!highlighted) return;
+    highlighted.split(" ").forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) el.classList.add("is-highlighted");
+    });
+  }
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest ? evt.target.closest(".anomaly") : null;
+    if (!button) return;
+    highlighted = highlighted === button.dataset.cells ? "" : button.dataset.cells || "";
+    reapplyHighlight();
+    var first = highlighted && document.getElementById(highlighted.split(" ")[0]);
+    if (first && first.scrollIntoView) first.scrollIntoView({ block: "nearest", inline: "center" });
+  });
+
+  function click(selector) {
+    var el = document.querySelector(selector);
+    if (el && !el.disabled) el.click();
+  }
+
+  document.addEventListener("keydown", function (evt) {
+    var tag = (evt.target && evt.target.tagName) || "";
+    if (/^(INPUT|TEXTAREA|SELECT)$/.test(tag) || evt.ctrlKey || evt.metaKey || evt.altKey) return;
+    if (evt.key === " " || evt.key === "Spacebar") {
+      if (tag === "BUTTON") return; // space already presses the focused button
+      evt.preventDefault();
+      click("#btn-play-pause");
+    } else if (evt.key === "ArrowRight" || evt.key === "PageDown") {
+      evt.preventDefault();
+      click("#btn-step");
+    } else if (evt.key === "ArrowLeft" || evt.key === "PageUp") {
+      evt.preventDefault();
+      click("#btn-back");
+    } else if (/^[1-8]$/.test(evt.key)) {
+      click('.speed[data-key="' + evt.key + '"]');
+    }
+  });
+
+  // Theme and text size: the system decides unless the user picked one.
+  var root = document.documentElement;
+  var theme = localStorage.getItem("lab-theme");
+  if (theme) root.dataset.theme = theme;
+  var size = localStorage.getItem("lab-size");
+  if (size) root.dataset.size = size;
+  document.addEventListener("DOMContentLoaded", function () {
+    var toggle = document.getElementById("theme-toggle");
+    if (toggle) {
+      toggle.addEventListener("click", function () {
+        var dark = root.dataset.theme
+          ? root.dataset.theme === "dark"
+          : window.matchMedia("(prefers-color-scheme: dark)").matches;
+        root.dataset.theme = dark ? "light" : "dark";
+        localStorage.setItem("lab-theme", root.dataset.theme);
+      });
+    }
+    var sizer = document.getElementById("size-toggle");
+    if (sizer) {
+      sizer.addEventListener("click", function () {
+        root.dataset.size = root.dataset.size === "large" ? "normal" : "large";
+        localStorage.setItem("lab-size", root.dataset.size);
+      });
+    }
+    var seq = document.getElementById("frame-seq");
+    if (seq) lastSeq = parseInt(seq.dataset.seq, 10);
+    restoreScroll();
+  });
+})();

@@ -1,0 +1,182 @@
+"""The room in a real browser: the buttons, the live frames, reloads and time travel."""
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, expect
+
+VIEWPORT = {"width": 1920, "height": 1080}
+
+# A non-idempotent producer with retries, sending one order every 300 ms: nothing goes wrong
+# unless someone presses a fault button.
+AT_LEAST_ONCE = """
+title = "At-least-once, waiting for a fault"
+semantics = "at-least-once"
+[cluster]
+brokers = 3
+[[topics]]
+name = "orders"
+partitions = 1
+"replication.factor" = 3
+"min.insync.replicas" = 2
+[[producers]]
+name = "p1"
+[producers.config]
+acks = "all"
+retries = 5
+"enable.idempotence" = false
+"max.in.flight.requests.per.connection" = 1
+"request.timeout.ms" = 1000
+"linger.ms" = 0
+[[steps]]
+at_ms = 10
+do = "produce"
+producer = "p1"
+topic = "orders"
+count = 6
+interval_ms = 300
+key = "order-{i}"
+narration = "p1 sends an order every 300 ms."
+"""
+
+
+def new_page(browser: Browser) -> Page:
+    # Reduced motion: no half-finished slide-in in screenshots (and it must keep working).
+    page = browser.new_page(viewport=VIEWPORT, reduced_motion="reduce")
+    page.set_default_timeout(10_000)
+    return page
+
+
+def open_builtin(page: Page, url: str, title: str) -> None:
+    page.goto(url + "/")
+    page.get_by_role("button", name=f"Open {title}").click()
+    expect(page.locator("#conn")).to_have_text("live")
+
+
+def cells(page: Page) -> list[str]:
+    return page.locator("#cells-orders-0 > li").evaluate_all(
+        "els => els.map(e => e.dataset.offset + ':' + e.dataset.msg)"
+    )
+
+
+def test_a_dropped_response_makes_a_duplicate_cell_and_changes_the_verdict(
+    browser: Browser, live_url: str, tmp_path: Path, screenshot
+) -> None:
+    page = new_page(browser)
+    page.goto(live_url + "/")
+    scenario = tmp_path / "waiting.toml"
+    scenario.write_text(AT_LEAST_ONCE)
+    page.set_input_files("#id_scenario", str(scenario))
+    page.get_by_role("button", name="Open it").click()
+    expect(page.locator("#conn")).to_have_text("live")
+    duplicated = page.locator("#verdict .count-duplicated dd")
+    expect(duplicated).to_have_text("0")
+
+    page.get_by_role("button", name="▶ play").click()
+    expect(page.locator("#c-orders-0-0")).to_be_visible()
+    page.get_by_role("button", name="Drop the next produce response").click()
+    expect(page.locator("#faults .pressed")).to_contain_text("Drop the next produce response")
+    page.get_by_role("button", name="to the end").click()
+
+    expect(page.locator("#run-header")).to_contain_text("run over", timeout=15_000)
+    duplicate = page.locator("#cells-orders-0 .cell.is-duplicate")
+    expect(duplicate).to_have_count(1)
+    expect(duplicate.locator(".cell-dup")).to_have_text("\u00d72")
+    expect(duplicated).to_have_text("1")
+    anomaly = page.locator("#verdict .anomaly")
+    expect(anomaly).to_contain_text("expected under at-least-once")
+    message = duplicate.get_attribute("data-msg")
+    copies = page.locator(f'#cells-orders-0 .cell[data-msg="{message}"]')
+    expect(copies).to_have_count(2)
+
+    anomaly.click()
+    expect(page.locator("#cells-orders-0 .cell.is-highlighted")).to_have_count(2)
+    screenshot(page, "room-duplicate")
+
+
+def test_two_browsers_see_the_same_frames(browser: Browser, live_url: str) -> None:
+    first = new_page(browser)
+    open_builtin(
+        first, live_url, "At-least-once: a lost acknowledgement makes the retry a duplicate"
+    )
+    second = new_page(browser)
+    second.goto(first.url)
+    expect(second.locator("#conn")).to_have_text("live")
+
+    for n in range(1, 5):
+        first.keyboard.press("ArrowRight")
+        expect(first.locator("#scrubber-panel .scrub-pos")).to_have_text(f"event {n} / {n}")
+    expect(second.locator("#scrubber-panel .scrub-pos")).to_have_text("event 4 / 4")
+
+    assert first.locator("#frame-seq").get_attribute("data-seq") == second.locator(
+        "#frame-seq"
+    ).get_attribute("data-seq")
+    assert cells(first) == cells(second) == ["0:p1-0"]
+    assert first.locator("#events").inner_text() == second.locator("#events").inner_text()
+
+
+def test_a_reload_mid_run_restores_the_same_state(browser: Browser, live_url: str) -> None:
+    page = new_page(browser)
+    open_builtin(
+        page, live_url, "At-least-once: a lost acknowledgement makes the retry a duplicate"
+    )
+    page.get_by_role("button", name="1\u00d7").click()
+    page.get_by_role("button", name="▶ play").click()
+    expect(page.locator("#c-orders-0-0")).to_be_visible()
+    page.get_by_role("button", name="❚❚ pause").click()
+    expect(page.locator("#run-header .run-state")).to_contain_text("paused")
+    clock = page.locator("#run-header .clock-value").inner_text()
+    before = (cells(page), page.locator("#producers").inner_text(), clock)
+
+    page.reload()
+    expect(page.locator("#conn")).to_have_text("live")
+
+    after = (
+        cells(page),
+        page.locator("#producers").inner_text(),
+        page.locator("#run-header .clock-value").inner_text(),
+    )
+    assert after == before
+
+
+def test_the_scrubber_goes_back_and_forward(browser: Browser, live_url: str, screenshot) -> None:
+    page = new_page(browser)
+    open_builtin(
+        page, live_url, "At-least-once: a lost acknowledgement makes the retry a duplicate"
+    )
+    page.get_by_role("button", name="to the end").click()
+    expect(page.locator("#run-header")).to_contain_text("run over", timeout=15_000)
+    assert cells(page) == ["0:p1-0", "1:p1-0", "2:p1-1", "3:p1-2"]
+    position = page.locator("#scrubber-panel .scrub-pos")
+    total = int(re.search(r"/ (\d+)", position.inner_text()).group(1))
+
+    page.keyboard.press("ArrowLeft")
+    expect(position).to_have_text(f"event {total - 1} / {total}")
+    expect(page.locator("#run-header")).to_contain_text("viewing the past")
+
+    page.locator("#scrubber").fill("5")
+    expect(position).to_have_text(f"event 5 / {total}")
+    expect(page.locator("#cells-orders-0 > li")).to_have_count(1)
+    assert cells(page) == ["0:p1-0"]
+    screenshot(page, "room-time-travel")
+
+    page.locator("#scrubber").fill(str(total))
+    expect(position).to_have_text(f"event {total} / {total}")
+    expect(page.locator("#cells-orders-0 > li")).to_have_count(4)
+    assert cells(page) == ["0:p1-0", "1:p1-0", "2:p1-1", "3:p1-2"]
+
+
+def test_the_catalogue_explains_a_bad_scenario_file(
+    browser: Browser, live_url: str, tmp_path: Path, screenshot
+) -> None:
+    page = new_page(browser)
+    page.goto(live_url + "/")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(AT_LEAST_ONCE.replace('acks = "all"', 'acks = "some"'))
+
+    page.set_input_files("#id_scenario", str(bad))
+    page.get_by_role("button", name="Open it").click()
+
+    expect(page.locator("#upload-error .error-path")).to_have_text("producers[0].config.acks")
+    expect(page.locator("#upload-error")).to_contain_text("expected 0, 1 or \"all\", got 'some'")
+    screenshot(page, "catalogue", full_page=True)

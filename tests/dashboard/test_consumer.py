@@ -1,0 +1,144 @@
+"""The room's WebSocket: a snapshot on connect, numbered frames, refusals that change nothing."""
+
+import json
+import re
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from broker.scenario import load
+from dashboard.asgi import application
+from dashboard.runtime import Room, registry
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+SEQ = re.compile(r'^<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)"')
+
+
+def connect(room: Room, headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+    return WebsocketCommunicator(
+        application, f"/ws/rooms/{room.id}/", headers=[ORIGIN] if headers is None else headers
+    )
+
+
+def seq_of(frame: str) -> tuple[int, str]:
+    match = SEQ.match(frame)
+    assert match, frame[:200]
+    return int(match.group(1)), match.group(2)
+
+
+async def test_a_browser_gets_a_full_snapshot_on_connect() -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+    ws = connect(room)
+
+    connected, _ = await ws.connect()
+    frame = await ws.receive_from(timeout=5)
+
+    assert connected
+    assert seq_of(frame) == (0, "full")
+    assert '<section id="verdict"' in frame
+    assert '<div id="lanes"' in frame
+    assert "Drop the next produce response" in frame
+    await ws.disconnect()
+
+
+async def test_frames_are_numbered_one_by_one_until_the_run_ends() -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+    ws = connect(room)
+    await ws.connect()
+    await ws.receive_from(timeout=5)
+
+    await ws.send_to(text_data=json.dumps({"action": "speed", "speed": "end"}))
+    seqs = []
+    while True:
+        frame = await ws.receive_from(timeout=5)
+        seqs.append(seq_of(frame))
+        if "run over" in frame:
+            break
+
+    assert seqs == [(n, "delta") for n in range(1, len(seqs) + 1)]
+    assert room.timeline.ended
+    assert 'id="c-orders-0-1"' in frame
+    await ws.disconnect()
+
+
+async def test_two_browsers_get_the_same_frames() -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+    first, second = connect(room), connect(room)
+    await first.connect()
+    await second.connect()
+    await first.receive_from(timeout=5)
+    await second.receive_from(timeout=5)
+
+    await first.send_to(text_data=json.dumps({"action": "step"}))
+
+    assert await first.receive_from(timeout=5) == await second.receive_from(timeout=5)
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_a_resync_request_gets_a_full_snapshot_at_the_current_sequence() -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+    ws = connect(room)
+    await ws.connect()
+    await ws.receive_from(timeout=5)
+    await ws.send_to(text_data=json.dumps({"action": "step"}))
+    await ws.receive_from(timeout=5)
+
+    await ws.send_to(text_data=json.dumps({"action": "resync"}))
+
+    assert seq_of(await ws.receive_from(timeout=5)) == (1, "full")
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("not json", "That message is not JSON."),
+        ("[1, 2]", "A message must be a JSON object."),
+        ('{"action": "explode"}', "Select a valid choice. explode is not one of the"),
+        ('{"action": "seek"}', "Seek where? (position is missing)"),
+        ('{"action": "play", "speed": true}', "Control fields must be text or numbers."),
+        ('{"action": "fault", "fault": "crash-broker:9"}', "This scenario has no fault"),
+        ('{"action": "fault", "fault": "restart-broker:1"}', "Not now: broker-1 is running."),
+    ],
+)
+async def test_a_forged_or_malformed_message_gets_an_error_and_changes_nothing(
+    message: str, error: str
+) -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+    ws = connect(room)
+    await ws.connect()
+    await ws.receive_from(timeout=5)
+
+    await ws.send_to(text_data=message)
+    frame = await ws.receive_from(timeout=5)
+
+    assert frame.startswith('<div id="ws-error" class="ws-error" role="alert">')
+    assert error in frame.replace("&#x27;", "'")
+    assert await ws.receive_nothing(timeout=0.3)
+    assert (room.seq, room.timeline.steps, room.timeline.commands, list(room.pending)) == (
+        0,
+        0,
+        [],
+        [],
+    )
+    await ws.disconnect()
+
+
+async def test_a_connection_from_another_origin_is_refused() -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+    ws = connect(room, headers=[(b"origin", b"http://evil.example")])
+
+    connected, _ = await ws.connect()
+
+    assert not connected
+    assert room.viewers == 0
+
+
+async def test_an_unknown_room_is_closed() -> None:
+    ws = WebsocketCommunicator(application, "/ws/rooms/nope/", headers=[ORIGIN])
+
+    connected, code = await ws.connect()
+
+    assert not connected
+    assert code == 4404
