@@ -75,6 +75,7 @@ class Member:
     join: Exchange | None = None
     sync: Exchange | None = None
     assignment: tuple[TopicPartition, ...] = ()
+    owned: tuple[TopicPartition, ...] = ()
     session_timer: Timer | None = None
 
 
@@ -231,6 +232,7 @@ class GroupCoordinator:
         member = group.members[member_id]
         member.join = exchange
         member.topics = request.topics
+        member.owned = request.owned
         member.protocol = request.protocol
         self._touch(group, member)
         if group.state != "PreparingRebalance":
@@ -292,7 +294,7 @@ class GroupCoordinator:
         if group.leader not in group.members:
             group.leader = next(iter(group.members))
         group.protocol = group.members[group.leader].protocol
-        members = tuple((m.member_id, m.topics) for m in group.members.values())
+        members = tuple((m.member_id, m.topics, m.owned) for m in group.members.values())
         self._emit(
             group,
             "group.generation",

@@ -143,6 +143,8 @@ class JoinGroupRequest:
     rebalance_timeout_ms: int
     protocol: str  # the assignor: range | roundrobin
     topics: tuple[str, ...]
+    # What the member owns now (the cooperative protocol keeps it through a rebalance).
+    owned: tuple[TopicPartition, ...] = ()
     api: ClassVar[str] = "JoinGroup"
 
 
@@ -152,8 +154,8 @@ class JoinGroupResponse:
     generation_id: int = -1
     member_id: str = ""
     leader: str = ""
-    # Only the leader gets the members and their subscriptions.
-    members: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Only the leader gets the members, their subscriptions and what they own.
+    members: tuple[tuple[str, tuple[str, ...], tuple[TopicPartition, ...]], ...] = ()
     protocol: str = ""
     api: ClassVar[str] = "JoinGroup"
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broker.assignors import STRATEGIES
 from broker.checker import OUTCOME_KEYS, SEMANTICS, Expectation, parse_expectation
 from broker.clients.consumer_app import (
     COMMIT_STRATEGIES,
@@ -519,7 +520,7 @@ def consumer_config(raw: Any, path: str, group: str, commit: str) -> ConsumerCon
         request_timeout_ms=_int(table, "request.timeout.ms", path, 30000, 1, ms),
         retry_backoff_ms=_int(table, "retry.backoff.ms", path, 100, 0, ms),
         partition_assignment_strategy=_str(
-            table, "partition.assignment.strategy", path, "range", choices=("range", "roundrobin")
+            table, "partition.assignment.strategy", path, "range", choices=STRATEGIES
         ),
     )
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from broker.assignors import assign
+from broker.assignors import COOPERATIVE, assign
 from broker.config import ConsumerConfig
 from broker.errors import ErrorCode
 from broker.groups import OFFSETS_TOPIC, partition_for_group
@@ -110,6 +110,7 @@ class Consumer:
         self.isolation = (
             READ_COMMITTED if config.isolation_level == "read_committed" else READ_UNCOMMITTED
         )
+        self.cooperative = config.partition_assignment_strategy == COOPERATIVE
         self.state = "unjoined"  # unjoined | preparing | joining | syncing | stable
         self.member_id = ""
         self.generation = -1
@@ -121,6 +122,7 @@ class Consumer:
         self.buffers: dict[TopicPartition, deque[tuple[int, Record]]] = {}
         self.rejoin_needed = True
         self.closed = False
+        self.closing = False  # LeaveGroup sent: nothing else happens
         self.stalled_until_ms = 0
         self.last_poll_ms = 0
         self._pending: dict[int, _Pending] = {}
@@ -145,15 +147,19 @@ class Consumer:
         self.network.unregister_client(self.name)
 
     def leave(self) -> None:
-        """A graceful close: LeaveGroup, then gone."""
+        """A graceful close: LeaveGroup, and gone once it is answered (or times out)."""
         coordinator = self._coordinator()
-        if self.member_id and coordinator is not None:
-            self.network.send_request(
-                self.name,
-                f"broker-{coordinator}",
-                LeaveGroupRequest(self.config.group_id, self.member_id),
-            )
         self.events.emit(self.name, "consumer.leave", detail=f"{self.member_id} leaves the group")
+        if not self.member_id or coordinator is None:
+            self.kill()
+            return
+        self.closing = True
+        for timer in (self._hb_timer, self._retry_timer):
+            if timer:
+                timer.cancel()
+        self._send(coordinator, LeaveGroupRequest(self.config.group_id, self.member_id), "leave")
+
+    def _got_leave(self, _context: Any, _response: Any) -> None:
         self.kill()
 
     def stall(self, until_ms: int) -> None:
@@ -214,12 +220,19 @@ class Consumer:
         if pending is None:
             return
         pending.timer.cancel()
+        if self.closing and pending.kind != "leave":
+            return
         handler = getattr(self, f"_got_{pending.kind.replace('-', '_')}")
         handler(pending.context, response)
 
     def _fail(self, pending: _Pending, error: ErrorCode) -> None:
         """A request that got no answer: treat it as that error from the broker."""
         kind, context = pending.kind, pending.context
+        if kind == "leave":
+            self.kill()
+            return
+        if self.closing:
+            return
         if kind == "fetch":
             self._fetching.discard(context[0])
         elif kind == "commit":
@@ -254,17 +267,19 @@ class Consumer:
             return
         if self.assignment:
             if self.config.enable_auto_commit and self.positions:
-                # onJoinPrepare: commit what was consumed before giving partitions up.
+                # onJoinPrepare: commit what was consumed before the rebalance.
                 self.state = "preparing"
                 self.commit(dict(self.positions), self._prepared_after_commit)
                 return
-            self._revoke()
+            if not self.cooperative:
+                self._revoke()
         self._join(coordinator)
 
     def _prepared_after_commit(self, _error: ErrorCode) -> None:
         if self.closed:
             return
-        self._revoke()
+        if not self.cooperative:
+            self._revoke()
         coordinator = self._coordinator()
         if coordinator is None:
             self.state = "unjoined"
@@ -272,21 +287,24 @@ class Consumer:
             return
         self._join(coordinator)
 
-    def _revoke(self) -> None:
-        revoked = self.assignment
-        self.assignment = ()
-        self.positions.clear()
-        self.buffers.clear()
-        self._fetching.clear()
-        self._resolving.clear()
+    def _revoke(self, partitions: tuple[TopicPartition, ...] | None = None) -> None:
+        """Give up ``partitions`` (all of them in the eager protocol)."""
+        revoked = self.assignment if partitions is None else partitions
+        self.assignment = tuple(tp for tp in self.assignment if tp not in revoked)
+        for tp in revoked:
+            self.positions.pop(tp, None)
+            self.buffers.pop(tp, None)
+            self._fetching.discard(tp)
+            self._resolving.discard(tp)
         if revoked:
+            how = "only what moves" if self.cooperative else "eager rebalance"
             self.events.emit(
                 self.name,
                 "consumer.revoked",
                 None,
                 None,
                 None,
-                f"gives up {', '.join(str(tp) for tp in revoked)} (eager rebalance)",
+                f"gives up {', '.join(str(tp) for tp in revoked)} ({how})",
             )
             self._on_revoked(revoked)
 
@@ -312,6 +330,7 @@ class Consumer:
                 self.config.max_poll_interval_ms,
                 self.config.partition_assignment_strategy,
                 self.topics,
+                self.assignment if self.cooperative else (),
             ),
             "join",
         )
@@ -328,10 +347,11 @@ class Consumer:
         self.generation = response.generation_id
         assignments: tuple[tuple[str, tuple[TopicPartition, ...]], ...] = ()
         if response.leader == self.member_id:
-            subscriptions = {m: topics for m, topics in response.members}
+            subscriptions = {m: topics for m, topics, _owned in response.members}
+            owned = {m: owned for m, _topics, owned in response.members}
             wanted = sorted({t for topics in subscriptions.values() for t in topics})
             counts = {t: self.cluster.topics[t].partitions for t in wanted}
-            plan = assign(response.protocol, subscriptions, counts)
+            plan = assign(response.protocol, subscriptions, counts, owned)
             assignments = tuple((m, tuple(tps)) for m, tps in plan.items())
         coordinator = self._coordinator()
         if coordinator is None:
@@ -357,6 +377,16 @@ class Consumer:
             return
         self.state = "stable"
         self.rejoin_needed = False
+        if self.cooperative:
+            lost = tuple(tp for tp in self.assignment if tp not in response.assignment)
+            kept = tuple(tp for tp in self.assignment if tp in response.assignment)
+            self._revoke(lost)
+            if lost:
+                # KIP-429: what was given up goes to its new owner in one more round.
+                self.rejoin_needed = True
+            added = tuple(tp for tp in response.assignment if tp not in kept)
+        else:
+            added = response.assignment
         self.assignment = response.assignment
         self.assignment_epoch += 1
         self.events.emit(
@@ -368,7 +398,7 @@ class Consumer:
             f"generation {self.generation}, member {self.member_id}: "
             f"{', '.join(str(tp) for tp in self.assignment) or 'no partitions'}",
         )
-        seeks = self._on_assigned(self.assignment)
+        seeks = self._on_assigned(added)
         for tp, offset in seeks.items():
             self.positions[tp] = offset
         self._resolve_positions()
@@ -517,17 +547,21 @@ class Consumer:
         self._on_data()
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Move the position; data fetched for the old position is dropped, and
+        the checker sees a new reading sequence (a seek is not a skip)."""
         self.positions[tp] = offset
         self.buffers.pop(tp, None)
+        self._fetching.discard(tp)
+        self.assignment_epoch += 1
 
     # -- poll and fetch ------------------------------------------------------------
     def poll(self) -> list[PolledRecord]:
-        if self.closed or self.scheduler.now_ms < self.stalled_until_ms:
+        if self.closed or self.closing or self.scheduler.now_ms < self.stalled_until_ms:
             return []
         self.last_poll_ms = self.scheduler.now_ms
         self._ensure_active()
-        if self.state != "stable":
-            return []
+        if self.state != "stable" and not (self.cooperative and self.assignment):
+            return []  # eager: nothing is owned while the group rebalances
         self._resolve_positions()
         if self.config.enable_auto_commit and self.scheduler.now_ms >= self._next_auto_commit_ms:
             self._next_auto_commit_ms = self.scheduler.now_ms + self.config.auto_commit_interval_ms
@@ -662,7 +696,12 @@ class Consumer:
             self.committed.update(offsets)
             callback(error)
             return
-        if error in _COORDINATOR_ERRORS:
+        retriable = error in _COORDINATOR_ERRORS or (
+            self.cooperative and error is ErrorCode.REBALANCE_IN_PROGRESS
+        )
+        if retriable:
+            # Cooperative members keep their partitions through a rebalance, so a
+            # commit refused meanwhile is retried, as RebalanceInProgressException asks.
             self.scheduler.after(self.config.retry_backoff_ms, self.commit, offsets, callback)
             return
         if error in _COMMIT_FAILED:

@@ -339,51 +339,65 @@ class ConsumerApp:
             self._process_next(generation)
 
     def _effect(self, tp: TopicPartition, offset: int, record: Record) -> bool:
-        """Process one record: the visible side effect, and the sink write."""
-        self.ledger.processed(self.group, self.instance, tp, offset, record.message_id)
+        """Process one record: its visible side effect, or its sink write.
+
+        The ledger notes a record as processed once its effect is durable: at
+        once for a plain side effect, when the row is committed for the
+        per-record sinks, and when the batch's transaction commits for
+        offsets-with-output (a rolled-back transaction undid the work)."""
         mode = self.spec.sink
+        sink = self.sink
         what = f"processed {record.message_id}"
+        durable = True
         try:
-            if mode == "dual-write" and self.sink is not None:
-                tx = self.sink.begin(self.instance)
-                self.sink.insert(tx, record.message_id, record.value)
-                self.sink.commit(tx, self.scheduler.now_ms)
-                what += f"; row inserted into {self.sink.name}"
-            elif mode == "idempotent-upsert" and self.sink is not None:
-                tx = self.sink.begin(self.instance)
-                self.sink.upsert(
-                    tx, record.key or record.message_id, record.message_id, record.value
-                )
-                self.sink.commit(tx, self.scheduler.now_ms)
-                what += f"; row upserted into {self.sink.name} by key {record.key}"
-            elif mode == "offsets-with-output" and self.sink is not None:
+            if mode == "dual-write" and sink is not None:
+                tx = sink.begin(self.instance)
+                sink.insert(tx, record.message_id, record.value)
+                sink.commit(tx, self.scheduler.now_ms)
+                what += f"; row inserted into {sink.name}"
+            elif mode == "idempotent-upsert" and sink is not None:
+                tx = sink.begin(self.instance)
+                sink.upsert(tx, record.key or record.message_id, record.message_id, record.value)
+                sink.commit(tx, self.scheduler.now_ms)
+                what += f"; row upserted into {sink.name} by key {record.key}"
+            elif mode == "offsets-with-output" and sink is not None:
                 if self.tx is None:
-                    self.tx = self.sink.begin(self.instance)
-                self.sink.insert(self.tx, record.message_id, record.value)
+                    self.tx = sink.begin(self.instance)
+                sink.insert(self.tx, record.message_id, record.value)
                 what += " (in the open database transaction)"
+                durable = False
         except SinkWriteFailed as exc:
-            self.tx = None
             self.events.emit(
                 self.instance,
                 "sink.write-failed",
                 str(tp),
                 offset,
                 None,
-                f"{exc}; the batch will be read again",
+                f"{exc}; reading again from "
+                + ("the start of the batch" if self.tx is not None else "this record"),
             )
-            self._rewind()
+            self._rewind(tp, offset)
             return False
+        if durable:
+            self.ledger.processed(self.group, self.instance, tp, offset, record.message_id)
         self.events.emit(self.instance, "consumer.process", str(tp), offset, None, what)
         return True
 
-    def _rewind(self) -> None:
-        """After a failed write, read the batch again from its first record."""
+    def _rewind(self, failed_tp: TopicPartition, failed_offset: int) -> None:
+        """After a refused write, read again what is not in the database: the
+        whole batch if its transaction was rolled back, else the failed record."""
         client = self.client
         if client is None:
             return
-        starts: dict[TopicPartition, int] = {}
-        for tp, offset, _record in self.batch:
-            starts.setdefault(tp, offset)
+        if self.tx is not None:
+            self.tx = None  # the database rolled it back
+            starts: dict[TopicPartition, int] = {}
+            for tp, offset, _record in self.batch:
+                starts.setdefault(tp, offset)
+        else:
+            starts = {failed_tp: failed_offset}
+            for tp, offset, _record in self.batch[self.index :]:
+                starts.setdefault(tp, offset)
         for tp, offset in starts.items():
             client.seek(tp, offset)
 
@@ -398,11 +412,13 @@ class ConsumerApp:
                 self.sink.commit(tx, self.scheduler.now_ms)
             except SinkWriteFailed as exc:
                 self.events.emit(self.instance, "sink.write-failed", None, None, None, str(exc))
-                self.tx = None
-                self._rewind()
+                first_tp, first_offset, _record = self.batch[0]
+                self._rewind(first_tp, first_offset)  # the transaction is gone: whole batch
                 self._abandon_batch(generation)
                 return
             self.tx = None
+            for tp, offset, record in self.batch:
+                self.ledger.processed(self.group, self.instance, tp, offset, record.message_id)
             self.events.emit(
                 self.instance,
                 "sink.commit",
