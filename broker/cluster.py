@@ -41,7 +41,7 @@ from broker.protocol import (
     ProduceResponse,
     TopicPartition,
 )
-from broker.records import LogBatch, Record, RecordBatch
+from broker.records import AbortedTxn, LogBatch, Record, RecordBatch
 from broker.scheduler import Scheduler, Timer
 
 if TYPE_CHECKING:
@@ -647,10 +647,19 @@ class Broker:
         batches: tuple[LogBatch, ...],
     ) -> None:
         log = replica.log
+        aborted: tuple[AbortedTxn, ...] = ()
+        if request.isolation_level == READ_COMMITTED and batches:
+            aborted = log.aborted_between(request.fetch_offset, batches[-1].next_offset)
         self.network.send_response(
             exchange,
             FetchResponse(
-                request.tp, ErrorCode.NONE, log.high_watermark, log.log_start_offset, batches
+                request.tp,
+                ErrorCode.NONE,
+                log.high_watermark,
+                log.log_start_offset,
+                batches,
+                aborted_transactions=aborted,
+                last_stable_offset=log.last_stable_offset,
             ),
         )
 

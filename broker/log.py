@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from broker.producer_state import ProducerStateManager
 from broker.protocol import TopicPartition
-from broker.records import LogBatch, RecordBatch
+from broker.records import CONTROL_ABORT, AbortedTxn, LogBatch, RecordBatch, control_type
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1
@@ -36,12 +36,27 @@ class PartitionLog:
         self.high_watermark = 0
         self.epoch_cache: list[EpochEntry] = []
         self.producer_state = ProducerStateManager()
+        # Transactions: the first offset of each producer's open transaction,
+        # and the index of aborted ones (what read_committed readers skip).
+        self.ongoing: dict[int, int] = {}
+        self.aborted: list[AbortedTxn] = []
 
     # -- cursors ---------------------------------------------------------
     @property
+    def first_unstable_offset(self) -> int | None:
+        """Where the earliest open transaction starts (None: none open)."""
+        return min(self.ongoing.values()) if self.ongoing else None
+
+    @property
     def last_stable_offset(self) -> int:
-        # No transactions yet: everything below the high watermark is stable.
-        return self.high_watermark
+        """LSO = min(first offset of any open transaction, HW): read_committed
+        readers stop here."""
+        first = self.first_unstable_offset
+        return self.high_watermark if first is None else min(first, self.high_watermark)
+
+    def aborted_between(self, start: int, end: int) -> tuple[AbortedTxn, ...]:
+        """Aborted transactions with data in [start, end), for a read_committed fetch."""
+        return tuple(t for t in self.aborted if t.last_offset >= start and t.first_offset < end)
 
     @property
     def latest_epoch(self) -> int:
@@ -83,6 +98,20 @@ class PartitionLog:
         self._base_offsets.append(log_batch.base_offset)
         self.log_end_offset = log_batch.next_offset
         self.producer_state.record(log_batch)
+        batch = log_batch.batch
+        if batch.is_transactional:
+            self._track_transaction(log_batch)
+
+    def _track_transaction(self, log_batch: LogBatch) -> None:
+        batch = log_batch.batch
+        producer_id = batch.producer_id
+        marker = control_type(batch)
+        if marker is None:
+            self.ongoing.setdefault(producer_id, log_batch.base_offset)
+            return
+        first = self.ongoing.pop(producer_id, None)
+        if first is not None and marker == CONTROL_ABORT:
+            self.aborted.append(AbortedTxn(producer_id, first, log_batch.base_offset))
 
     def assign_epoch_start(self, epoch: int) -> None:
         """A new leader records where its epoch starts (its LEO at election)."""
@@ -115,6 +144,11 @@ class PartitionLog:
         self.log_end_offset = offset
         self.high_watermark = min(self.high_watermark, offset)
         self.producer_state.rebuild(self.batches)
+        self.ongoing = {}
+        self.aborted = []
+        for kept in self.batches:
+            if kept.batch.is_transactional:
+                self._track_transaction(kept)
         return removed
 
     # -- reads -----------------------------------------------------------
@@ -176,6 +210,11 @@ class PartitionLog:
             "log_start_offset": self.log_start_offset,
             "high_watermark": self.high_watermark,
             "last_stable_offset": self.last_stable_offset,
+            "first_unstable_offset": self.first_unstable_offset,
+            "open_transactions": {str(pid): first for pid, first in sorted(self.ongoing.items())},
+            "aborted_transactions": [
+                [t.producer_id, t.first_offset, t.last_offset] for t in self.aborted
+            ],
             "log_end_offset": self.log_end_offset,
             "leader_epoch": self.latest_epoch,
             "epoch_cache": [[e.epoch, e.start_offset] for e in self.epoch_cache],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from broker.errors import ErrorCode
-from broker.records import LogBatch, RecordBatch
+from broker.records import AbortedTxn, LogBatch, RecordBatch
 
 
 class TopicPartition(NamedTuple):
@@ -75,6 +75,9 @@ class FetchResponse:
     log_start_offset: int = -1
     batches: tuple[LogBatch, ...] = ()
     diverging_epoch: DivergingEpoch | None = None
+    # read_committed: the aborted transactions among the returned data.
+    aborted_transactions: tuple[AbortedTxn, ...] = ()
+    last_stable_offset: int = -1
     api: ClassVar[str] = "Fetch"
 
 

@@ -93,3 +93,44 @@ class LogBatch:
             ),
             self.append_time_ms,
         )
+
+
+# Transaction markers: a control batch holding one record whose key names the
+# marker type (Kafka encodes version + type; ABORT is 0, COMMIT is 1) and whose
+# value carries the coordinator epoch.
+CONTROL_ABORT = "ABORT"
+CONTROL_COMMIT = "COMMIT"
+
+
+@dataclass(frozen=True, slots=True)
+class AbortedTxn:
+    """An entry of a partition's aborted-transaction index."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int  # the offset of its ABORT marker
+
+
+def marker_batch(
+    control_type: str, producer_id: int, producer_epoch: int, coordinator_epoch: int
+) -> RecordBatch:
+    record = Record(
+        f"marker:{control_type}:{producer_id}:{producer_epoch}",
+        control_type,
+        f"coordinator epoch {coordinator_epoch}",
+    )
+    return RecordBatch(
+        (record,),
+        producer_id,
+        producer_epoch,
+        NO_SEQUENCE,
+        is_transactional=True,
+        is_control=True,
+    )
+
+
+def control_type(batch: RecordBatch) -> str | None:
+    """COMMIT or ABORT for a marker, None for a data batch."""
+    if not batch.is_control or not batch.records:
+        return None
+    return batch.records[0].key

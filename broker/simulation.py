@@ -336,7 +336,9 @@ class Simulation:
 
     # -- answers ---------------------------------------------------------------
     def committed_logs(self) -> dict[str, list[tuple[int, str]]]:
-        """What a reader sees at the end: each partition below its leader's HW."""
+        """What a read_committed reader sees at the end: each partition below its
+        leader's last stable offset (the HW when no transaction is open), without
+        transaction markers or the data of aborted transactions."""
         out: dict[str, list[tuple[int, str]]] = {}
         for tp in sorted(self.cluster.controller.partitions, key=lambda t: (t.topic, t.partition)):
             if tp.topic.startswith("__"):
@@ -346,11 +348,21 @@ class Simulation:
                 out[str(tp)] = []
                 continue
             entries: list[tuple[int, str]] = []
+            bound = log.last_stable_offset
+            aborted: dict[int, list[tuple[int, int]]] = {}
+            for txn in log.aborted:
+                aborted.setdefault(txn.producer_id, []).append((txn.first_offset, txn.last_offset))
             for lb in log.batches:
                 base = lb.base_offset
-                if base >= hw:
+                if base >= bound:
                     break
-                records = lb.batch.records
+                batch = lb.batch
+                if batch.is_control or (
+                    batch.is_transactional
+                    and any(f <= base < last for f, last in aborted.get(batch.producer_id, ()))
+                ):
+                    continue
+                records = batch.records
                 if base + len(records) > hw:
                     records = records[: hw - base]
                 offsets = range(base, base + len(records))

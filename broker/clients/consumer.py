@@ -50,7 +50,7 @@ from broker.protocol import (
     SyncGroupResponse,
     TopicPartition,
 )
-from broker.records import Record
+from broker.records import CONTROL_ABORT, LogBatch, Record, control_type
 from broker.scheduler import Timer
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ class Consumer:
         self.committed: dict[TopicPartition, int] = {}
         self.high_watermarks: dict[TopicPartition, int] = {}
         self.buffers: dict[TopicPartition, deque[tuple[int, Record]]] = {}
+        self._fetch_end: dict[TopicPartition, int] = {}  # next offset after the last fetch
         self.rejoin_needed = True
         self.closed = False
         self.closing = False  # LeaveGroup sent: nothing else happens
@@ -294,6 +295,7 @@ class Consumer:
         for tp in revoked:
             self.positions.pop(tp, None)
             self.buffers.pop(tp, None)
+            self._fetch_end.pop(tp, None)
             self._fetching.discard(tp)
             self._resolving.discard(tp)
         if revoked:
@@ -551,6 +553,7 @@ class Consumer:
         the checker sees a new reading sequence (a seek is not a skip)."""
         self.positions[tp] = offset
         self.buffers.pop(tp, None)
+        self._fetch_end.pop(tp, None)
         self._fetching.discard(tp)
         self.assignment_epoch += 1
 
@@ -587,6 +590,11 @@ class Consumer:
                     continue
                 out.append((tp, offset, record))
                 self.positions[tp] = offset + 1
+            if not buffer and tp in self.positions:
+                # Drained: the position moves past whatever the fetch skipped too.
+                end = self._fetch_end.get(tp, 0)
+                if end > self.positions[tp]:
+                    self.positions[tp] = end
         self._send_fetches()
         return out
 
@@ -639,12 +647,45 @@ class Consumer:
             self._on_data()
             return
         buffer = self.buffers.setdefault(tp, deque())
-        for lb in response.batches:
+        end = fetch_offset
+        for lb in self._visible_batches(response):
             for i, record in enumerate(lb.batch.records):
                 offset = lb.base_offset + i
                 if offset >= fetch_offset:
                     buffer.append((offset, record))
+        if response.batches:
+            end = max(end, response.batches[-1].next_offset)
+        self._fetch_end[tp] = end
+        if not buffer and end > fetch_offset:
+            self.positions[tp] = end  # only markers or aborted data: step over them
         self._on_data()
+
+    def _visible_batches(self, response: FetchResponse) -> list[LogBatch]:
+        """The batches the application may see, as Kafka's fetcher decides: never
+        control batches (transaction markers); with read_committed, never the
+        batches of a transaction the response lists as aborted, from its first
+        offset until that producer's ABORT marker."""
+        read_committed = self.isolation == READ_COMMITTED
+        pending = deque(sorted(response.aborted_transactions, key=lambda t: t.first_offset))
+        aborted_producers: set[int] = set()
+        out = []
+        for lb in response.batches:
+            batch = lb.batch
+            if read_committed and batch.has_producer_id:
+                while pending and pending[0].first_offset <= lb.last_offset:
+                    aborted_producers.add(pending.popleft().producer_id)
+            if batch.is_control:
+                if control_type(batch) == CONTROL_ABORT:
+                    aborted_producers.discard(batch.producer_id)
+                continue
+            if (
+                read_committed
+                and batch.is_transactional
+                and (batch.producer_id in aborted_producers)
+            ):
+                continue
+            out.append(lb)
+        return out
 
     # -- commits -------------------------------------------------------------------
     def commit(self, offsets: dict[TopicPartition, int], callback: CommitCallback) -> None:

@@ -278,11 +278,16 @@ class ConsumerApp:
         else:
             self._process_next(generation)
 
-    @staticmethod
-    def _end_offsets(records: list[PolledRecord]) -> dict[TopicPartition, int]:
+    def _end_offsets(self, records: list[PolledRecord]) -> dict[TopicPartition, int]:
+        """The next offset to read after ``records``, per partition: what
+        commitSync() commits, the consumer's position, which may already be past
+        transaction markers that followed the last record."""
         ends: dict[TopicPartition, int] = {}
         for tp, offset, _record in records:
             ends[tp] = max(ends.get(tp, 0), offset + 1)
+        if self.client is not None:
+            for tp in ends:
+                ends[tp] = max(ends[tp], self.client.positions.get(tp, 0))
         return ends
 
     def _commit_then(
