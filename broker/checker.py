@@ -42,6 +42,8 @@ OUTCOME_KEYS = (
     "duplicated_in_sink",
     "poll_skips",
     "nonmonotonic_polls",
+    "aborted",
+    "aborted_reads",
 )
 
 # Which anomalies each delivery guarantee tolerates.
@@ -62,7 +64,7 @@ class MessageEntry:
     sent_ms: int
     sends: int = 1  # times the application handed it to a producer client
     attempts: int = 0  # Produce requests that carried it
-    status: str = "pending"  # pending | acked | failed
+    status: str = "pending"  # pending | acked | failed | aborted
     # Tuples, replaced when they change (rarely): no per-message list to allocate.
     acks: tuple[tuple[str, int], ...] = ()
     errors: tuple[str, ...] = ()
@@ -147,6 +149,13 @@ class Ledger:
 
     def told(self, record: Record, tp: TopicPartition, offset: int, error: ErrorCode) -> None:
         self.told_many((record,), tp, offset, error)
+
+    def aborted(self, message_ids: Sequence[str]) -> None:
+        """The application learned that these messages' transaction aborted."""
+        for message_id in message_ids:
+            entry = self.messages.get(message_id)
+            if entry is not None:
+                entry.status = "aborted"
 
     def told_many(
         self, records: Sequence[Record], tp: TopicPartition, base_offset: int, error: ErrorCode
@@ -306,6 +315,7 @@ def judge(
     ordered: bool = False,
     groups: Mapping[str, tuple[str, ...]] | None = None,
     sink_counts: Mapping[str, int] | None = None,
+    aborted_data: Mapping[str, set[int]] | None = None,
 ) -> Verdict:
     """Compute anomalies from the ledger and the final committed logs.
 
@@ -335,7 +345,7 @@ def judge(
             failed += 1
         if message_id in first:
             in_log += 1
-        elif status != "failed":
+        elif status not in ("failed", "aborted"):
             anomalies.append(
                 Anomaly(
                     "lost",
@@ -382,8 +392,17 @@ def judge(
                     )
                 )
     anomalies.extend(_poll_order(ledger, committed))
+    anomalies.extend(_aborted_reads(ledger, aborted_data or {}, semantics != "exactly-once"))
 
-    kinds = ("lost", "duplicate", "reordered", "unseen", "poll-skip", "nonmonotonic-poll")
+    kinds = (
+        "lost",
+        "duplicate",
+        "reordered",
+        "unseen",
+        "poll-skip",
+        "nonmonotonic-poll",
+        "aborted-read",
+    )
     counts = {kind: 0 for kind in kinds}
     for anomaly in anomalies:
         counts[anomaly.kind] += 1
@@ -407,6 +426,8 @@ def judge(
         ),
         "poll_skips": counts["poll-skip"],
         "nonmonotonic_polls": counts["nonmonotonic-poll"],
+        "aborted": sum(1 for e in messages.values() if e.status == "aborted"),
+        "aborted_reads": counts["aborted-read"],
     }
     mismatches = tuple(
         f"{key}: expected {exp}, got {outcome.get(key, 0)}"
@@ -522,6 +543,29 @@ def _poll_order(ledger: Ledger, committed: Mapping[str, list[tuple[int, str]]]) 
                         )
                     )
             last[key] = offset
+    return out
+
+
+def _aborted_reads(
+    ledger: Ledger, aborted_data: Mapping[str, set[int]], allowed: bool
+) -> list[Anomaly]:
+    """Records of aborted transactions that a consumer acted on (read_uncommitted)."""
+    out = []
+    for message_id, done in ledger.processing.items():
+        for p in done:
+            if p.offset in aborted_data.get(p.partition, ()):
+                out.append(
+                    Anomaly(
+                        "aborted-read",
+                        message_id,
+                        p.partition,
+                        (p.offset,),
+                        allowed,
+                        f"{p.consumer} of group {p.group} processed {p.partition}@{p.offset}, "
+                        "data of a transaction that aborted",
+                        "processing",
+                    )
+                )
     return out
 
 

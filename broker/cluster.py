@@ -29,6 +29,7 @@ from broker.protocol import (
     EARLIEST_TIMESTAMP,
     GROUP_APIS,
     READ_COMMITTED,
+    TXN_APIS,
     ConsumerFetchRequest,
     DivergingEpoch,
     FetchRequest,
@@ -40,9 +41,25 @@ from broker.protocol import (
     ProduceRequest,
     ProduceResponse,
     TopicPartition,
+    WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
 )
-from broker.records import AbortedTxn, LogBatch, Record, RecordBatch
+from broker.records import (
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    AbortedTxn,
+    LogBatch,
+    Record,
+    RecordBatch,
+    marker_batch,
+)
 from broker.scheduler import Scheduler, Timer
+from broker.transactions import (
+    TRANSACTION_STATE_TOPIC,
+    TransactionCoordinator,
+    TxnMetadata,
+    partition_for_transactional_id,
+)
 
 if TYPE_CHECKING:
     from broker.checker import Ledger
@@ -100,6 +117,8 @@ class Replica:
     fetch_generation: int = 0
     fetch_in_flight: bool = False
     fetch_timer: Timer | None = None
+    # The latest transaction coordinator epoch seen per producer id (markers).
+    coordinator_epochs: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -132,6 +151,7 @@ class Broker:
         self.incarnation = 0
         self.replicas: dict[TopicPartition, Replica] = {}
         self.groups = GroupCoordinator(self)
+        self.txns = TransactionCoordinator(self)
         self._isr_timer: Timer | None = None
         self.network.register_server(self, self.handle)
         self.network.register_client(self.name, self._on_response, self._on_disconnect)
@@ -172,6 +192,7 @@ class Broker:
         if self._isr_timer:
             self._isr_timer.cancel()
         self.groups.unload_all()
+        self.txns.unload_all()
         self.network.close_server(self.name)
         self.network.unregister_client(self.name)
         self.events.emit(self.name, "broker.crash", detail="process stopped; log kept on disk")
@@ -204,6 +225,8 @@ class Broker:
         self._maybe_increment_hw(replica)
         if state.tp.topic == OFFSETS_TOPIC:
             self.groups.load(state.tp)
+        elif state.tp.topic == TRANSACTION_STATE_TOPIC:
+            self.txns.load(state.tp)
 
     def become_follower(self, state: PartitionState) -> None:
         replica = self.replicas[state.tp]
@@ -215,6 +238,7 @@ class Broker:
         self._drop_consumer_fetches(replica, answer=True)
         if replica.role == "leader":
             self.groups.unload(state.tp)
+            self.txns.unload(state.tp)
         replica.role = "follower" if state.leader is not None else "offline"
         replica.leader_id = state.leader
         replica.leader_epoch = state.leader_epoch
@@ -253,12 +277,19 @@ class Broker:
             self.handle_list_offsets(exchange, request)
         elif isinstance(request, InitProducerIdRequest):
             self.handle_init_producer_id(exchange, request)
+        elif isinstance(request, WriteTxnMarkersRequest):
+            self.handle_write_txn_markers(exchange, request)
         elif getattr(request, "api", None) in GROUP_APIS:
             self.groups.handle(exchange, request)
+        elif getattr(request, "api", None) in TXN_APIS:
+            self.txns.handle(exchange, request)
         else:
             raise TypeError(f"{self.name}: unknown request {request!r}")
 
     def handle_init_producer_id(self, exchange: Exchange, request: InitProducerIdRequest) -> None:
+        if request.transactional_id is not None:
+            self.txns.handle(exchange, request)
+            return
         producer_id = self.cluster.allocate_producer_id()
         self.events.emit(
             self.name,
@@ -282,6 +313,8 @@ class Broker:
             self._produce_error(
                 exchange, request, ErrorCode.NOT_LEADER_OR_FOLLOWER, "not the leader"
             )
+            return
+        if batch.is_transactional and not self._verified(exchange, request):
             return
         state = self.cluster.partition(tp)
         if request.acks == -1 and len(replica.isr) < state.min_insync_replicas:
@@ -373,9 +406,11 @@ class Broker:
         records: tuple[Record, ...],
         timeout_ms: int,
         reply: Callable[[ErrorCode, int], None],
+        producer: tuple[int, int] | None = None,
     ) -> None:
         """Append the broker's own records (offset commits, group metadata) as leader
-        and call ``reply`` once they are committed (HW past them), as acks=all."""
+        and call ``reply`` once they are committed (HW past them), as acks=all.
+        ``producer`` (id, epoch) makes it a transactional batch of that producer."""
         replica = self.replicas.get(tp)
         if replica is None or replica.role != "leader":
             reply(ErrorCode.NOT_COORDINATOR, -1)
@@ -383,9 +418,12 @@ class Broker:
         if len(replica.isr) < self.cluster.partition(tp).min_insync_replicas:
             reply(ErrorCode.NOT_ENOUGH_REPLICAS, -1)
             return
-        log_batch = replica.log.append_as_leader(
-            RecordBatch(records), replica.leader_epoch, self.scheduler.now_ms
+        batch = (
+            RecordBatch(records, producer[0], producer[1], is_transactional=True)
+            if producer
+            else RecordBatch(records)
         )
+        log_batch = replica.log.append_as_leader(batch, replica.leader_epoch, self.scheduler.now_ms)
         self.ledger.appended(self.broker_id, tp, log_batch)
         self.events.emit(
             self.name,
@@ -403,6 +441,92 @@ class Broker:
             PendingProduce(reply, tp, log_batch.base_offset, log_batch.next_offset),
             timeout_ms,
         )
+
+    def _verified(self, exchange: Exchange, request: ProduceRequest) -> bool:
+        """KIP-890: a transactional write is accepted only if the coordinator has
+        the partition in that producer's open transaction.  (Kafka asks with an
+        AddPartitionsToTxn request; the lab looks it up directly.)"""
+        if not self.cluster.config.transaction_partition_verification_enable:
+            return True
+        batch = request.batch
+        meta = self.cluster.transaction_metadata(request.transactional_id or "")
+        why = None
+        if meta is None or meta.producer_id != batch.producer_id:
+            why = "no transaction for this producer"
+        elif meta.producer_epoch != batch.producer_epoch:
+            why = f"producer epoch {batch.producer_epoch} is not the current {meta.producer_epoch}"
+        elif meta.state.value != "Ongoing" or request.tp not in meta.partitions:
+            why = f"{request.tp} is not part of an open transaction of this producer"
+        if why is None:
+            return True
+        error = (
+            ErrorCode.INVALID_PRODUCER_EPOCH
+            if meta is not None and batch.producer_epoch < meta.producer_epoch
+            else ErrorCode.INVALID_TXN_STATE
+        )
+        self._produce_error(exchange, request, error, f"KIP-890 verification: {why}")
+        return False
+
+    def handle_write_txn_markers(self, exchange: Exchange, request: WriteTxnMarkersRequest) -> None:
+        tp = request.tp
+        replica = self.replicas.get(tp)
+        if replica is None or replica.role != "leader":
+            self.network.send_response(
+                exchange, WriteTxnMarkersResponse(tp, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            )
+            return
+        seen = replica.coordinator_epochs.get(request.producer_id, -1)
+        if request.coordinator_epoch < seen:
+            self.events.emit(
+                self.name,
+                "txn.marker-fenced",
+                str(tp),
+                None,
+                ErrorCode.TRANSACTION_COORDINATOR_FENCED.name,
+                f"marker from coordinator epoch {request.coordinator_epoch} < {seen}",
+            )
+            self.network.send_response(
+                exchange, WriteTxnMarkersResponse(tp, ErrorCode.TRANSACTION_COORDINATOR_FENCED)
+            )
+            return
+        replica.coordinator_epochs[request.producer_id] = request.coordinator_epoch
+        kind = CONTROL_COMMIT if request.commit else CONTROL_ABORT
+        log_batch = replica.log.append_as_leader(
+            marker_batch(
+                kind, request.producer_id, request.producer_epoch, request.coordinator_epoch
+            ),
+            replica.leader_epoch,
+            self.scheduler.now_ms,
+        )
+        self.ledger.appended(self.broker_id, tp, log_batch)
+        self.events.emit(
+            self.name,
+            "txn.marker",
+            str(tp),
+            log_batch.base_offset,
+            None,
+            f"{kind} marker for PID {request.producer_id} epoch {request.producer_epoch} "
+            f"(coordinator epoch {request.coordinator_epoch}) takes offset "
+            f"{log_batch.base_offset}",
+        )
+        if tp.topic == OFFSETS_TOPIC:
+            self.groups.on_marker(tp, request.producer_id, request.commit)
+        self._on_leader_append(replica)
+        self._await_high_watermark(
+            replica,
+            PendingProduce(
+                partial(self._reply_marker, exchange, tp),
+                tp,
+                log_batch.base_offset,
+                log_batch.next_offset,
+            ),
+            30000,
+        )
+
+    def _reply_marker(
+        self, exchange: Exchange, tp: TopicPartition, error: ErrorCode, _offset: int
+    ) -> None:
+        self.network.send_response(exchange, WriteTxnMarkersResponse(tp, error))
 
     def _produce_error(
         self, exchange: Exchange, request: ProduceRequest, error: ErrorCode, why: str
@@ -758,6 +882,7 @@ class Broker:
             self._send_fetch(replica)
 
     def _on_disconnect(self, conn: Connection) -> None:
+        self.txns.on_disconnect(conn)
         for correlation_id, (tp, generation) in list(self._fetches.items()):
             replica = self.replicas[tp]
             if replica.leader_id is not None and broker_name(replica.leader_id) == conn.server:
@@ -769,6 +894,9 @@ class Broker:
                     self._retry_fetch_later(replica)
 
     def _on_response(self, exchange: Exchange, response: object) -> None:
+        if isinstance(response, WriteTxnMarkersResponse):
+            self.txns.on_response(exchange, response)
+            return
         entry = self._fetches.pop(exchange.correlation_id, None)
         if entry is None or not isinstance(response, FetchResponse):
             return
@@ -986,6 +1114,7 @@ class Cluster:
         events: EventLog,
         ledger: Ledger,
         with_groups: bool = False,
+        with_transactions: bool = False,
     ) -> None:
         self.config = config
         self.scheduler = scheduler
@@ -999,6 +1128,7 @@ class Cluster:
         self._next_member = 0
         self._next_internal = 0
         self.offsets_partitions = config.offsets_topic_num_partitions
+        self.transaction_state_partitions = config.transaction_state_log_num_partitions
         for broker_id in range(1, config.brokers + 1):
             self.brokers[broker_id] = Broker(broker_id, self)
         topics = list(topics)
@@ -1007,6 +1137,11 @@ class Cluster:
             # scenarios keep their traces short.
             rf = min(config.offsets_topic_replication_factor, config.brokers)
             topics.append(TopicConfig(OFFSETS_TOPIC, self.offsets_partitions, rf, 1))
+        if with_transactions:
+            rf = min(config.offsets_topic_replication_factor, config.brokers)
+            topics.append(
+                TopicConfig(TRANSACTION_STATE_TOPIC, self.transaction_state_partitions, rf, 1)
+            )
         for topic in topics:
             for p in range(topic.partitions):
                 tp = TopicPartition(topic.name, p)
@@ -1036,6 +1171,17 @@ class Cluster:
 
     def partitions_of(self, topic: str) -> list[TopicPartition]:
         return [tp for tp in self.controller.partitions if tp.topic == topic]
+
+    def transaction_metadata(self, transactional_id: str) -> TxnMetadata | None:
+        """The current coordinator's view of a transactional.id (instant lookup)."""
+        tp = TopicPartition(
+            TRANSACTION_STATE_TOPIC,
+            partition_for_transactional_id(transactional_id, self.transaction_state_partitions),
+        )
+        leader = self.leader_of(tp) if tp in self.controller.partitions else None
+        if leader is None:
+            return None
+        return self.brokers[leader].txns.metadata(transactional_id)
 
     def leader_of(self, tp: TopicPartition) -> int | None:
         return self.controller.partitions[tp].leader

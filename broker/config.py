@@ -25,6 +25,9 @@ class ClusterConfig:
     # offsets.topic.num.partitions is 50 in Kafka; one partition keeps the lab legible.
     offsets_topic_num_partitions: int = 1
     offsets_topic_replication_factor: int = 3  # capped at the number of brokers
+    # transaction.state.log.num.partitions is 50 in Kafka; one keeps the lab legible.
+    transaction_state_log_num_partitions: int = 1
+    transaction_partition_verification_enable: bool = True  # KIP-890
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class ProducerConfig:
     enable_idempotence: bool = True
     retry_backoff_ms: int = 100
     retry_backoff_max_ms: int = 1000
+    transactional_id: str | None = None  # transactional.id
+    transaction_timeout_ms: int = 60000  # transaction.timeout.ms
 
     @property
     def acks_name(self) -> str:

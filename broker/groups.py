@@ -41,8 +41,10 @@ from broker.protocol import (
     SyncGroupRequest,
     SyncGroupResponse,
     TopicPartition,
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 )
-from broker.records import Record
+from broker.records import CONTROL_COMMIT, Record, control_type
 from broker.scheduler import Timer
 
 if TYPE_CHECKING:
@@ -92,6 +94,8 @@ class Group:
     rebalance_timer: Timer | None = None
     join_deadline_ms: int = 0
     initial_join: bool = False
+    # Offsets committed inside transactions, per producer id, until its marker.
+    pending_txn: dict[int, dict[TopicPartition, int]] = field(default_factory=dict)
 
 
 class GroupCoordinator:
@@ -115,32 +119,27 @@ class GroupCoordinator:
         """Become coordinator for the groups in ``tp``: rebuild them from its log."""
         log = self.broker.replicas[tp].log
         loaded: dict[str, Group] = {}
-        for _offset, lb, i in log.records_below(log.log_end_offset):
-            record = lb.batch.records[i]
-            if record.key is None:
+        for lb in log.batches:
+            batch = lb.batch
+            marker = control_type(batch)
+            if marker is not None:
+                for group in loaded.values():
+                    self._settle_txn(group, batch.producer_id, marker == CONTROL_COMMIT, False)
                 continue
-            data = json.loads(record.value)
-            group_id = data["group"]
-            group = loaded.setdefault(group_id, Group(group_id, tp))
-            if record.key.startswith("offset/"):
-                group.offsets[TopicPartition.parse(data["partition"])] = int(data["offset"])
-            elif record.key.startswith("group/"):
-                group.generation = int(data["generation"])
-                group.protocol = data["protocol"]
-                group.leader = data["leader"]
-                group.members = {
-                    m["member_id"]: Member(
-                        m["member_id"],
-                        m["client_id"],
-                        m["session_timeout_ms"],
-                        m["rebalance_timeout_ms"],
-                        group.protocol,
-                        tuple(m["topics"]),
-                        assignment=tuple(TopicPartition.parse(p) for p in m["assignment"]),
-                    )
-                    for m in data["members"]
-                }
-                group.state = "Stable" if group.members else "Empty"
+            for record in batch.records:
+                if record.key is None:
+                    continue
+                data = json.loads(record.value)
+                group = loaded.setdefault(data["group"], Group(data["group"], tp))
+                if record.key.startswith("offset/"):
+                    partition = TopicPartition.parse(data["partition"])
+                    if batch.is_transactional:
+                        pending = group.pending_txn.setdefault(batch.producer_id, {})
+                        pending[partition] = int(data["offset"])
+                    else:
+                        group.offsets[partition] = int(data["offset"])
+                elif record.key.startswith("group/"):
+                    self._load_metadata(group, data)
         for group_id, group in loaded.items():
             self.groups[group_id] = group
             for member in group.members.values():
@@ -154,6 +153,25 @@ class GroupCoordinator:
                 None,
                 f"coordinator for {', '.join(sorted(loaded))}: state rebuilt from the log",
             )
+
+    @staticmethod
+    def _load_metadata(group: Group, data: dict[str, Any]) -> None:
+        group.generation = int(data["generation"])
+        group.protocol = data["protocol"]
+        group.leader = data["leader"]
+        group.members = {
+            m["member_id"]: Member(
+                m["member_id"],
+                m["client_id"],
+                m["session_timeout_ms"],
+                m["rebalance_timeout_ms"],
+                group.protocol,
+                tuple(m["topics"]),
+                assignment=tuple(TopicPartition.parse(p) for p in m["assignment"]),
+            )
+            for m in data["members"]
+        }
+        group.state = "Stable" if group.members else "Empty"
 
     def unload(self, tp: TopicPartition) -> None:
         for group_id in [g for g, group in self.groups.items() if group.tp == tp]:
@@ -203,7 +221,22 @@ class GroupCoordinator:
             self._leave(group, exchange, request)
         elif isinstance(request, OffsetCommitRequest):
             self._commit(group, exchange, request)
+        elif isinstance(request, TxnOffsetCommitRequest):
+            self._txn_commit(group, exchange, request)
         elif isinstance(request, OffsetFetchRequest):
+            unstable = [
+                tp_
+                for pending in group.pending_txn.values()
+                for tp_ in pending
+                if tp_ in request.partitions
+            ]
+            if unstable:
+                # A transaction holds offsets for these partitions: the new owner
+                # must wait for its marker (require_stable, KIP-447).
+                self.network.send_response(
+                    exchange, OffsetFetchResponse(ErrorCode.UNSTABLE_OFFSET_COMMIT)
+                )
+                return
             offsets = tuple((tp_, group.offsets.get(tp_, -1)) for tp_ in request.partitions)
             self.network.send_response(exchange, OffsetFetchResponse(ErrorCode.NONE, offsets))
 
@@ -501,6 +534,98 @@ class GroupCoordinator:
             err = ErrorCode.NOT_COORDINATOR
         self.network.send_response(exchange, OffsetCommitResponse(err))
 
+    def _txn_commit(
+        self, group: Group, exchange: Exchange, request: TxnOffsetCommitRequest
+    ) -> None:
+        """Offsets sent inside a transaction (sendOffsetsToTransaction): written as
+        that producer's transactional records, visible only once its COMMIT
+        marker reaches this partition.  KIP-447: the member id and generation
+        are checked as for a plain commit."""
+        error = ErrorCode.NONE
+        if request.member_id:
+            error = self._check_member(group, request.member_id, request.generation_id)
+        detail = ", ".join(f"{tp}={offset}" for tp, offset in request.offsets)
+        if error is not ErrorCode.NONE:
+            self.events.emit(
+                self.broker.name,
+                "offset.commit-rejected",
+                None,
+                None,
+                error.name,
+                f"group {group.group_id}: transactional commit by {request.member_id} "
+                f"generation {request.generation_id} (group is at {group.generation}): {detail}",
+                src=self.broker.name,
+                dst=exchange.conn.client,
+            )
+            self.network.send_response(exchange, TxnOffsetCommitResponse(error))
+            return
+        records = tuple(
+            self._offset_record(group, tp, offset, request.member_id, request.generation_id)
+            for tp, offset in request.offsets
+        )
+        self.broker.append_internal(
+            group.tp,
+            records,
+            OFFSETS_COMMIT_TIMEOUT_MS,
+            partial(self._txn_offsets_stored, group, exchange, request, detail),
+            producer=(request.producer_id, request.producer_epoch),
+        )
+
+    def _txn_offsets_stored(
+        self,
+        group: Group,
+        exchange: Exchange,
+        request: TxnOffsetCommitRequest,
+        detail: str,
+        error: ErrorCode,
+        _offset: int,
+    ) -> None:
+        if error is ErrorCode.NONE:
+            pending = group.pending_txn.setdefault(request.producer_id, {})
+            pending.update(dict(request.offsets))
+            self.events.emit(
+                self.broker.name,
+                "offset.pending",
+                str(group.tp),
+                None,
+                None,
+                f"group {group.group_id}: {detail} pending in the transaction of PID "
+                f"{request.producer_id}",
+                src=self.broker.name,
+                dst=exchange.conn.client,
+            )
+        elif error is ErrorCode.NOT_LEADER_OR_FOLLOWER:
+            error = ErrorCode.NOT_COORDINATOR
+        self.network.send_response(exchange, TxnOffsetCommitResponse(error))
+
+    def on_marker(self, tp: TopicPartition, producer_id: int, commit: bool) -> None:
+        """A transaction marker reached this offsets partition."""
+        for group in self.groups.values():
+            if group.tp == tp:
+                self._settle_txn(group, producer_id, commit, True)
+
+    def _settle_txn(self, group: Group, producer_id: int, commit: bool, announce: bool) -> None:
+        pending = group.pending_txn.pop(producer_id, None)
+        if pending is None:
+            return
+        if commit:
+            group.offsets.update(pending)
+        if announce:
+            detail = ", ".join(f"{tp}={o}" for tp, o in pending.items())
+            self.events.emit(
+                self.broker.name,
+                "offset.committed" if commit else "offset.dropped",
+                str(group.tp),
+                None,
+                None,
+                f"group {group.group_id}: {detail} "
+                + (
+                    "visible: the transaction committed"
+                    if commit
+                    else "dropped: the transaction aborted"
+                ),
+            )
+
     def _next_id(self) -> str:
         return f"{OFFSETS_TOPIC}#{self.broker.cluster.next_internal_record()}"
 
@@ -579,4 +704,5 @@ def _error_response(request: Any, error: ErrorCode) -> Any:
         "LeaveGroup": LeaveGroupResponse,
         "OffsetCommit": OffsetCommitResponse,
         "OffsetFetch": OffsetFetchResponse,
+        "TxnOffsetCommit": TxnOffsetCommitResponse,
     }[request.api](error)

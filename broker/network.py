@@ -36,6 +36,7 @@ class Connection:
     # after it in that direction: it is stalled until someone closes it.
     stalled_requests: bool = False
     stalled_responses: bool = False
+    reset: bool = False  # broken by a crash or a disconnect: nothing more is delivered
 
 
 @dataclass(slots=True)
@@ -73,7 +74,7 @@ class Network:
         self._servers: dict[str, tuple[Endpoint, RequestHandler]] = {}
         self._clients: dict[str, tuple[ResponseHandler, DisconnectHandler]] = {}
         self._connections: dict[tuple[str, str], Connection] = {}
-        self._link_clock: dict[tuple[str, str], int] = {}
+        self._link_clock: dict[tuple[int, str], int] = {}  # (connection, direction)
         self._next_conn_id = 0
         self._next_correlation_id = 0
         self.stats = {"requests": 0, "responses": 0, "dropped": 0}
@@ -113,9 +114,11 @@ class Network:
         low, high = self.latency_ms
         return low if low >= high else self._rng.randint(low, high)
 
-    def _deliver_at(self, src: str, dst: str, extra_ms: int = 0) -> int:
+    def _deliver_at(self, conn: Connection, direction: str, extra_ms: int = 0) -> int:
+        """When a message sent now on ``conn`` arrives: never before an earlier one
+        in the same direction of the same connection (TCP's ordering)."""
         due = self.scheduler.now_ms + self._latency() + extra_ms
-        link = (src, dst)
+        link = (conn.conn_id, direction)
         due = max(due, self._link_clock.get(link, 0))
         self._link_clock[link] = due
         return due
@@ -136,12 +139,13 @@ class Network:
         if self._connections.get((conn.client, conn.server)) is conn:
             del self._connections[(conn.client, conn.server)]
         if notify_client:
-            due = self._deliver_at(conn.server, conn.client)
+            due = self._deliver_at(conn, "down")
             self.scheduler.at(due, self._notify_disconnect, conn, priority=PRIORITY_NETWORK)
 
     def close_server(self, server: str) -> None:
         """A broker process died: every connection to it breaks."""
         for conn in [c for c in self._connections.values() if c.server == server]:
+            conn.reset = True
             self.close(conn, notify_client=True)
 
     def disconnect_client(self, client: str) -> None:
@@ -157,6 +161,7 @@ class Network:
                 src=client,
                 dst=conn.server,
             )
+            conn.reset = True
             self.close(conn, notify_client=True)
 
     def _notify_disconnect(self, conn: Connection) -> None:
@@ -215,12 +220,14 @@ class Network:
                 dst=server,
             )
             return exchange
-        due = self._deliver_at(client, server, extra_ms)
+        due = self._deliver_at(conn, "up", extra_ms)
         self.scheduler.at(due, self._arrive, exchange, payload, priority=PRIORITY_NETWORK)
         return exchange
 
     def _arrive(self, exchange: Exchange, payload: Any) -> None:
-        if not exchange.conn.open:
+        # A request already on the wire still reaches the broker after its client
+        # closed the connection (a timeout); only a reset connection loses it.
+        if exchange.conn.reset:
             return
         target = self._servers.get(exchange.conn.server)
         if target is None:
@@ -254,7 +261,7 @@ class Network:
                 dst=conn.client,
             )
             return
-        due = self._deliver_at(conn.server, conn.client, exchange.delay_response_ms)
+        due = self._deliver_at(conn, "down", exchange.delay_response_ms)
         self.scheduler.at(due, self._return, exchange, payload, priority=PRIORITY_NETWORK)
 
     def _return(self, exchange: Exchange, payload: Any) -> None:

@@ -101,7 +101,19 @@ class ProducerStateManager:
 
     def record(self, log_batch: LogBatch) -> None:
         batch = log_batch.batch
-        if not batch.has_producer_id or batch.is_control:
+        if not batch.has_producer_id:
+            return
+        if batch.is_control:
+            # A transaction marker carries the coordinator's epoch for the producer:
+            # a newer one fences every older write (Kafka's appendEndTxnMarker).
+            entry = self.entries.get(batch.producer_id)
+            if entry is None:
+                self.entries[batch.producer_id] = ProducerStateEntry(
+                    batch.producer_id, batch.producer_epoch
+                )
+            elif batch.producer_epoch > entry.producer_epoch:
+                entry.producer_epoch = batch.producer_epoch
+                entry.batches.clear()
             return
         entry = self.entries.get(batch.producer_id)
         if entry is None or batch.producer_epoch > entry.producer_epoch:

@@ -36,6 +36,7 @@ class ProduceRequest:
     batch: RecordBatch
     acks: int  # 0, 1 or -1 (all)
     timeout_ms: int
+    transactional_id: str | None = None
     api: ClassVar[str] = "Produce"
 
 
@@ -86,6 +87,7 @@ class InitProducerIdRequest:
     transactional_id: str | None = None
     producer_id: int = -1
     producer_epoch: int = -1
+    transaction_timeout_ms: int = 60000
     api: ClassVar[str] = "InitProducerId"
 
 
@@ -235,4 +237,98 @@ class OffsetFetchResponse:
     api: ClassVar[str] = "OffsetFetch"
 
 
-GROUP_APIS = ("JoinGroup", "SyncGroup", "Heartbeat", "LeaveGroup", "OffsetCommit", "OffsetFetch")
+GROUP_APIS = (
+    "JoinGroup",
+    "SyncGroup",
+    "Heartbeat",
+    "LeaveGroup",
+    "OffsetCommit",
+    "OffsetFetch",
+    "TxnOffsetCommit",
+)
+
+
+# -- transactions ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AddPartitionsToTxnRequest:
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    partitions: tuple[TopicPartition, ...]
+    api: ClassVar[str] = "AddPartitionsToTxn"
+
+
+@dataclass(frozen=True, slots=True)
+class AddPartitionsToTxnResponse:
+    error: ErrorCode
+    api: ClassVar[str] = "AddPartitionsToTxn"
+
+
+@dataclass(frozen=True, slots=True)
+class AddOffsetsToTxnRequest:
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    group_id: str
+    api: ClassVar[str] = "AddOffsetsToTxn"
+
+
+@dataclass(frozen=True, slots=True)
+class AddOffsetsToTxnResponse:
+    error: ErrorCode
+    api: ClassVar[str] = "AddOffsetsToTxn"
+
+
+@dataclass(frozen=True, slots=True)
+class EndTxnRequest:
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    api: ClassVar[str] = "EndTxn"
+
+
+@dataclass(frozen=True, slots=True)
+class EndTxnResponse:
+    error: ErrorCode
+    api: ClassVar[str] = "EndTxn"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTxnMarkersRequest:
+    """From a transaction coordinator to a partition leader (one partition each)."""
+
+    tp: TopicPartition
+    producer_id: int
+    producer_epoch: int
+    coordinator_epoch: int
+    commit: bool
+    api: ClassVar[str] = "WriteTxnMarkers"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTxnMarkersResponse:
+    tp: TopicPartition
+    error: ErrorCode
+    api: ClassVar[str] = "WriteTxnMarkers"
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOffsetCommitRequest:
+    transactional_id: str
+    group_id: str
+    producer_id: int
+    producer_epoch: int
+    member_id: str  # KIP-447: the consumer's group metadata
+    generation_id: int
+    offsets: tuple[tuple[TopicPartition, int], ...]
+    api: ClassVar[str] = "TxnOffsetCommit"
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOffsetCommitResponse:
+    error: ErrorCode
+    api: ClassVar[str] = "TxnOffsetCommit"
+
+
+TXN_APIS = ("AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn")

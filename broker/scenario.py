@@ -70,6 +70,9 @@ STEP_ACTIONS = (
     "stop-consumer",
     "stall-consumer",
     "fail-sink",
+    "begin-transaction",
+    "commit-transaction",
+    "abort-transaction",
     "note",
 )
 
@@ -87,6 +90,7 @@ class ProducerSpec:
     config: ProducerConfig
     resend_unacked_on_restart: bool = True
     resend_on_failure: bool = False
+    start_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +242,8 @@ _CLUSTER_KEYS = (
     "group.initial.rebalance.delay.ms",
     "offsets.topic.num.partitions",
     "offsets.topic.replication.factor",
+    "transaction.state.log.num.partitions",
+    "transaction.partition.verification.enable",
 )
 
 
@@ -277,6 +283,12 @@ def _cluster(raw: Any) -> ClusterConfig:
         offsets_topic_num_partitions=_int(table, "offsets.topic.num.partitions", path, 1, 1, 50),
         offsets_topic_replication_factor=_int(
             table, "offsets.topic.replication.factor", path, 3, 1, MAX_BROKERS
+        ),
+        transaction_state_log_num_partitions=_int(
+            table, "transaction.state.log.num.partitions", path, 1, 1, 50
+        ),
+        transaction_partition_verification_enable=_bool(
+            table, "transaction.partition.verification.enable", path, True
         ),
     )
 
@@ -343,7 +355,7 @@ def _assignment(
     return tuple(out)
 
 
-_PRODUCER_KEYS = ("name", "config", "resend_unacked_on_restart", "resend_on_failure")
+_PRODUCER_KEYS = ("name", "config", "resend_unacked_on_restart", "resend_on_failure", "start_ms")
 _PRODUCER_CONFIG_KEYS = (
     "acks",
     "retries",
@@ -355,6 +367,8 @@ _PRODUCER_CONFIG_KEYS = (
     "enable.idempotence",
     "retry.backoff.ms",
     "retry.backoff.max.ms",
+    "transactional.id",
+    "transaction.timeout.ms",
 )
 
 
@@ -406,6 +420,17 @@ def producer_config(raw: Any, path: str) -> ProducerConfig:
     else:
         # Kafka >= 3.2: idempotence is on by default unless other settings conflict.
         idempotent = not conflicts
+    transactional_id = None
+    if "transactional.id" in table:
+        transactional_id = _name(
+            _str(table, "transactional.id", path), _join(path, "transactional.id")
+        )
+        if not idempotent:
+            raise ScenarioError(
+                _join(path, "transactional.id"),
+                "needs idempotence (Kafka refuses a transactional.id without it): "
+                + ("; ".join(conflicts) if conflicts else "enable.idempotence is false"),
+            )
     return ProducerConfig(
         acks=acks,
         retries=retries,
@@ -417,6 +442,8 @@ def producer_config(raw: Any, path: str) -> ProducerConfig:
         enable_idempotence=idempotent,
         retry_backoff_ms=_int(table, "retry.backoff.ms", path, 100, 0, ms),
         retry_backoff_max_ms=_int(table, "retry.backoff.max.ms", path, 1000, 0, ms),
+        transactional_id=transactional_id,
+        transaction_timeout_ms=_int(table, "transaction.timeout.ms", path, 60000, 1, 900_000),
     )
 
 
@@ -441,6 +468,7 @@ def _producers(raw: Any, seen: set[str]) -> tuple[ProducerSpec, ...]:
                 config,
                 _bool(table, "resend_unacked_on_restart", path, True),
                 _bool(table, "resend_on_failure", path, False),
+                _int(table, "start_ms", path, 0, 0, MAX_DURATION_MS),
             )
         )
     return tuple(out)
@@ -720,6 +748,9 @@ _STEP_KEYS: dict[str, tuple[str, ...]] = {
     "stop-consumer": ("consumer",),
     "stall-consumer": ("consumer", "duration_ms"),
     "fail-sink": ("count",),
+    "begin-transaction": ("producer",),
+    "commit-transaction": ("producer",),
+    "abort-transaction": ("producer",),
 }
 for _kind_name in FAULT_KINDS:
     _STEP_KEYS[_kind_name] = (
@@ -784,7 +815,13 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
         params["every_ms"] = _int(table, "every_ms", path, None, 1, MAX_DURATION_MS)
         params["down_ms"] = _int(table, "down_ms", path, None, 1, MAX_DURATION_MS)
         params["until_ms"] = _int(table, "until_ms", path, None, 0, MAX_DURATION_MS)
-    elif action in ("crash-producer", "restart-producer"):
+    elif action in (
+        "crash-producer",
+        "restart-producer",
+        "begin-transaction",
+        "commit-transaction",
+        "abort-transaction",
+    ):
         params["producer"] = _producer_ref(table, path, ctx)
     elif action == "disconnect":
         if "client" not in table:
@@ -898,7 +935,13 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
     )
     steps = _steps(data.get("steps"), ctx)
     duration = _int(data, "duration_ms", "", 600_000, 1, MAX_DURATION_MS)
+    transactional = {p.name for p in producers if p.config.transactional_id}
     for i, step in enumerate(steps):
+        if step.action.endswith("-transaction") and step.params["producer"] not in transactional:
+            raise ScenarioError(
+                f"steps[{i}].producer",
+                f"{step.params['producer']!r} has no transactional.id: {step.action} needs one",
+            )
         if step.at_ms > duration:
             raise ScenarioError(
                 f"steps[{i}].at_ms", f"{step.at_ms} ms is after duration_ms={duration}"

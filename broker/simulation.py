@@ -57,6 +57,7 @@ class Simulation:
             self.events,
             self.ledger,
             with_groups=bool(spec.consumers),
+            with_transactions=any(p.config.transactional_id for p in spec.producers),
         )
         self.sink = Sink(spec.sink) if spec.sink else None
         self.consumers: dict[str, ConsumerApp] = {
@@ -64,7 +65,12 @@ class Simulation:
         }
         self.producers: dict[str, ProducerApp] = {
             p.name: ProducerApp(
-                p.name, p.config, self.cluster, p.resend_unacked_on_restart, p.resend_on_failure
+                p.name,
+                p.config,
+                self.cluster,
+                p.resend_unacked_on_restart,
+                p.resend_on_failure,
+                start=p.start_ms == 0,
             )
             for p in spec.producers
         }
@@ -78,6 +84,15 @@ class Simulation:
         for step in spec.steps:
             self._schedule_step(step)
         self._starting = len(self.consumers)
+        for producer in spec.producers:
+            if producer.start_ms > 0:
+                self._starting += 1
+                self.scheduler.at(
+                    producer.start_ms,
+                    self._start_producer,
+                    producer.name,
+                    priority=PRIORITY_COMMAND,
+                )
         for consumer in spec.consumers:
             self.scheduler.at(
                 consumer.start_ms, self._start_consumer, consumer.name, priority=PRIORITY_COMMAND
@@ -198,6 +213,12 @@ class Simulation:
             self.consumers[params["consumer"]].stop()
         elif action == "stall-consumer":
             self.consumers[params["consumer"]].stall(params["duration_ms"])
+        elif action == "begin-transaction":
+            self.producers[params["producer"]].begin_transaction()
+        elif action == "commit-transaction":
+            self.producers[params["producer"]].commit_transaction()
+        elif action == "abort-transaction":
+            self.producers[params["producer"]].abort_transaction()
         elif action == "fail-sink":
             if self.sink is not None:
                 self.sink.fail_next += params["count"]
@@ -330,6 +351,10 @@ class Simulation:
                 return False
         return True
 
+    def _start_producer(self, name: str) -> None:
+        self._starting -= 1
+        self.producers[name].start()
+
     def _start_consumer(self, name: str) -> None:
         self._starting -= 1
         self.consumers[name].start()
@@ -379,7 +404,29 @@ class Simulation:
             self.spec.ordered,
             self.spec.groups,
             self.sink.message_counts() if self.sink is not None else None,
+            self.aborted_data(),
         )
+
+    def aborted_data(self) -> dict[str, set[int]]:
+        """Per partition, the offsets holding data of aborted transactions."""
+        out: dict[str, set[int]] = {}
+        for tp in self.cluster.controller.partitions:
+            log, _hw = self.cluster.committed(tp)
+            if log is None or not log.aborted:
+                continue
+            offsets: set[int] = set()
+            for txn in log.aborted:
+                for lb in log.batches:
+                    batch = lb.batch
+                    if (
+                        batch.is_transactional
+                        and not batch.is_control
+                        and batch.producer_id == txn.producer_id
+                        and txn.first_offset <= lb.base_offset < txn.last_offset
+                    ):
+                        offsets.update(range(lb.base_offset, lb.next_offset))
+            out[str(tp)] = offsets
+        return out
 
     def clone(self) -> Simulation:
         """An independent copy of this run at this moment (for time-travel

@@ -9,10 +9,13 @@ told had been written.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from broker.clients.producer import Producer
+from broker.clients.transactional import IllegalTxnState, TxnClientState
 from broker.config import ProducerConfig
 from broker.errors import ErrorCode
 from broker.protocol import TopicPartition
@@ -43,6 +46,7 @@ class ProducerApp:
         cluster: Cluster,
         resend_unacked_on_restart: bool = True,
         resend_on_failure: bool = False,
+        start: bool = True,
     ) -> None:
         self.name = name
         self.config = config
@@ -55,10 +59,148 @@ class ProducerApp:
         self.failed: set[str] = set()  # told failed, not acknowledged since
         self.next_index = 0
         self.incarnation = 1
-        self.client: Producer | None = self._new_client()
+        self.transactional = config.transactional_id is not None
+        # A transactional application does its work in order, one step at a time.
+        self._ops: deque[tuple[Any, ...]] = deque()
+        self._ending = False
+        self._txn_ids: list[str] = []
+        self.txn_ready = False
+        self.fenced = False
+        self.client: Producer | None = None
+        if start:
+            self.client = self._new_client()
+        else:
+            self.incarnation = 0
+
+    def start(self) -> None:
+        """Start an application that was not running from the beginning."""
+        if self.client is None:
+            self.incarnation += 1
+            self.client = self._new_client()
+            self.events.emit(self.name, "app.start", detail=f"incarnation {self.incarnation}")
 
     def _new_client(self) -> Producer:
-        return Producer(self.name, self.config, self.cluster, self._on_results)
+        client = Producer(self.name, self.config, self.cluster, self._on_results)
+        if client.txn is not None:
+            self.txn_ready = False
+            client.txn.init_transactions(partial(self._initialized, client))
+        return client
+
+    # -- transactions (the application's calls, queued in order) -------------------
+    def begin_transaction(self) -> None:
+        self._queue(("begin",))
+
+    def commit_transaction(self) -> None:
+        self._queue(("commit",))
+
+    def abort_transaction(self) -> None:
+        self._queue(("abort",))
+
+    def _queue(self, op: tuple[Any, ...]) -> None:
+        if self.client is None:
+            self.events.emit(self.name, "app.skipped", detail=f"application is down: {op[0]}")
+            return
+        self._ops.append(op)
+        self._run_ops()
+
+    def _initialized(self, client: Producer, error: ErrorCode) -> None:
+        if client is not self.client:
+            return
+        if error is not ErrorCode.NONE:
+            self.events.emit(
+                self.name, "app.error", None, None, error.name, "initTransactions failed"
+            )
+            return
+        self.txn_ready = True
+        self._run_ops()
+
+    def _run_ops(self) -> None:
+        client = self.client
+        while (
+            client is not None
+            and client.txn is not None
+            and self.txn_ready
+            and (self._ops and not self._ending)
+        ):
+            op = self._ops.popleft()
+            txn = client.txn
+            if txn.state is TxnClientState.FATAL_ERROR:
+                self._fenced(txn.last_error or ErrorCode.PRODUCER_FENCED)
+                break
+            if op[0] == "commit" and txn.state is TxnClientState.ABORTABLE_ERROR:
+                # commitTransaction throws the abortable error: the application aborts.
+                error = txn.last_error or ErrorCode.TRANSACTION_ABORTABLE
+                self.events.emit(
+                    self.name,
+                    "app.txn-failed",
+                    None,
+                    None,
+                    error.name,
+                    "commit refused: a write of the transaction failed; aborting",
+                )
+                self._ops.appendleft(("abort",))
+                continue
+            try:
+                if op[0] == "begin":
+                    txn.begin()
+                    self._txn_ids = []
+                elif op[0] == "produce":
+                    if txn.state is not TxnClientState.IN_TRANSACTION:
+                        raise IllegalTxnState(f"send() outside a transaction ({txn.state.value})")
+                    self._txn_ids.extend(self._produce_now(*op[1:]))
+                elif op[0] in ("commit", "abort"):
+                    self._ending = True
+                    commit = op[0] == "commit"
+                    end = txn.commit if commit else txn.abort
+                    end(partial(self._ended, client, commit))
+            except IllegalTxnState as exc:
+                self.events.emit(self.name, "app.error", None, None, None, str(exc))
+
+    def _fenced(self, error: ErrorCode) -> None:
+        """The producer is fenced (a newer instance, or a timed-out transaction):
+        this instance is a zombie; whatever its transaction wrote is aborted."""
+        self.fenced = True
+        self.ledger.aborted(self._txn_ids)
+        self.events.emit(
+            self.name,
+            "app.fenced",
+            None,
+            None,
+            error.name,
+            "the producer is fenced: this instance must stop",
+        )
+        self._ops.clear()
+        self._txn_ids = []
+
+    def _ended(self, client: Producer, commit: bool, error: ErrorCode) -> None:
+        if client is not self.client:
+            return
+        self._ending = False
+        txn = client.txn
+        assert txn is not None
+        if error is ErrorCode.NONE:
+            if not commit:
+                self.ledger.aborted(self._txn_ids)
+            self.events.emit(
+                self.name,
+                "app.txn-" + ("committed" if commit else "aborted"),
+                detail=f"{len(self._txn_ids)} message(s)",
+            )
+            self._txn_ids = []
+        elif txn.state is TxnClientState.FATAL_ERROR:
+            self._fenced(error)
+        else:
+            # commitTransaction failed: the application aborts, as it must.
+            self.events.emit(
+                self.name,
+                "app.txn-failed",
+                None,
+                None,
+                error.name,
+                "commit failed: aborting the transaction",
+            )
+            self._ops.appendleft(("abort",))
+        self._run_ops()
 
     @property
     def alive(self) -> bool:
@@ -79,6 +221,18 @@ class ProducerApp:
         partition: int | None = None,
     ) -> list[str]:
         """Send new messages, one per (key, value), in order."""
+        if self.transactional and self.client is not None:
+            self._queue(("produce", topic, keys, values, partition))
+            return []
+        return self._produce_now(topic, keys, values, partition)
+
+    def _produce_now(
+        self,
+        topic: str,
+        keys: Sequence[str | None],
+        values: Sequence[str],
+        partition: int | None = None,
+    ) -> list[str]:
         if self.client is None:
             self.events.emit(
                 self.name,
@@ -138,6 +292,8 @@ class ProducerApp:
             return
         self.client.close()
         self.client = None
+        self._ops.clear()
+        self._ending = False
         self.events.emit(
             self.name, "app.crash", detail="application stopped; its producer's buffers are gone"
         )
@@ -159,9 +315,13 @@ class ProducerApp:
                 else ""
             ),
         )
-        if self.resend_unacked_on_restart:
+        if self.resend_unacked_on_restart and not self.transactional:
             self._resend(unacked)
 
     @property
     def idle(self) -> bool:
-        return self.client is None or self.client.idle
+        if self.client is None:
+            return True
+        if self.transactional and (self._ops or self._ending):
+            return self.fenced
+        return self.client.idle

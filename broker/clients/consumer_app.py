@@ -249,6 +249,7 @@ class ConsumerApp:
             return
         records = self.client.poll()
         if not records:
+            self._commit_skipped()
             self._loop_timer = self.scheduler.after(IDLE_POLL_MS, self._loop, generation)
             return
         self.ledger.polled(self.group, self.instance, self.client.assignment_epoch, records)
@@ -277,6 +278,23 @@ class ConsumerApp:
             self._commit_then(self._end_offsets(records), self._process_next, generation)
         else:
             self._process_next(generation)
+
+    def _commit_skipped(self) -> None:
+        """The position moved with nothing to process (transaction markers, aborted
+        data): commit it, as an application calling commitSync() after each poll
+        would, so the committed offset does not lag behind forever."""
+        client = self.client
+        if client is None or self.spec.commit not in ("before-processing", "after-processing"):
+            return
+        if client.commits_in_flight or client.state != "stable":
+            return
+        moved = {
+            tp: position
+            for tp, position in client.positions.items()
+            if tp in client.assignment and client.committed.get(tp, 0) < position
+        }
+        if moved:
+            client.commit(moved, _ignore_error)
 
     def _end_offsets(self, records: list[PolledRecord]) -> dict[TopicPartition, int]:
         """The next offset to read after ``records``, per partition: what
@@ -510,3 +528,7 @@ class ConsumerApp:
                 client.committed.get(tp) == client.positions.get(tp) for tp in client.assignment
             )
         return True
+
+
+def _ignore_error(_error: ErrorCode) -> None:
+    """A failed commit of skipped offsets is retried by the next idle poll."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from broker.clients.transactional import TransactionManager
 from broker.config import ProducerConfig
 from broker.errors import ErrorCode
 from broker.network import Connection, Exchange
@@ -127,7 +128,13 @@ class Producer:
         self._tps: dict[str, list[TopicPartition]] = {}
         self._rng = self.scheduler.rng(f"partitioner/{name}")
         self.network.register_client(self.actor, self._on_response, self._on_disconnect)
-        if self.idempotent:
+        self.txn: TransactionManager | None = None
+        if config.transactional_id is not None:
+            # The application calls init_transactions(); no plain InitProducerId.
+            self.txn = TransactionManager(
+                self, config.transactional_id, config.transaction_timeout_ms
+            )
+        elif self.idempotent:
             self.scheduler.after(0, self._init_producer_id)
 
     # -- the application's side --------------------------------------------
@@ -313,6 +320,8 @@ class Producer:
                     break  # guaranteeMessageOrder: the partition is muted
                 if self.idempotent and self._must_wait_for_earlier(batch):
                     break
+                if self.txn is not None and not self.txn.may_send(tp):
+                    break  # waiting for AddPartitionsToTxn
                 queue.popleft()
                 self._send_batch(batch, broker)
         if next_due is not None:
@@ -366,9 +375,16 @@ class Producer:
             batch.producer_id,
             batch.producer_epoch,
             batch.base_sequence,
+            is_transactional=self.txn is not None,
             size_bytes=batch.size_bytes,
         )
-        request = ProduceRequest(tp, record_batch, self.config.acks, self.config.request_timeout_ms)
+        request = ProduceRequest(
+            tp,
+            record_batch,
+            self.config.acks,
+            self.config.request_timeout_ms,
+            self.config.transactional_id,
+        )
         batch.attempts += 1
         self.ledger.attempted(batch.records)
         self.events.emit(
@@ -401,6 +417,9 @@ class Producer:
 
     def _on_response(self, exchange: Exchange, response: object) -> None:
         if self.closed:
+            return
+        if self.txn is not None and self.txn.owns(exchange.correlation_id):
+            self.txn.on_response(exchange, response)
             return
         if isinstance(response, InitProducerIdResponse):
             self._on_init_response(exchange, response)
@@ -488,6 +507,8 @@ class Producer:
             return
         if self._init_exchange is not None and self._init_exchange.conn is conn:
             self._init_failed(self._init_exchange)
+        if self.txn is not None:
+            self.txn.fail_connection(conn)
         if any(e.exchange.conn is conn for e in self._in_flight.values()):
             self.events.emit(
                 self.actor,
@@ -518,6 +539,9 @@ class Producer:
             ErrorCode.REQUEST_TIMED_OUT,
         ):
             self._metadata.pop(tp, None)
+        if self.txn is not None:
+            self._handle_transactional_error(batch, error)
+            return
         stale_epoch = self.idempotent and batch.producer_epoch < self.producer_epoch
         if self.idempotent and error is ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and not stale_epoch:
             if batch.base_sequence == self._last_acked_seq.get(tp, -1) + 1:
@@ -543,6 +567,52 @@ class Producer:
             self._reenqueue(batch, error)
         else:
             self._fail(batch, error)
+
+    def _handle_transactional_error(self, batch: ProducerBatch, error: ErrorCode) -> None:
+        """In a transaction there is no local epoch bump: a fencing error is fatal,
+        any other failure makes the transaction abortable (Kafka's client)."""
+        assert self.txn is not None
+        if error.retriable and self._can_retry(batch):
+            self._reenqueue(batch, error)
+            return
+        if error in (ErrorCode.PRODUCER_FENCED, ErrorCode.INVALID_PRODUCER_EPOCH):
+            self.txn.fatal(error, f"Produce to {batch.tp}")
+        else:
+            self.txn.abortable(error, f"Produce to {batch.tp}")
+        self._fail(batch, error)
+
+    # -- hooks for the transaction manager ---------------------------------------
+    def wake(self) -> None:
+        self._wake()
+
+    def adopt_producer_id(self, producer_id: int, producer_epoch: int) -> None:
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self._next_seq.clear()
+        self._last_acked_seq.clear()
+        self._wake()
+
+    def idle_for_transaction(self) -> bool:
+        return self.idle
+
+    def drop_unsent(self) -> None:
+        """abortTransaction: batches not yet sent are failed, never sent."""
+        for queue in self._queues.values():
+            while queue and queue[0].attempts == 0:
+                batch = queue.popleft()
+                self._fail(batch, ErrorCode.TRANSACTION_ABORTABLE, "the transaction was aborted")
+            for batch in [b for b in queue if b.attempts == 0]:
+                queue.remove(batch)
+                self._fail(batch, ErrorCode.TRANSACTION_ABORTABLE, "the transaction was aborted")
+
+    def fail_waiting(self, error: ErrorCode) -> None:
+        """Batches waiting for their partition to join the transaction can never go."""
+        assert self.txn is not None
+        for tp, queue in self._queues.items():
+            if tp in self.txn.added:
+                continue
+            while queue:
+                self._fail(queue.popleft(), error, "its partition could not join the transaction")
 
     def _can_retry(self, batch: ProducerBatch) -> bool:
         expired = self.scheduler.now_ms >= batch.created_ms + self.config.delivery_timeout_ms
@@ -651,6 +721,7 @@ class Producer:
         )
         if (
             self.idempotent
+            and self.txn is None
             and batch.base_sequence != NO_SEQUENCE
             and batch.attempts > 0
             and (batch.producer_epoch == self.producer_epoch)
@@ -658,4 +729,9 @@ class Producer:
             # The outcome of this sequence is unknown: later batches would be
             # out of order forever, so start a new epoch (KIP-360).
             self._bump_epoch(f"batch {batch.describe()} failed with {error.name}")
+        if self.txn is not None and error is not ErrorCode.TRANSACTION_ABORTABLE:
+            # A write of the transaction failed: it can only be aborted now.
+            self.txn.abortable(error, f"a batch to {batch.tp} failed")
         self.on_result(batch.records, batch.tp, -1, error)
+        if self.txn is not None:
+            self.txn.check_end()

@@ -195,13 +195,22 @@ def test_producer_ids_are_tracked_separately() -> None:
     assert appender.state.check(idem(2, 0, 1)).error is ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
 
 
-def test_control_and_non_idempotent_batches_leave_no_state() -> None:
+def test_non_idempotent_batches_leave_no_state() -> None:
     state = ProducerStateManager()
     state.record(LogBatch(0, 0, batch("a")))
-    control = RecordBatch(batch("m").records, 5, 0, -1, is_transactional=True, is_control=True)
-    state.record(LogBatch(1, 0, control))
 
     assert state.snapshot() == {}
+
+
+def test_a_marker_carries_its_epoch_into_the_producer_state() -> None:
+    state = ProducerStateManager()
+    state.record(LogBatch(0, 0, idem(5, 0, 0, count=2)))
+    control = RecordBatch(batch("m").records, 5, 1, -1, is_transactional=True, is_control=True)
+    state.record(LogBatch(2, 0, control))
+
+    assert state.snapshot() == {5: {"epoch": 1, "last_sequence": -1, "batches": []}}
+    assert state.check(idem(5, 0, 2)).error is ErrorCode.INVALID_PRODUCER_EPOCH
+    assert state.check(idem(5, 1, 0)).accepted
 
 
 def test_rebuild_recomputes_state_from_batches() -> None:
