@@ -182,3 +182,100 @@ def test_bad_options(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         bench.main(argv)
     assert exc.value.code == 2
+
+
+# -- the pipeline: produce, consume, commit after every poll ---------------------------
+PIPELINE_ENGINE_FIELDS = ENGINE_FIELDS | {"polls", "offset_commits"}
+PIPELINE_MOCKAFKA_FIELDS = (MOCKAFKA_FIELDS - {"arrived"}) | {"consumed", "polls"}
+
+
+def test_pipeline_engine_consumes_every_record_once(result: dict[str, Any]) -> None:
+    pipeline = result["pipeline"]
+    assert pipeline["benchmark"] == "pipeline"
+    assert pipeline["records"] == RECORDS
+    engine = pipeline["engine"]
+    assert engine.keys() >= PIPELINE_ENGINE_FIELDS
+    _assert_all_delivered(engine, RECORDS)
+    outcome = engine["outcome"]
+    assert outcome["processed"] == RECORDS
+    assert outcome["unseen"] == outcome["reprocessed"] == 0
+    assert outcome["poll_skips"] == outcome["nonmonotonic_polls"] == 0
+    # Every poll that returned records was followed by one commit.
+    assert engine["polls"] == engine["offset_commits"] >= RECORDS // bench.MAX_POLL_RECORDS
+    assert engine["peak_memory_bytes"] > 0
+
+
+def test_pipeline_mockafka_consumed_the_same_records(result: dict[str, Any]) -> None:
+    pipeline = result["pipeline"]
+    mockafka = pipeline["mockafka"]
+    assert mockafka.keys() >= PIPELINE_MOCKAFKA_FIELDS
+    assert mockafka["consumed"] == RECORDS
+    assert mockafka["per_partition"] == pipeline["engine"]["per_partition"]
+    assert mockafka["polls"] >= RECORDS // bench.MAX_POLL_RECORDS
+    assert pipeline["ratio"] == pytest.approx(
+        pipeline["engine"]["rate"] / pipeline["mockafka"]["rate"]
+    )
+    assert "ratio engine/mockafka" in bench.format_text(pipeline)
+    assert "processed=" in bench.format_text(result)
+
+
+def test_pipeline_scenario_is_checked_independently() -> None:
+    spec = bench.pipeline_spec(300)
+    elapsed, sim, verdict = bench._run_engine(spec)
+    bench.check_pipeline_run(300, sim, verdict)  # passes
+    assert elapsed > 0
+    # A record processed twice is caught by the ledger check even if the
+    # checker's counts were wrong.
+    first = next(iter(sim.ledger.processing.values()))
+    first.append(first[0])
+    with pytest.raises(bench.BenchmarkFailure, match="exactly once"):
+        bench.check_pipeline_run(300, sim, verdict)
+
+
+def test_main_pipeline_only_json(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mockafka")
+    code = bench.main(
+        ["--records", "500", "--repeat", "1", "--json", "--no-memory", "--pipeline-only"]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["benchmark"] == "pipeline"
+    assert data.keys() >= TOP_FIELDS
+    assert data["engine"]["outcome"]["processed"] == 500
+    assert data["mockafka"]["consumed"] == 500
+
+
+def test_main_produce_only_json(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mockafka")
+    code = bench.main(
+        ["--records", "500", "--repeat", "1", "--json", "--no-memory", "--produce-only"]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["benchmark"] == "produce"
+    assert data["pipeline"] is None
+
+
+def test_a_wrong_pipeline_outcome_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_run = bench._run_engine
+
+    def reprocessing_run(spec: Any) -> Any:
+        elapsed, sim, verdict = real_run(spec)
+        if spec.consumers:
+            verdict["outcome"]["reprocessed"] = 1
+        return elapsed, sim, verdict
+
+    monkeypatch.setattr(bench, "_run_engine", reprocessing_run)
+    code = bench.main(["--records", "200", "--repeat", "1", "--no-memory", "--pipeline-only"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "BENCHMARK FAILED" in err
+    assert "reprocessed=1" in err
+
+
+def test_produce_and_pipeline_options_exclude_each_other() -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--produce-only", "--pipeline-only"])
+    assert exc.value.code == 2
