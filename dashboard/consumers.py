@@ -1,8 +1,10 @@
 """The WebSocket consumer: one per browser tab, kept thin.
 
-On connect it joins the room's group, accepts, and sends a full snapshot frame. Group messages
-(frames from the room's runtime) are only forwarded. A message from the browser is a control,
-validated by the same form as the HTTP controls; a bad one gets an error frame and changes nothing.
+On connect it accepts, registers with the room's runtime in this process (which then sends it
+every frame directly: see ``runtime.Room.broadcast``) and sends a full snapshot frame. Frames
+arriving through the channel layer group (from a runtime in another process) are only forwarded.
+A message from the browser is a control, validated by the same form as the HTTP controls; a bad
+one gets an error frame and changes nothing.
 """
 
 from __future__ import annotations
@@ -28,16 +30,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         self.room = room
-        await self.channel_layer.group_add(room.group, self.channel_name)
-        room.viewers += 1
         await self.accept()
+        # No await between attaching and building the full frame: every later frame is newer.
+        room.attach(self)
         room.ensure_running()
         await self.send(text_data=room.full_frame())
 
     async def disconnect(self, code: int) -> None:
         if self.room is not None:
-            self.room.viewers = max(0, self.room.viewers - 1)
-            await self.channel_layer.group_discard(self.room.group, self.channel_name)
+            self.room.detach(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         room = self.room

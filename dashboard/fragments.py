@@ -14,6 +14,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
+from dashboard import consumer_panels as cp
 from dashboard import presenters as p
 from dashboard.diagram import sequence_diagram
 
@@ -26,6 +27,10 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("faults", "dashboard/panels/faults.html", p.faults_panel),
     ("brokers", "dashboard/panels/brokers.html", p.brokers_panel),
     ("producers", "dashboard/panels/producers.html", p.producers_panel),
+    ("consumers", "dashboard/panels/consumers.html", cp.consumers_panel),
+    ("groups", "dashboard/panels/groups.html", cp.groups_panel),
+    ("sink", "dashboard/panels/sink.html", cp.sink_panel),
+    ("offsets-log", "dashboard/panels/offsets_log.html", cp.offsets_log_panel),
     ("verdict", "dashboard/panels/verdict.html", p.verdict_panel),
     ("narration", "dashboard/panels/narration.html", p.narration_panel),
     ("events", "dashboard/panels/events.html", p.events_panel),
@@ -42,6 +47,7 @@ class LaneModel:
     cells: dict[int, str]
     parts: dict[str, str]  # element id -> html (header, cursors, ghosts)
     contexts: dict[str, Any]
+    cell_cache: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -49,10 +55,24 @@ class PageModel:
     html: dict[str, str] = field(default_factory=dict)
     contexts: dict[str, Any] = field(default_factory=dict)
     lanes: dict[str, LaneModel] = field(default_factory=dict)
-    lanes_html: str = ""
+    room_id: str = ""
+    _lanes_html: str | None = None
 
     def panel(self, panel_id: str) -> str:
         return self.html.get(panel_id, "")
+
+    @property
+    def lanes_html(self) -> str:
+        """All the lanes, rendered only when needed (a full frame, a new lane), then kept."""
+        if self._lanes_html is None:
+            self._lanes_html = render_to_string(
+                "dashboard/panels/lanes.html",
+                {
+                    "lanes": [_lane_context(name, lane) for name, lane in self.lanes.items()],
+                    "room_id": self.room_id,
+                },
+            )
+        return self._lanes_html
 
 
 def _empty(panel_id: str) -> str:
@@ -107,7 +127,8 @@ def build_model(
     for partition in sorted(partitions, key=lambda p: p["name"].startswith("__")):
         name = partition["name"]
         old = previous.lanes.get(name) if previous is not None else None
-        start, cells = p.lane_cells(partition, duplicates.get(name))
+        cache = old.cell_cache if old is not None else {}
+        start, cells = p.lane_cells(partition, duplicates.get(name), cache)
         lane_slug = p.slug(name)
         contexts = {
             f"lanehead-{lane_slug}": (
@@ -130,15 +151,9 @@ def build_model(
             else:
                 parts[part_id] = render_to_string(template, context)
         model.lanes[name] = LaneModel(
-            lane_slug, start, cells, parts, {k: c for k, (_t, c) in contexts.items()}
+            lane_slug, start, cells, parts, {k: c for k, (_t, c) in contexts.items()}, cache
         )
-    model.lanes_html = render_to_string(
-        "dashboard/panels/lanes.html",
-        {
-            "lanes": [_lane_context(name, lane) for name, lane in model.lanes.items()],
-            "room_id": obs["status"].get("room_id", ""),
-        },
-    )
+    model.room_id = obs["status"].get("room_id", "")
     return model
 
 

@@ -56,6 +56,18 @@ def scenario_info(spec: ScenarioSpec) -> dict[str, Any]:
             }
             for p in spec.producers
         ],
+        "consumers": [
+            {
+                "name": c.name,
+                "group": c.config.group_id,
+                "commit": c.commit,
+                "sink": c.sink,
+                "session_timeout_ms": c.config.session_timeout_ms,
+                "heartbeat_interval_ms": c.config.heartbeat_interval_ms,
+            }
+            for c in spec.consumers
+        ],
+        "sink": spec.sink,
         "steps": [
             {"at_ms": s.at_ms, "action": s.action, "narration": s.narration}
             for s in spec.steps
@@ -177,15 +189,17 @@ def observe(
     scenario: dict[str, Any],
     status: dict[str, Any],
     verdict: dict[str, Any] | None,
+    details: bool = True,
 ) -> dict[str, Any]:
+    """Without ``details``, the event list and the diagram (refreshed less often) are left out."""
     sim = timeline.sim
     return {
         "scenario": scenario,
         "snapshot": sim.snapshot(),
         "verdict": verdict,
         "ghosts": ghosts_of(sim),
-        "events": recent_events(sim, RECENT_EVENTS),
-        "diagram": diagram_events(sim),
+        "events": recent_events(sim, RECENT_EVENTS) if details else [],
+        "diagram": diagram_events(sim) if details else [],
         "status": status,
         "commands": [
             {"time_ms": c.time_ms, "label": c.label, "step_index": c.step_index}

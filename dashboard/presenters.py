@@ -7,6 +7,7 @@ because there can be many of them per frame and each is diffed on its own.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from html import escape
@@ -26,7 +27,17 @@ OUTCOME_LABELS = {
     "lost": "lost",
     "duplicated": "duplicated",
     "reordered": "reordered",
+    "unseen": "unseen (never read)",
+    "reprocessed": "reprocessed",
+    "duplicated_in_sink": "duplicated in sink",
+    "poll_skips": "poll skips",
+    "nonmonotonic_polls": "polls going back",
 }
+# Shown as soon as the scenario has consumers (or a sink), even while zero.
+CONSUMER_OUTCOMES = ("processed", "unseen", "reprocessed")
+SINK_OUTCOMES = ("sunk", "duplicated_in_sink")
+NUMBER_WORDS = {2: "twice", 3: "three times", 4: "four times"}
+ROW_WORDS = {2: "two", 3: "three", 4: "four"}
 # Shown first and big; the anomaly counts follow.
 HEADLINE_OUTCOMES = ("produced", "acknowledged", "in_log", "in_flight", "processed", "sunk")
 ALWAYS_SHOWN = ("produced", "acknowledged", "in_log", "lost", "duplicated", "reordered")
@@ -102,6 +113,7 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 "" if not up else f"{name} is running",
             )
         )
+    options.extend(consumer_fault_options(scenario, snapshot))
     brokers = {b["id"]: b.get("alive", True) for b in snapshot.get("brokers") or []}
     for broker in scenario.get("brokers", []):
         up = brokers.get(broker, True)
@@ -136,6 +148,89 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 {"do": "crash-broker", "broker": f"leader:{partition}"},
                 leader is not None,
                 "" if leader is not None else f"{partition} has no leader",
+            )
+        )
+    return options
+
+
+# A stall lasts the session timeout plus this margin, so that the coordinator notices it.
+STALL_MARGIN_MS = 2000
+
+
+def stall_ms(consumer: dict[str, Any]) -> int:
+    """How long "stall past its session timeout" pauses a consumer."""
+    session = int(consumer.get("session_timeout_ms", 45_000))
+    return session + max(STALL_MARGIN_MS, int(consumer.get("heartbeat_interval_ms", 0)))
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g} s"
+
+
+def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
+    """Crash, restart and stall buttons for each consumer; sink faults when there is a sink."""
+    options: list[FaultOption] = []
+    alive = {c["name"]: c.get("alive", True) for c in snapshot.get("consumers") or []}
+    for consumer in scenario.get("consumers", []):
+        name = consumer["name"]
+        up = alive.get(name, False)
+        down = "" if up else f"{name} is not running"
+
+        def crash(at: str, label: str, when: bool = True, name: str = name, up: bool = up) -> None:
+            if when:
+                options.append(
+                    FaultOption(
+                        f"crash-consumer:{at}:{name}",
+                        label,
+                        "consumers",
+                        {"do": "crash-consumer", "consumer": name, "at": at},
+                        up,
+                        "" if up else f"{name} is not running",
+                    )
+                )
+
+        commits = consumer.get("commit", "auto") != "none"
+        sink = consumer.get("sink", "none")
+        crash("now", f"Crash consumer {name} now")
+        crash("after-commit", f"Crash {name} after its next commit", commits)
+        crash("after-processing", f"Crash {name} after processing (before its commit)")
+        crash("after-sink-write", f"Crash {name} after its next sink write", sink != "none")
+        crash(
+            "before-sink-commit",
+            f"Crash {name} between its sink writes (before the sink commit)",
+            sink == "offsets-with-output",
+        )
+        options.append(
+            FaultOption(
+                f"restart-consumer:{name}",
+                f"Restart consumer {name}",
+                "consumers",
+                {"do": "restart-consumer", "consumer": name},
+                not up,
+                "" if not up else f"{name} is running",
+            )
+        )
+        duration = stall_ms(consumer)
+        options.append(
+            FaultOption(
+                f"stall-consumer:{name}",
+                f"Stall {name} for {_seconds(duration)} (past its "
+                f"{_seconds(int(consumer.get('session_timeout_ms', 45_000)))} session timeout)",
+                "consumers",
+                {"do": "stall-consumer", "consumer": name, "duration_ms": duration},
+                up,
+                down,
+            )
+        )
+    sink_name = scenario.get("sink")
+    if sink_name:
+        options.append(
+            FaultOption(
+                "fail-sink",
+                f"Make sink {sink_name} fail its next write",
+                "sink",
+                {"do": "fail-sink", "count": 1},
+                True,
             )
         )
     return options
@@ -262,6 +357,34 @@ def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     return {"producers": out}
 
 
+def where_label(anomaly: dict[str, Any]) -> str:
+    """Where an anomaly happened, in words ("processed twice", "two rows in the sink")."""
+    kind, where = anomaly["kind"], anomaly.get("where", "log")
+    if kind == "duplicate" and where == "processing":
+        times = len(anomaly.get("offsets", [])) or 2
+        return f"processed {NUMBER_WORDS.get(times, f'{times} times')}"
+    if kind == "duplicate" and where == "sink":
+        found = re.match(r"(\d+) rows", anomaly.get("explanation", ""))
+        rows = int(found.group(1)) if found else 2
+        return f"{ROW_WORDS.get(rows, rows)} rows in the sink"
+    if kind == "duplicate":
+        copies = len(anomaly.get("offsets", [])) or 2
+        return f"{ROW_WORDS.get(copies, copies)} copies in the log"
+    if kind == "lost" and where == "processing":
+        return "never processed"
+    if kind == "unseen":
+        return "never read"
+    if kind == "lost":
+        return "not in the log"
+    if kind == "reordered":
+        return "out of order in the log"
+    if kind == "poll-skip":
+        return "skipped by a poll"
+    if kind == "nonmonotonic-poll":
+        return "read going backwards"
+    return kind.replace("-", " ")
+
+
 def _judgement(anomaly: dict[str, Any], semantics: str) -> str:
     if anomaly.get("in_flight"):
         return "still in flight: not judged yet"
@@ -284,16 +407,22 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
         outcome["in_flight"] = in_flight
     expected = verdict.get("expected", {})
 
-    def shown(key: str, always: tuple[str, ...]) -> bool:
+    always = ALWAYS_SHOWN
+    if obs["scenario"].get("consumers"):
+        always += CONSUMER_OUTCOMES
+    if obs["scenario"].get("sink"):
+        always += SINK_OUTCOMES
+
+    def shown(key: str) -> bool:
         # Counts for parts the scenario does not use (a sink, consumers) stay out of the way.
         return key in always or bool(outcome[key]) or key in expected
 
-    keys = [k for k in HEADLINE_OUTCOMES if k in outcome and shown(k, ALWAYS_SHOWN)]
-    anomaly_keys = [k for k in outcome if k not in HEADLINE_OUTCOMES and shown(k, ALWAYS_SHOWN)]
+    keys = [k for k in HEADLINE_OUTCOMES if k in outcome and shown(k)]
+    anomaly_keys = [k for k in outcome if k not in HEADLINE_OUTCOMES and shown(k)]
     anomalies = []
     for anomaly in verdict.get("anomalies", []):
         partition = anomaly.get("partition")
-        offsets = anomaly.get("offsets", [])
+        offsets = list(dict.fromkeys(anomaly.get("offsets", [])))
         cells = [f"c-{slug(partition)}-{o}" for o in offsets] if partition else []
         where = ", ".join(f"{partition}@{o}" for o in offsets) if partition else "no offset"
         anomalies.append(
@@ -301,6 +430,7 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "kind": anomaly["kind"],
                 "message_id": anomaly["message_id"],
                 "where": where,
+                "happened": where_label(anomaly),
                 "cells": " ".join(cells),
                 "judgement": _judgement(anomaly, semantics),
                 "failure": not anomaly["allowed"] and not anomaly.get("in_flight"),
@@ -372,12 +502,8 @@ def events_panel(obs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-EXTRA_PARTS = (
-    ("consumers", "Consumers"),
-    ("groups", "Consumer groups"),
-    ("transactions", "Transactions"),
-    ("sink", "Sink"),
-)
+# Engine parts without a dedicated panel yet (consumers, groups and the sink have theirs).
+EXTRA_PARTS = (("transactions", "Transactions"),)
 
 
 def _rows(value: Any) -> list[dict[str, Any]]:
@@ -424,6 +550,40 @@ def extras_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     return {"parts": parts} if parts else None
 
 
+def decode_offsets_record(key: str | None, value: Any) -> dict[str, str]:
+    """A ``__consumer_offsets`` record, decoded: {"kind", "group", "text"}."""
+    parts = (key or "").split("/")
+    kind = parts[0] if parts else ""
+    group = parts[1] if len(parts) > 1 else ""
+    if value is None:
+        return {"kind": "tombstone", "group": group, "text": f"tombstone: {key} deleted"}
+    try:
+        data = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return {"kind": kind or "?", "group": group, "text": str(value)}
+    if not isinstance(data, dict):
+        return {"kind": kind or "?", "group": group, "text": str(value)}
+    if kind == "offset":
+        partition = data.get("partition") or (parts[2] if len(parts) > 2 else "?")
+        text = f"commit {partition} \u2192 next {data.get('offset')}"
+        if data.get("generation") is not None:
+            text += f" (generation {data['generation']}"
+            text += f", {data['member_id']})" if data.get("member_id") else ")"
+        return {"kind": "offset", "group": data.get("group", group), "text": text}
+    if kind == "group":
+        members = "; ".join(
+            f"{m.get('member_id')} [{', '.join(m.get('assignment', []))}]"
+            for m in data.get("members", [])
+        )
+        leader = data.get("leader") or "\u2014"
+        text = (
+            f"generation {data.get('generation')}, {data.get('protocol') or 'no protocol'}, "
+            f"leader {leader}; members: {members or 'none'}"
+        )
+        return {"kind": "group", "group": data.get("group", group), "text": text}
+    return {"kind": kind or "?", "group": group, "text": json.dumps(data, sort_keys=True)}
+
+
 # -- lanes ------------------------------------------------------------------------------
 def lane_header(partition: dict[str, Any]) -> dict[str, Any]:
     replicas = []
@@ -457,9 +617,14 @@ def _leader_log(partition: dict[str, Any]) -> dict[str, Any]:
 
 
 def lane_cells(
-    partition: dict[str, Any], duplicates: dict[str, list[int]] | None = None
+    partition: dict[str, Any],
+    duplicates: dict[str, list[int]] | None = None,
+    cache: dict[tuple[Any, ...], str] | None = None,
 ) -> tuple[int, dict[int, str]]:
-    """(first offset shown, {offset: cell html}) for the latest LANE_WINDOW records."""
+    """(first offset shown, {offset: cell html}) for the latest LANE_WINDOW records.
+
+    ``cache`` (the previous tick's cells, by what they show) saves rendering unchanged cells.
+    """
     records = partition.get("records", [])[-LANE_WINDOW:]
     log = _leader_log(partition)
     hw = log.get("high_watermark", 0)
@@ -472,11 +637,32 @@ def lane_cells(
         if message_id in copies:
             copies[message_id].update(offsets)
     cells = {}
+    used: dict[tuple[Any, ...], str] = {}
+    internal = name.startswith("__consumer_offsets")
     for record in records:
         offset = record["offset"]
         ordered = sorted(copies[record["message_id"]])
         copy_number = ordered.index(offset) + 1 if len(ordered) > 1 else 1
-        cells[offset] = render_cell(key, record, offset < hw, copy_number, len(ordered))
+        what = (
+            offset,
+            record["message_id"],
+            record.get("producer_epoch"),
+            record.get("sequence"),
+            offset < hw,
+            copy_number,
+            len(ordered),
+        )
+        html = cache.get(what) if cache is not None else None
+        if html is None:
+            if internal:  # JSON values, decoded for people
+                decoded = decode_offsets_record(record.get("key"), record.get("value"))
+                record = {**record, "value": decoded["text"]}
+            html = render_cell(key, record, offset < hw, copy_number, len(ordered))
+        used[what] = html
+        cells[offset] = html
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
     start = records[0]["offset"] if records else log.get("log_end_offset", 0)
     return start, cells
 
@@ -600,6 +786,10 @@ def lane_ghosts(partition: str, ghosts: list[dict[str, Any]], start: int) -> dic
 def duplicates_by_partition(obs: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
     out: dict[str, dict[str, list[int]]] = {}
     for anomaly in (obs.get("verdict") or {}).get("anomalies", []):
-        if anomaly["kind"] == "duplicate" and anomaly.get("partition"):
+        if (
+            anomaly["kind"] == "duplicate"
+            and anomaly.get("partition")
+            and anomaly.get("where", "log") == "log"
+        ):
             out.setdefault(anomaly["partition"], {})[anomaly["message_id"]] = anomaly["offsets"]
     return out

@@ -4,7 +4,14 @@ Daphne runs no ASGI lifespan events, so a room's pacing task starts when first n
 connects, a control is pressed) on the running event loop, and the registry keeps a strong
 reference to it. Each tick (``LAB_TICK_MS``) applies the controls pressed since the last one,
 advances the engine for at most ``LAB_TICK_BUDGET_MS`` of CPU, and sends at most one frame (the
-changed fragments, with a sequence number) to the room's channel group.
+changed fragments, with a sequence number) to the room's viewers.
+
+Fan-out: the frame is rendered and encoded once per tick, then the same message goes to every
+WebSocket consumer of this process watching the room (``Room.local``, filled by
+``RoomConsumer.connect``): no per-client rendering and no trip through the channel layer per
+browser. The frame also goes to the room's channel group, for viewers connected to other
+processes (scale-out: a runtime worker behind several Daphne processes); local consumers do not
+join that group, so nobody gets a frame twice.
 """
 
 from __future__ import annotations
@@ -16,13 +23,13 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from broker.scenario import ScenarioError, ScenarioSpec
-from dashboard import fragments
+from dashboard import fanout, fragments
 from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.presenters import SPEEDS, FaultOption, fault_options
 from dashboard.timeline import Timeline
@@ -31,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 # Past this cost, the verdict is recomputed only while paused (it reads every record).
 VERDICT_LIVE_COST_S = 0.02
+# While playing, the verdict (and its aria-live region) refreshes at most this often.
+VERDICT_LIVE_INTERVAL_S = 0.25
 IDLE_STOP_S = 120.0
 DETAILS_INTERVAL_S = 0.5
 
@@ -56,6 +65,12 @@ def check_limits(spec: ScenarioSpec) -> None:
             f"{limit:,} per run. Lower the produce counts, or run it from a terminal "
             f"(python -m broker run)."
         )
+
+
+class Viewer(Protocol):
+    """A local WebSocket connection watching a room (a RoomConsumer)."""
+
+    async def base_send(self, message: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +103,15 @@ class Room:
         self._verdict: dict[str, Any] | None = None
         self._verdict_cost = 0.0
         self._verdict_dirty = True
+        self._verdict_at = 0.0
         self.viewers = 0
         self.last_used = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self.frames_sent = 0
         self._details_at = 0.0
+        # This process's viewers, in connection order, each with its Daphne connection if any.
+        self.local: dict[int, tuple[Viewer, fanout.Direct | None]] = {}
+        self._full: tuple[int, fragments.PageModel, str] | None = None
 
     # -- input ---------------------------------------------------------------------
     def fault_options(self) -> list[FaultOption]:
@@ -133,7 +152,43 @@ class Room:
         return self.model
 
     def full_frame(self) -> str:
-        return fragments.frame(self.seq, "full", fragments.full_fragments(self.page()))
+        """The whole page as one frame; built once per state, however many browsers ask."""
+        model = self.page()
+        cached = self._full
+        if cached is not None and cached[0] == self.seq and cached[1] is model:
+            return cached[2]
+        text = fragments.frame(self.seq, "full", fragments.full_fragments(model))
+        self._full = (self.seq, model, text)
+        return text
+
+    # -- fan-out -------------------------------------------------------------------------
+    def attach(self, viewer: Viewer) -> None:
+        self.local[id(viewer)] = (viewer, fanout.direct(viewer.base_send))
+        self.viewers += 1
+        self.last_used = time.monotonic()
+
+    def detach(self, viewer: Viewer) -> None:
+        if self.local.pop(id(viewer), None) is not None:
+            self.viewers = max(0, self.viewers - 1)
+        self.last_used = time.monotonic()
+
+    async def broadcast(self, frame: str) -> None:
+        """Send one frame to every viewer, encoded and framed once for all local ones."""
+        message = {"type": "websocket.send", "text": frame}
+        prepared = None
+        for viewer, direct in tuple(self.local.values()):
+            try:
+                if direct is not None:
+                    if prepared is None:
+                        prepared = fanout.prepare(frame)
+                    direct.send(prepared)
+                else:
+                    await viewer.base_send(message)
+            except Exception:  # a connection closing under us: it detaches itself
+                logger.debug("room %s: a viewer could not take a frame", self.id, exc_info=True)
+        layer = get_channel_layer()
+        if layer is not None:
+            await layer.group_send(self.group, {"type": "room.frame", "frame": frame})
 
     def status(self) -> dict[str, Any]:
         timeline = self.timeline
@@ -150,10 +205,14 @@ class Room:
         }
 
     def _build(self, details: bool = True) -> fragments.PageModel:
-        return fragments.build_model(self.observe(), self.model, details)
+        if self.model is None:
+            details = True
+        return fragments.build_model(self.observe(details), self.model, details)
 
-    def observe(self) -> dict[str, Any]:
-        return observe(self.timeline, self.scenario, self.status(), self._current_verdict())
+    def observe(self, details: bool = True) -> dict[str, Any]:
+        return observe(
+            self.timeline, self.scenario, self.status(), self._current_verdict(), details
+        )
 
     def _current_verdict(self) -> dict[str, Any] | None:
         if not self._verdict_dirty and self._verdict is not None:
@@ -161,7 +220,10 @@ class Room:
         if self._verdict is not None and self.playing and self._verdict_cost > VERDICT_LIVE_COST_S:
             return {**self._verdict, "stale": True}
         started = time.perf_counter()
+        if self._verdict is not None and self.playing and started < self._verdict_at:
+            return self._verdict
         self._verdict = verdict_of(self.timeline.sim)
+        self._verdict_at = started + VERDICT_LIVE_INTERVAL_S
         self._verdict_cost = time.perf_counter() - started
         self._verdict_dirty = False
         return self._verdict
@@ -283,23 +345,26 @@ class Room:
                 await task
 
     async def _run(self) -> None:
-        layer = get_channel_layer()
         tick_s = setting("LAB_TICK_MS", 50) / 1000
         loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            started = loop.time()
+            # A fixed cadence (not "tick, then sleep a tick"): 20 frames a second means 20.
+            next_at += tick_s
+            if next_at < loop.time():
+                next_at = loop.time()  # too far behind (a long slice): do not rush to catch up
             try:
                 frame = self.tick()
             except Exception:
                 logger.exception("room %s: tick failed; pausing the run", self.id)
                 self.playing = False
                 frame = None
-            if frame is not None and layer is not None:
-                await layer.group_send(self.group, {"type": "room.frame", "frame": frame})
+            if frame is not None:
+                await self.broadcast(frame)
             idle = time.monotonic() - self.last_used
             if not self.viewers and not self.playing and not self.pending and idle > IDLE_STOP_S:
                 return
-            await asyncio.sleep(max(0.0, tick_s - (loop.time() - started)))
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
 
 
 class Registry:

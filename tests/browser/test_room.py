@@ -180,3 +180,120 @@ def test_the_catalogue_explains_a_bad_scenario_file(
     expect(page.locator("#upload-error .error-path")).to_have_text("producers[0].config.acks")
     expect(page.locator("#upload-error")).to_contain_text("expected 0, 1 or \"all\", got 'some'")
     screenshot(page, "catalogue", full_page=True)
+
+
+def consumer_position(page: Page) -> str:
+    return page.locator("#consumers .pointers tbody tr:not(.track-row) td.num").first.inner_text()
+
+
+def test_a_consumer_crash_before_its_commit_shows_as_reprocessed_records(
+    browser: Browser, live_url: str, screenshot
+) -> None:
+    page = new_page(browser)
+    open_builtin(page, live_url, "Commit after processing: a crash before the commit reprocesses")
+    expect(page.locator("#consumers")).to_contain_text("billing")
+    expect(page.locator(".legend")).to_contain_text("position")
+
+    # Step event by event until the consumer has a position on the lane, then play.
+    pointer = page.locator("#cursors-orders-0 .cursor-position")
+    position = page.locator("#scrubber-panel .scrub-pos")
+    for n in range(1, 80):
+        page.keyboard.press("ArrowRight")
+        expect(position).to_contain_text(f"event {n} /")
+        if pointer.count():
+            break
+    expect(pointer).to_contain_text("billing position")
+    first_column = pointer.locator("xpath=..").get_attribute("style")
+    first_value = consumer_position(page)
+    page.get_by_role("button", name="4\u00d7").click()
+    page.get_by_role("button", name="▶ play").click()
+
+    expect(page.locator("#run-header")).to_contain_text("run over", timeout=20_000)
+    expect(page.locator("#cursors-orders-0 .cursor-position")).to_contain_text("billing#2")
+    assert pointer.locator("xpath=..").get_attribute("style") != first_column
+    expect(page.locator("#cursors-orders-0 .cursor-committed")).to_contain_text("committed")
+    assert consumer_position(page) == "8" != first_value
+    expect(page.locator("#groups")).to_contain_text("generation")
+    expect(page.locator("#groups .members")).to_contain_text("billing#2")
+    expect(page.locator("#verdict .count-reprocessed dd")).to_have_text("4")
+    expect(page.locator("#verdict .count-processed dd")).to_have_text("8")
+    expect(page.locator("#verdict .anomaly").first).to_contain_text("processed twice")
+    expect(page.locator("#offsets-log")).to_contain_text("commit orders-0 \u2192 next 8")
+    page.locator("#lanes-title").evaluate("el => window.scrollTo(0, el.offsetTop - 90)")
+    screenshot(page, "room-consumer")
+
+
+# A consumer that commits after processing each batch, fed one order every 200 ms; nothing goes
+# wrong unless someone presses a button.
+CONSUMER_WAITING = """
+title = "Commit after processing, waiting for a crash"
+semantics = "at-least-once"
+duration_ms = 20000
+[cluster]
+brokers = 3
+"group.initial.rebalance.delay.ms" = 0
+[[topics]]
+name = "orders"
+partitions = 1
+"replication.factor" = 3
+"min.insync.replicas" = 2
+[[producers]]
+name = "p1"
+[producers.config]
+acks = "all"
+"linger.ms" = 0
+[[consumers]]
+name = "billing"
+group = "billing"
+topics = ["orders"]
+commit = "after-processing"
+processing_ms = 20
+[consumers.config]
+"auto.offset.reset" = "earliest"
+"max.poll.records" = 4
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 2000
+[[steps]]
+at_ms = 0
+do = "produce"
+producer = "p1"
+topic = "orders"
+count = 12
+interval_ms = 200
+key = "order-{i}"
+narration = "p1 writes an order every 200 ms; billing reads, processes, then commits."
+"""
+
+
+def test_pressing_crash_after_processing_makes_the_group_process_records_twice(
+    browser: Browser, live_url: str, tmp_path: Path
+) -> None:
+    page = new_page(browser)
+    page.goto(live_url + "/")
+    scenario = tmp_path / "consumer-waiting.toml"
+    scenario.write_text(CONSUMER_WAITING)
+    page.set_input_files("#id_scenario", str(scenario))
+    page.get_by_role("button", name="Open it").click()
+    expect(page.locator("#conn")).to_have_text("live")
+    crash = page.get_by_role("button", name="Crash billing after processing (before its commit)")
+    expect(page.get_by_role("button", name="Make sink")).to_have_count(0)  # no sink here
+
+    page.get_by_role("button", name="▶ play").click()
+    expect(page.locator("#consumers .consumer")).to_contain_text("consuming", timeout=15_000)
+    expect(crash).to_be_enabled()
+    crash.click()
+    expect(page.locator("#faults .pressed")).to_contain_text(
+        "Crash billing after processing (before its commit)"
+    )
+    expect(page.locator("#consumers .consumer")).to_contain_text("crashed", timeout=15_000)
+    restart = page.get_by_role("button", name="Restart consumer billing")
+    expect(restart).to_be_enabled()
+    restart.click()
+    page.get_by_role("button", name="to the end").click()
+
+    expect(page.locator("#run-header")).to_contain_text("run over", timeout=20_000)
+    reprocessed = int(page.locator("#verdict .count-reprocessed dd").inner_text())
+    assert reprocessed >= 1
+    expect(page.locator("#verdict .anomaly").first).to_contain_text("processed twice")
+    expect(page.locator("#verdict .anomaly").first).to_contain_text("expected under at-least-once")
+    expect(page.locator("#consumers .consumer h3")).to_contain_text("billing#2")

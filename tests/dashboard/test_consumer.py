@@ -142,3 +142,48 @@ async def test_an_unknown_room_is_closed() -> None:
 
     assert not connected
     assert code == 4404
+
+
+async def test_every_local_browser_gets_the_same_frame_once() -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+    first, second = connect(room), connect(room)
+    await first.connect()
+    await second.connect()
+    assert seq_of(await first.receive_from(timeout=5)) == seq_of(await second.receive_from(5))
+    assert room.viewers == 2 and len(room.local) == 2
+
+    await first.send_to(text_data=json.dumps({"action": "step"}))
+    one = await first.receive_from(timeout=5)
+    two = await second.receive_from(timeout=5)
+
+    assert one == two and seq_of(one) == (1, "delta")
+    assert await first.receive_nothing(timeout=0.2)  # not a second copy via the group
+    await first.disconnect()
+    assert room.viewers == 1 and len(room.local) == 1
+    await second.disconnect()
+    assert room.viewers == 0 and not room.local
+
+
+async def test_a_runtime_in_another_process_reaches_browsers_through_the_group() -> None:
+    from channels.layers import get_channel_layer
+
+    room = registry.create(load("producer-retry-duplicate"))
+    ws = connect(room)
+    await ws.connect()
+    await ws.receive_from(timeout=5)
+    # What a consumer does when the room's runtime lives elsewhere: join the group.
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(room.group, channel)
+
+    await room.broadcast("<output id='frame-seq'>x</output>")
+
+    assert (await layer.receive(channel))["frame"] == "<output id='frame-seq'>x</output>"
+    assert await ws.receive_from(timeout=5) == "<output id='frame-seq'>x</output>"
+    await ws.disconnect()
+
+
+def test_the_full_frame_is_built_once_per_state() -> None:
+    room = registry.create(load("producer-retry-duplicate"))
+
+    assert room.full_frame() is room.full_frame()

@@ -189,14 +189,14 @@ def test_missing_snapshot_parts_render_nothing() -> None:
 
 def test_new_engine_parts_appear_as_tables() -> None:
     obs = finished("producer-idempotent")
-    obs["snapshot"]["sink"] = {"name": "db", "rows": [{"key": "row-1", "message_id": "p1-0"}]}
+    obs["snapshot"]["transactions"] = [{"transactional_id": "tx-1", "state": "Ongoing"}]
 
     extras = presenters.extras_panel(obs)
 
     assert extras is not None
-    [sink] = [p for p in extras["parts"] if p["key"] == "sink"]
-    assert sink["columns"] == ["key", "message id"]
-    assert sink["rows"] == [["row-1", "p1-0"]]
+    [transactions] = [p for p in extras["parts"] if p["key"] == "transactions"]
+    assert transactions["columns"] == ["transactional id", "state"]
+    assert transactions["rows"] == [["tx-1", "Ongoing"]]
 
 
 def test_fault_buttons_are_offered_for_the_scenarios_actors() -> None:

@@ -1,0 +1,192 @@
+"""Presenters for the consumer side: consumers, groups, the sink and ``__consumer_offsets``.
+
+Pure functions from an observation (plain data) to a template context, like ``presenters``; None
+when the engine has nothing for that panel (a scenario without consumers shows none of them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboard.presenters import decode_offsets_record, slug
+
+SINK_ROWS_SHOWN = 30
+OFFSETS_LOG_SHOWN = 16
+
+# Group states of the classic protocol, each with a shape as well as a word.
+GROUP_STATES = {
+    "Stable": ("\u2714", "stable"),
+    "PreparingRebalance": ("\u27f3", "rebalancing: waiting for members to rejoin"),
+    "CompletingRebalance": ("\u27f3", "rebalancing: waiting for the leader's assignment"),
+    "Empty": ("\u25cb", "empty: no members"),
+    "Dead": ("\u2715", "dead"),
+}
+CONSUMER_STATES = {
+    "stable": ("\u25cf", "consuming"),
+    "joining": ("\u27f3", "joining the group"),
+    "rebalancing": ("\u27f3", "rebalancing"),
+    "syncing": ("\u27f3", "waiting for its assignment"),
+    "stopped": ("\u25a0", "stopped"),
+}
+
+
+def _dash(value: Any) -> Any:
+    return "\u2014" if value in (None, "", -1) else value
+
+
+def _track(position: int | None, committed: int | None, high_watermark: int) -> dict[str, Any]:
+    """Where the two pointers sit on a 0..HW scale (percent), for the mini track."""
+    scale = max(high_watermark, position or 0, committed or 0, 1)
+
+    def at(offset: int | None) -> float | None:
+        return None if offset is None else round(100 * offset / scale, 1)
+
+    return {"position": at(position), "committed": at(committed), "scale": scale}
+
+
+def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    consumers = obs["snapshot"].get("consumers")
+    if not consumers:
+        return None
+    out = []
+    for c in consumers:
+        alive = c.get("alive", True)
+        stalled = c.get("stalled", False)
+        if not alive:
+            icon, state = "\u2715", "crashed" if c.get("state") != "stopped" else "stopped"
+        elif stalled:
+            icon, state = "\u23f8", "stalled: no polls, no heartbeats"
+        else:
+            icon, state = CONSUMER_STATES.get(c.get("state", ""), ("\u25cf", c.get("state", "")))
+        partitions = []
+        for p in c.get("partitions", []):
+            position, committed = p.get("position"), p.get("committed")
+            hw = p.get("high_watermark") or 0
+            partitions.append(
+                {
+                    "partition": p["partition"],
+                    "position": _dash(position),
+                    "committed": _dash(committed),
+                    "high_watermark": hw,
+                    "lag": None if position is None else max(0, hw - position),
+                    # Read but not committed: a crash now makes the group read these again.
+                    "uncommitted": (
+                        None
+                        if position is None or committed is None
+                        else max(0, position - committed)
+                    ),
+                    "track": _track(position, committed, hw),
+                }
+            )
+        out.append(
+            {
+                "name": c["name"],
+                "slug": slug(c["name"]),
+                "instance": c.get("instance") or c["name"],
+                "group": c.get("group", ""),
+                "alive": alive,
+                "stalled": stalled,
+                "icon": icon,
+                "state": state,
+                "generation": _dash(c.get("generation")),
+                "member_id": _dash(c.get("member_id")),
+                "strategy": c.get("strategy", ""),
+                "isolation_level": c.get("isolation_level", ""),
+                "processing": c.get("processing", 0),
+                "partitions": partitions,
+            }
+        )
+    return {"consumers": out}
+
+
+def groups_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    groups = obs["snapshot"].get("groups")
+    if not groups:
+        return None
+    out = []
+    for g in groups:
+        icon, meaning = GROUP_STATES.get(g.get("state", ""), ("\u25cf", g.get("state", "")))
+        leader = g.get("leader")
+        out.append(
+            {
+                "group": g["group"],
+                "coordinator": g.get("coordinator"),
+                "partition": g.get("partition", ""),
+                "state": g.get("state", ""),
+                "state_icon": icon,
+                "state_meaning": meaning,
+                "generation": _dash(g.get("generation")),
+                "protocol": g.get("protocol") or "\u2014",
+                "leader": _dash(leader),
+                "members": [
+                    {
+                        "member_id": m["member_id"],
+                        "client_id": m.get("client_id", ""),
+                        "assignment": m.get("assignment", []),
+                        "leader": m["member_id"] == leader,
+                    }
+                    for m in g.get("members", [])
+                ],
+                "offsets": sorted((g.get("offsets") or {}).items()),
+            }
+        )
+    return {"groups": out}
+
+
+def sink_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    sink = obs["snapshot"].get("sink")
+    if not sink:
+        return None
+    rows = sink.get("rows", [])
+    copies: dict[str, int] = {}
+    for row in rows:
+        copies[row["message_id"]] = copies.get(row["message_id"], 0) + 1
+    seen: dict[str, int] = {}
+    shown = []
+    for row in rows:
+        message_id = row["message_id"]
+        seen[message_id] = seen.get(message_id, 0) + 1
+        shown.append(
+            {
+                **row,
+                "copy": seen[message_id],
+                "copies": copies[message_id],
+                "duplicate": seen[message_id] > 1,
+            }
+        )
+    count = sink.get("row_count", len(rows))
+    shown = shown[-SINK_ROWS_SHOWN:]
+    return {
+        "name": sink.get("name", "sink"),
+        "rows": shown,
+        "row_count": count,
+        "hidden_rows": max(0, count - len(shown)),
+        "duplicated_messages": sum(1 for n in copies.values() if n > 1),
+        "offsets": sink.get("offsets", []),
+        "rollbacks": sink.get("rollbacks", 0),
+    }
+
+
+def offsets_log_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """``__consumer_offsets`` read as a log: each record's key and its decoded value."""
+    logs = []
+    for partition in obs["snapshot"].get("partitions", []):
+        if not partition["name"].startswith("__consumer_offsets"):
+            continue
+        records = partition.get("records", [])
+        logs.append(
+            {
+                "name": partition["name"],
+                "slug": slug(partition["name"]),
+                "records": [
+                    {
+                        "offset": r["offset"],
+                        "key": r.get("key") or "\u2205",
+                        **decode_offsets_record(r.get("key"), r.get("value")),
+                    }
+                    for r in records[-OFFSETS_LOG_SHOWN:]
+                ],
+                "hidden": max(0, len(records) - OFFSETS_LOG_SHOWN),
+            }
+        )
+    return {"logs": logs} if logs else None
