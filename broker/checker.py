@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from broker.errors import ErrorCode
 from broker.protocol import TopicPartition
@@ -83,8 +83,8 @@ def _zero() -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
-class Processing:
+class Processing(NamedTuple):
+    # A named tuple: one is made per processed record.
     group: str
     consumer: str
     partition: str
@@ -202,11 +202,26 @@ class Ledger:
             )
 
     def processed(
-        self, group: str, consumer: str, tp: TopicPartition, offset: int, message_id: str
+        self, group: str, consumer: str, partition: str, offset: int, message_id: str
     ) -> None:
+        """``partition`` is the partition's name, e.g. "orders-0"."""
         self.processing.setdefault(message_id, []).append(
-            Processing(group, consumer, str(tp), offset, self._now())
+            Processing(group, consumer, partition, offset, self._now())
         )
+
+    def processed_many(
+        self, group: str, consumer: str, done: Iterable[tuple[str, int, str]]
+    ) -> None:
+        """Several records processed at the same moment: (partition, offset, id)."""
+        processing = self.processing
+        now = self._now()
+        for partition, offset, message_id in done:
+            entry = Processing(group, consumer, partition, offset, now)
+            found = processing.get(message_id)
+            if found is None:
+                processing[message_id] = [entry]
+            else:
+                found.append(entry)
 
     # -- what the replicas did ------------------------------------------------
     def appended(self, broker: int, tp: TopicPartition, log_batch: LogBatch) -> None:

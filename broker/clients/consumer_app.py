@@ -97,6 +97,7 @@ class ConsumerApp:
         self.trap: tuple[str, int] | None = None
         self._records_since_trap = 0
         self._loop_timer: Timer | None = None
+        self._names: dict[TopicPartition, str] = {}
         self._generation = 0  # bumps on crash so stale timers do nothing
 
     # -- lifecycle -------------------------------------------------------------
@@ -339,27 +340,78 @@ class ConsumerApp:
     def _process_next(self, generation: int) -> None:
         if generation != self._generation:
             return
+        if self.spec.processing_ms == 0:
+            # Processing takes no virtual time: the records go one after the
+            # other within this step (same order, same hooks, fewer events).
+            start = self.index
+            finished = True
+            if (
+                self.trap is None
+                and self.spec.sink == "none"
+                and self.spec.commit_every != "record"
+            ):
+                # Nothing can interrupt a plain side effect: note the batch at once.
+                name = self._name
+                self.ledger.processed_many(
+                    self.group,
+                    self.instance,
+                    [
+                        (name(tp), offset, record.message_id)
+                        for tp, offset, record in self.batch[start:]
+                    ],
+                )
+                self.index = len(self.batch)
+            while self.index < len(self.batch):
+                if not self._process_record(generation):
+                    finished = False  # a commit, a crash or a failure carries on from here
+                    break
+            self._report_processed(start)
+            if finished:
+                self._batch_processed(generation)
+            return
         if self.index >= len(self.batch):
             self._batch_processed(generation)
             return
         self.scheduler.after(self.spec.processing_ms, self._process_one, generation)
 
+    def _report_processed(self, start: int) -> None:
+        done = self.batch[start : self.index]
+        if not done:
+            return
+        tp, offset, _record = done[0]
+        ids = [r.message_id for _tp, _o, r in done[:4]]
+        more = "" if len(done) <= 4 else f" +{len(done) - 4}"
+        self.events.emit(
+            self.instance,
+            "consumer.process",
+            self._name(tp),
+            offset,
+            None,
+            f"processed {len(done)} record(s) [{', '.join(ids)}{more}]",
+        )
+
     def _process_one(self, generation: int) -> None:
         if generation != self._generation or self._paused(self._process_one, generation):
             return
+        if self._process_record(generation):
+            self._process_next(generation)
+
+    def _process_record(self, generation: int) -> bool:
+        """Process the next record of the batch; True to go straight on to the
+        next one, False when something else continues (a commit, a crash)."""
         tp, offset, record = self.batch[self.index]
         if not self._effect(tp, offset, record):
             self._abandon_batch(generation)
-            return
+            return False
         self.index += 1
         if self._hook("after-record"):
-            return
+            return False
         if self.spec.sink in ("dual-write", "idempotent-upsert") and self._hook("after-sink-write"):
-            return
+            return False
         if self.spec.commit == "after-processing" and self.spec.commit_every == "record":
             self._commit_then({tp: offset + 1}, self._process_next, generation)
-        else:
-            self._process_next(generation)
+            return False
+        return True
 
     def _effect(self, tp: TopicPartition, offset: int, record: Record) -> bool:
         """Process one record: its visible side effect, or its sink write.
@@ -402,9 +454,19 @@ class ConsumerApp:
             self._rewind(tp, offset)
             return False
         if durable:
-            self.ledger.processed(self.group, self.instance, tp, offset, record.message_id)
-        self.events.emit(self.instance, "consumer.process", str(tp), offset, None, what)
+            self.ledger.processed(
+                self.group, self.instance, self._name(tp), offset, record.message_id
+            )
+        if self.spec.processing_ms > 0:
+            # (Zero-time processing is reported once per batch, in _process_next.)
+            self.events.emit(self.instance, "consumer.process", self._name(tp), offset, None, what)
         return True
+
+    def _name(self, tp: TopicPartition) -> str:
+        name = self._names.get(tp)
+        if name is None:
+            name = self._names[tp] = str(tp)
+        return name
 
     def _rewind(self, failed_tp: TopicPartition, failed_offset: int) -> None:
         """After a refused write, read again what is not in the database: the
@@ -441,7 +503,9 @@ class ConsumerApp:
                 return
             self.tx = None
             for tp, offset, record in self.batch:
-                self.ledger.processed(self.group, self.instance, tp, offset, record.message_id)
+                self.ledger.processed(
+                    self.group, self.instance, self._name(tp), offset, record.message_id
+                )
             self.events.emit(
                 self.instance,
                 "sink.commit",
