@@ -331,6 +331,7 @@ def judge(
     groups: Mapping[str, tuple[str, ...]] | None = None,
     sink_counts: Mapping[str, int] | None = None,
     aborted_data: Mapping[str, set[int]] | None = None,
+    pipelines: Mapping[str, tuple[tuple[str, ...], str]] | None = None,
 ) -> Verdict:
     """Compute anomalies from the ledger and the final committed logs.
 
@@ -408,6 +409,7 @@ def judge(
                 )
     anomalies.extend(_poll_order(ledger, committed))
     anomalies.extend(_aborted_reads(ledger, aborted_data or {}, semantics != "exactly-once"))
+    anomalies.extend(_pipeline_losses(first, pipelines or {}, "lost" in allowed))
 
     kinds = (
         "lost",
@@ -558,6 +560,35 @@ def _poll_order(ledger: Ledger, committed: Mapping[str, list[tuple[int, str]]]) 
                         )
                     )
             last[key] = offset
+    return out
+
+
+def _pipeline_losses(
+    first: Mapping[str, tuple[str, int]],
+    pipelines: Mapping[str, tuple[tuple[str, ...], str]],
+    allowed: bool,
+) -> list[Anomaly]:
+    """Every committed input of a processor must have its output committed
+    (read_committed view); duplicates are already caught as log duplicates."""
+    out = []
+    for name, (inputs, output) in sorted(pipelines.items()):
+        for message_id, (partition, offset) in first.items():
+            if partition.rpartition("-")[0] not in inputs:
+                continue
+            produced = f"{message_id}>{output}"
+            if produced not in first:
+                out.append(
+                    Anomaly(
+                        "lost",
+                        message_id,
+                        partition,
+                        (offset,),
+                        allowed,
+                        f"in the log at {partition}@{offset}; {name} never committed its output "
+                        f"{produced} to {output}",
+                        "pipeline",
+                    )
+                )
     return out
 
 

@@ -23,6 +23,7 @@ from broker.clients.consumer_app import (
     SINK_MODES,
     ConsumerSpec,
 )
+from broker.clients.processor import PROCESSOR_CRASH_POINTS, ProcessorSpec
 from broker.config import INT_MAX, ClusterConfig, ConsumerConfig, ProducerConfig, TopicConfig
 from broker.faults import APIS, FAULT_KINDS
 from broker.protocol import TopicPartition
@@ -73,6 +74,9 @@ STEP_ACTIONS = (
     "begin-transaction",
     "commit-transaction",
     "abort-transaction",
+    "crash-processor",
+    "restart-processor",
+    "stall-processor",
     "note",
 )
 
@@ -125,6 +129,7 @@ class ScenarioSpec:
     source: str = ""
     consumers: tuple[ConsumerSpec, ...] = ()
     sink: str | None = None  # the external database's name, when there is one
+    processors: tuple[ProcessorSpec, ...] = ()
 
     @property
     def groups(self) -> dict[str, tuple[str, ...]]:
@@ -133,6 +138,9 @@ class ScenarioSpec:
         for consumer in self.consumers:
             group = consumer.config.group_id
             out[group] = tuple(dict.fromkeys(out.get(group, ()) + consumer.topics))
+        for processor in self.processors:
+            group = processor.consumer.group_id
+            out[group] = tuple(dict.fromkeys(out.get(group, ()) + processor.inputs))
         return out
 
 
@@ -605,6 +613,76 @@ def _consumers(
     return tuple(out)
 
 
+_PROCESSOR_KEYS = (
+    "name",
+    "group",
+    "input",
+    "output",
+    "processing_ms",
+    "start_ms",
+    "consumer",
+    "producer",
+)
+
+
+def _processors(
+    raw: Any, topics: Mapping[str, TopicConfig], taken: set[str]
+) -> tuple[ProcessorSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ScenarioError("processors", "expected an array of [[processors]] tables")
+    if len(raw) > MAX_CONSUMERS:
+        raise ScenarioError("processors", f"at most {MAX_CONSUMERS} processors")
+    out = []
+    for i, item in enumerate(raw):
+        path = f"processors[{i}]"
+        table = _table(item, path)
+        _check_keys(table, _PROCESSOR_KEYS, path)
+        name = _name(_str(table, "name", path), _join(path, "name"))
+        if name in taken or name.startswith("broker-") or name in ("controller", "network"):
+            raise ScenarioError(_join(path, "name"), f"{name!r} is already taken")
+        taken.add(name)
+        group = _name(_str(table, "group", path, name), _join(path, "group"))
+        where = _join(path, "input")
+        inputs = table.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(t, str) for t in inputs)
+        ):
+            raise ScenarioError(where, "expected a topic name or an array of them")
+        for topic in inputs:
+            if topic not in topics:
+                raise ScenarioError(where, f"no topic {topic!r}")
+        output = _str(table, "output", path)
+        if output not in topics:
+            raise ScenarioError(_join(path, "output"), f"no topic {output!r}")
+        if output in inputs:
+            raise ScenarioError(_join(path, "output"), "a processor cannot write to its input")
+        consumer_table = dict(_table(table.get("consumer", {}), _join(path, "consumer")))
+        consumer_table.setdefault("isolation.level", "read_committed")
+        consumer_table.setdefault("enable.auto.commit", False)
+        consumer = consumer_config(consumer_table, _join(path, "consumer"), group, "none")
+        producer_table = dict(_table(table.get("producer", {}), _join(path, "producer")))
+        producer_table.setdefault("transactional.id", f"{name}-tx")
+        producer = producer_config(producer_table, _join(path, "producer"))
+        out.append(
+            ProcessorSpec(
+                name,
+                consumer,
+                producer,
+                tuple(dict.fromkeys(inputs)),
+                output,
+                _int(table, "processing_ms", path, 10, 0, 3_600_000),
+                _int(table, "start_ms", path, 0, 0, MAX_DURATION_MS),
+            )
+        )
+    return tuple(out)
+
+
 # -- steps -----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class _Context:
@@ -612,6 +690,7 @@ class _Context:
     topics: Mapping[str, TopicConfig]
     producers: frozenset[str]
     consumers: frozenset[str] = frozenset()
+    processors: frozenset[str] = frozenset()
 
 
 def _broker_ref(value: Any, where: str, ctx: _Context) -> int | str:
@@ -748,6 +827,9 @@ _STEP_KEYS: dict[str, tuple[str, ...]] = {
     "stop-consumer": ("consumer",),
     "stall-consumer": ("consumer", "duration_ms"),
     "fail-sink": ("count",),
+    "crash-processor": ("processor", "at"),
+    "restart-processor": ("processor",),
+    "stall-processor": ("processor", "duration_ms"),
     "begin-transaction": ("producer",),
     "commit-transaction": ("producer",),
     "abort-transaction": ("producer",),
@@ -842,6 +924,18 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
             params["duration_ms"] = _int(table, "duration_ms", path, None, 1, MAX_DURATION_MS)
     elif action == "fail-sink":
         params["count"] = _int(table, "count", path, 1, 1, 1000)
+    elif action in ("crash-processor", "restart-processor", "stall-processor"):
+        processor = _str(table, "processor", path)
+        if processor not in ctx.processors:
+            declared = ", ".join(sorted(ctx.processors)) or "none"
+            raise ScenarioError(
+                _join(path, "processor"), f"no processor {processor!r} (declared: {declared})"
+            )
+        params["processor"] = processor
+        if action == "crash-processor":
+            params["at"] = _str(table, "at", path, "now", choices=PROCESSOR_CRASH_POINTS)
+        elif action == "stall-processor":
+            params["duration_ms"] = _int(table, "duration_ms", path, None, 1, MAX_DURATION_MS)
     _check_until(params, at_ms, path)
     return Step(at_ms, action, params, narration)
 
@@ -911,6 +1005,7 @@ _TOP_KEYS = (
     "expected",
     "consumers",
     "sink",
+    "processors",
 )
 
 
@@ -926,12 +1021,14 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
     names: set[str] = set()
     producers = _producers(data["producers"], names)
     consumers = _consumers(data.get("consumers"), {t.name: t for t in topics}, names)
+    processors = _processors(data.get("processors"), {t.name: t for t in topics}, names)
     sink_name = _sink(data.get("sink"), consumers)
     ctx = _Context(
         cluster.brokers,
         {t.name: t for t in topics},
         frozenset(p.name for p in producers),
         frozenset(c.name for c in consumers),
+        frozenset(p.name for p in processors),
     )
     steps = _steps(data.get("steps"), ctx)
     duration = _int(data, "duration_ms", "", 600_000, 1, MAX_DURATION_MS)
@@ -962,6 +1059,7 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
         source=source,
         consumers=consumers,
         sink=sink_name,
+        processors=processors,
     )
 
 
@@ -1020,6 +1118,7 @@ def step_parser(spec: ScenarioSpec) -> StepParser:
         {t.name: t for t in spec.topics},
         frozenset(p.name for p in spec.producers),
         frozenset(c.name for c in spec.consumers),
+        frozenset(p.name for p in spec.processors),
     )
 
     def parse(raw: Any, path: str, now_ms: int) -> Step:

@@ -20,6 +20,7 @@ from typing import Any
 from broker.checker import Ledger, Verdict, judge
 from broker.clients.app import ProducerApp, render
 from broker.clients.consumer_app import ConsumerApp
+from broker.clients.processor import ProcessorApp
 from broker.cluster import Cluster, broker_name
 from broker.events import EventLog
 from broker.faults import FAULT_KINDS, FaultRule
@@ -56,10 +57,14 @@ class Simulation:
             self.network,
             self.events,
             self.ledger,
-            with_groups=bool(spec.consumers),
-            with_transactions=any(p.config.transactional_id for p in spec.producers),
+            with_groups=bool(spec.consumers or spec.processors),
+            with_transactions=bool(spec.processors)
+            or any(p.config.transactional_id for p in spec.producers),
         )
         self.sink = Sink(spec.sink) if spec.sink else None
+        self.processors: dict[str, ProcessorApp] = {
+            p.name: ProcessorApp(p, self.cluster, self.ledger) for p in spec.processors
+        }
         self.consumers: dict[str, ConsumerApp] = {
             c.name: ConsumerApp(c, self.cluster, self.ledger, self.sink) for c in spec.consumers
         }
@@ -84,6 +89,11 @@ class Simulation:
         for step in spec.steps:
             self._schedule_step(step)
         self._starting = len(self.consumers)
+        for processor in spec.processors:
+            self._starting += 1
+            self.scheduler.at(
+                processor.start_ms, self._start_processor, processor.name, priority=PRIORITY_COMMAND
+            )
         for producer in spec.producers:
             if producer.start_ms > 0:
                 self._starting += 1
@@ -213,6 +223,12 @@ class Simulation:
             self.consumers[params["consumer"]].stop()
         elif action == "stall-consumer":
             self.consumers[params["consumer"]].stall(params["duration_ms"])
+        elif action == "crash-processor":
+            self.processors[params["processor"]].arm_crash(params["at"])
+        elif action == "restart-processor":
+            self.processors[params["processor"]].start()
+        elif action == "stall-processor":
+            self.processors[params["processor"]].stall(params["duration_ms"])
         elif action == "begin-transaction":
             self.producers[params["producer"]].begin_transaction()
         elif action == "commit-transaction":
@@ -337,11 +353,17 @@ class Simulation:
             return False
         if not all(app.idle for app in self.consumers.values()):
             return False
+        if not all(app.idle for app in self.processors.values()):
+            return False
         for group, topics in self.spec.groups.items():
             live = [
                 app.client
                 for app in self.consumers.values()
                 if app.group == group and app.client is not None
+            ] + [
+                app.consumer
+                for app in self.processors.values()
+                if app.group == group and app.consumer is not None and not app.fenced
             ]
             if not live:
                 continue
@@ -350,6 +372,10 @@ class Simulation:
             if owned != wanted:
                 return False
         return True
+
+    def _start_processor(self, name: str) -> None:
+        self._starting -= 1
+        self.processors[name].start()
 
     def _start_producer(self, name: str) -> None:
         self._starting -= 1
@@ -402,9 +428,15 @@ class Simulation:
             self.spec.semantics,
             self.spec.expected,
             self.spec.ordered,
-            self.spec.groups,
+            # A processor's effect is its committed output, judged as a pipeline.
+            {
+                group: topics
+                for group, topics in self.spec.groups.items()
+                if group not in {p.consumer.group_id for p in self.spec.processors}
+            },
             self.sink.message_counts() if self.sink is not None else None,
             self.aborted_data(),
+            {p.name: (p.inputs, p.output) for p in self.spec.processors},
         )
 
     def aborted_data(self) -> dict[str, set[int]]:

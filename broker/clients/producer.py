@@ -706,6 +706,8 @@ class Producer:
             dst=self.actor if broker else None,
         )
         self.on_result(batch.records, tp, base_offset, ErrorCode.NONE)
+        if self.txn is not None:
+            self.txn.check_end()
 
     def _fail(self, batch: ProducerBatch, error: ErrorCode, why: str = "") -> None:
         batch.done = True

@@ -272,6 +272,7 @@ class TransactionManager:
             )
             self.producer.wake()
             self._add_wanted()
+            self.check_end()
             return
         if error in _FATAL:
             self.fatal(error, "AddPartitionsToTxn")
