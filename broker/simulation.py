@@ -24,8 +24,10 @@ from broker.clients.processor import ProcessorApp
 from broker.cluster import Cluster, broker_name
 from broker.events import EventLog
 from broker.faults import FAULT_KINDS, FaultRule
+from broker.log import PartitionLog
 from broker.network import Network
 from broker.protocol import TopicPartition
+from broker.records import LogBatch, control_type
 from broker.scenario import MAX_RECORDS, ScenarioError, ScenarioSpec, Step
 from broker.scheduler import PRIORITY_COMMAND, Scheduler
 from broker.sink import Sink
@@ -503,6 +505,13 @@ class Simulation:
                                 if lb.batch.base_sequence >= 0
                                 else -1,
                                 "leader_epoch": lb.leader_epoch,
+                                "transactional": lb.batch.is_transactional,
+                                # COMMIT / ABORT for a transaction marker, else None
+                                "control": control_type(lb.batch),
+                                # open | committed | aborted for transactional data
+                                "txn": _txn_status(log, lb)
+                                if lb.batch.is_transactional and not lb.batch.is_control
+                                else None,
                             }
                         )
             partitions.append(
@@ -536,6 +545,10 @@ class Simulation:
                         for b in (client.in_flight_batches() if client else [])
                     ],
                     "queued": len(client.queued_batches()) if client else 0,
+                    "transactional_id": app.config.transactional_id,
+                    "transaction_state": client.txn.state.value
+                    if client is not None and client.txn is not None
+                    else None,
                     "config": {
                         "acks": app.config.acks_name,
                         "enable.idempotence": app.config.enable_idempotence,
@@ -572,6 +585,29 @@ class Simulation:
                 for group in broker.groups.snapshot()
             ],
             "sink": self.sink.snapshot() if self.sink is not None else None,
+            "transactions": [
+                txn
+                for broker in cluster.brokers.values()
+                if broker.alive
+                for txn in broker.txns.snapshot()
+            ],
+            "processors": [
+                {
+                    "name": app.name,
+                    "instance": app.instance,
+                    "alive": app.alive,
+                    "fenced": app.fenced,
+                    "group": app.group,
+                    "inputs": list(app.spec.inputs),
+                    "output": app.spec.output,
+                    "transactional_id": app.spec.producer.transactional_id,
+                    "transaction_state": app.producer.txn.state.value
+                    if app.producer is not None and app.producer.txn is not None
+                    else None,
+                    "in_transaction": len(app.batch) if app.busy else 0,
+                }
+                for app in self.processors.values()
+            ],
         }
 
     def _consumer_snapshot(self, app: ConsumerApp) -> dict[str, Any]:
@@ -601,3 +637,15 @@ class Simulation:
             "partitions": partitions,
             "processing": len(app.batch) - app.index if app.busy else len(app.worker),
         }
+
+
+def _txn_status(log: PartitionLog, lb: LogBatch) -> str:
+    """open, committed or aborted: the fate of a transactional data batch."""
+    producer_id = lb.batch.producer_id
+    first = log.ongoing.get(producer_id)
+    if first is not None and lb.base_offset >= first:
+        return "open"
+    for txn in log.aborted:
+        if txn.producer_id == producer_id and txn.first_offset <= lb.base_offset < txn.last_offset:
+            return "aborted"
+    return "committed"
