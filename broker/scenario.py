@@ -786,6 +786,12 @@ def _fault_params(
     if action == "error-response":
         error = _str(table, "error", path, choices=INJECTABLE_ERRORS)
         params["error"] = error
+        # Brokers answer a Produce with an injected error; other APIs would ignore it.
+        if params.setdefault("api", "Produce") != "Produce":
+            raise ScenarioError(
+                _join(path, "api"),
+                f"error-response applies to Produce requests, not {params['api']}",
+            )
     elif "error" in table:
         raise ScenarioError(_join(path, "error"), f"only error-response takes error, not {action}")
     params["probability"] = _probability(table, "probability", path, 1.0)
