@@ -143,6 +143,10 @@ def _network_fault(draw: st.DrawFn, partitions: int) -> dict[str, Any]:
     if draw(st.booleans()):
         step["broker"] = draw(_broker_refs(partitions))
     if kind == "error-response":
+        # Brokers honour an injected error only on Produce (the format refuses others).
+        if step.get("api") not in (None, "Produce"):
+            step["api"] = "Produce"
+            step.pop("partition", None)
         step["error"] = draw(
             st.sampled_from(
                 [
