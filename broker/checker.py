@@ -3,8 +3,9 @@
 Every message carries a unique id.  The ledger notes what the application
 did and was told (sent, attempts, acknowledged with offsets, failed) and what
 the replicas did (appends, truncations).  The verdict is computed from the
-ledger and a final read of each partition's committed log (everything below
-the leader's high watermark), nothing else: the checker never asks the
+ledger and a final read of each partition as a read_committed reader sees it
+(below the leader's last stable offset, without transaction markers or the
+data of aborted transactions), nothing else: the checker never asks the
 producer or broker code whether it behaved.
 
 Anomalies use the Jepsen vocabulary: ``lost`` (the application was told the
@@ -64,7 +65,8 @@ class MessageEntry:
     sent_ms: int
     sends: int = 1  # times the application handed it to a producer client
     attempts: int = 0  # Produce requests that carried it
-    status: str = "pending"  # pending | acked | failed | aborted
+    # pending | in-transaction (written, not committed) | acked | failed | aborted
+    status: str = "pending"
     # Tuples, replaced when they change (rarely): no per-message list to allocate.
     acks: tuple[tuple[str, int], ...] = ()
     errors: tuple[str, ...] = ()
@@ -151,11 +153,31 @@ class Ledger:
         self.told_many((record,), tp, offset, error)
 
     def aborted(self, message_ids: Sequence[str]) -> None:
-        """The application learned that these messages' transaction aborted."""
+        """The application learned that these messages' transaction aborted (a
+        copy committed by another transaction stays acknowledged)."""
+        for message_id in message_ids:
+            entry = self.messages.get(message_id)
+            if entry is not None and entry.status != "acked":
+                entry.status = "aborted"
+
+    def committed(self, message_ids: Sequence[str]) -> None:
+        """The application's transaction with these messages committed."""
         for message_id in message_ids:
             entry = self.messages.get(message_id)
             if entry is not None:
-                entry.status = "aborted"
+                entry.status = "acked"
+
+    def in_transaction(
+        self, records: Sequence[Record], tp: TopicPartition, base_offset: int
+    ) -> None:
+        """Written inside a transaction: promised only once the transaction commits."""
+        messages = self.messages
+        partition = str(tp)
+        for offset, record in enumerate(records, base_offset):
+            entry = messages[record.message_id]
+            if entry.status != "acked":
+                entry.status = "in-transaction"
+            entry.acks = (*entry.acks, (partition, offset))
 
     def told_many(
         self, records: Sequence[Record], tp: TopicPartition, base_offset: int, error: ErrorCode
@@ -361,7 +383,9 @@ def judge(
             failed += 1
         if message_id in first:
             in_log += 1
-        elif status not in ("failed", "aborted"):
+        elif status not in ("failed", "aborted", "in-transaction"):
+            # (a transaction never confirmed committed promised nothing: its
+            # absence is atomicity at work, not a loss)
             anomalies.append(
                 Anomaly(
                     "lost",

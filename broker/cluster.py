@@ -117,8 +117,6 @@ class Replica:
     fetch_generation: int = 0
     fetch_in_flight: bool = False
     fetch_timer: Timer | None = None
-    # The latest transaction coordinator epoch seen per producer id (markers).
-    coordinator_epochs: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -475,7 +473,7 @@ class Broker:
                 exchange, WriteTxnMarkersResponse(tp, ErrorCode.NOT_LEADER_OR_FOLLOWER)
             )
             return
-        seen = replica.coordinator_epochs.get(request.producer_id, -1)
+        seen = replica.log.coordinator_epochs.get(request.producer_id, -1)
         if request.coordinator_epoch < seen:
             self.events.emit(
                 self.name,
@@ -489,7 +487,6 @@ class Broker:
                 exchange, WriteTxnMarkersResponse(tp, ErrorCode.TRANSACTION_COORDINATOR_FENCED)
             )
             return
-        replica.coordinator_epochs[request.producer_id] = request.coordinator_epoch
         kind = CONTROL_COMMIT if request.commit else CONTROL_ABORT
         log_batch = replica.log.append_as_leader(
             marker_batch(

@@ -89,7 +89,7 @@ class FaultRule:
     def matches(self, api: str, src: str, dst: str, partition: str | None) -> bool:
         if self.api is not None and self.api != api:
             return False
-        if self.src is not None and self.src != src:
+        if self.src is not None and self.src != src and self.src != _base_actor(src):
             return False
         if self.dst is not None and self.dst != dst:
             return False
@@ -99,3 +99,9 @@ class FaultRule:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def _base_actor(actor: str) -> str:
+    """The scenario's name for an actor: "enricher#2.producer" -> "enricher" (a
+    restarted consumer or processor is still the one the scenario named)."""
+    return actor.split(".", 1)[0].split("#", 1)[0]

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from broker.producer_state import ProducerStateManager
 from broker.protocol import TopicPartition
-from broker.records import CONTROL_ABORT, AbortedTxn, LogBatch, RecordBatch, control_type
+from broker.records import (
+    CONTROL_ABORT,
+    AbortedTxn,
+    LogBatch,
+    RecordBatch,
+    control_type,
+    marker_coordinator_epoch,
+)
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1
@@ -40,6 +47,10 @@ class PartitionLog:
         # and the index of aborted ones (what read_committed readers skip).
         self.ongoing: dict[int, int] = {}
         self.aborted: list[AbortedTxn] = []
+        # The latest transaction coordinator epoch seen in a marker, per producer:
+        # every replica rebuilds it from the markers it holds, so a new leader
+        # still refuses a marker from an older coordinator.
+        self.coordinator_epochs: dict[int, int] = {}
 
     # -- cursors ---------------------------------------------------------
     @property
@@ -109,6 +120,9 @@ class PartitionLog:
         if marker is None:
             self.ongoing.setdefault(producer_id, log_batch.base_offset)
             return
+        epoch = marker_coordinator_epoch(batch)
+        if epoch > self.coordinator_epochs.get(producer_id, -1):
+            self.coordinator_epochs[producer_id] = epoch
         first = self.ongoing.pop(producer_id, None)
         if first is not None and marker == CONTROL_ABORT:
             self.aborted.append(AbortedTxn(producer_id, first, log_batch.base_offset))
@@ -146,6 +160,7 @@ class PartitionLog:
         self.producer_state.rebuild(self.batches)
         self.ongoing = {}
         self.aborted = []
+        self.coordinator_epochs = {}
         for kept in self.batches:
             if kept.batch.is_transactional:
                 self._track_transaction(kept)

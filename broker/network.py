@@ -1,11 +1,13 @@
 """Every request and response is a scheduled message with a latency.
 
 Connections behave like TCP streams: a message never overtakes an earlier one
-on the same link, and once a message is lost nothing later gets through in
-that direction (the connection is stalled) until the connection is closed,
-usually by the client's request timeout.  A closed connection delivers
-nothing more; its client learns of a disconnect one latency later.  Fault
-rules (see ``faults``) are applied as requests enter the network.
+in the same direction of the same connection, and once a message is lost
+nothing later gets through in that direction (the connection is stalled)
+until the connection is closed, usually by the client's request timeout.  A
+request already on the wire still reaches its broker after the client gave
+up on the connection; a broker crash or a broken connection (``disconnect``)
+loses everything in flight, and the client hears of it one latency later.
+Fault rules (see ``faults``) are applied as requests enter the network.
 """
 
 from __future__ import annotations

@@ -134,3 +134,10 @@ def control_type(batch: RecordBatch) -> str | None:
     if not batch.is_control or not batch.records:
         return None
     return batch.records[0].key
+
+
+def marker_coordinator_epoch(batch: RecordBatch) -> int:
+    """The coordinator epoch a marker carries (in its value)."""
+    value = batch.records[0].value if batch.records else ""
+    number = value.rpartition(" ")[2]
+    return int(number) if number.isdigit() else -1

@@ -742,6 +742,7 @@ def _client_ref(value: Any, where: str, ctx: _Context) -> str:
     if not isinstance(value, str) or not (
         value in ctx.producers
         or value in ctx.consumers
+        or value in ctx.processors
         or (
             value.startswith("broker-")
             and value[7:].isdigit()
@@ -749,7 +750,8 @@ def _client_ref(value: Any, where: str, ctx: _Context) -> str:
         )
     ):
         raise ScenarioError(
-            where, f"expected a producer or consumer name, or broker-N, got {value!r}"
+            where,
+            f"expected a producer, consumer or processor name, or broker-N, got {value!r}",
         )
     return value
 

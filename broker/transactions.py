@@ -451,6 +451,8 @@ class TransactionCoordinator:
     def _fenced(self, entry: TxnEntry, error: ErrorCode) -> None:
         if error is ErrorCode.NONE:
             self._abort_fenced(entry)
+        else:
+            self._retry(self._fence_and_abort, entry)
 
     def _abort_fenced(self, entry: TxnEntry) -> None:
         self._transition(entry, TxnState.PREPARE_ABORT, partial(self._abort_prepared, entry))
@@ -458,6 +460,17 @@ class TransactionCoordinator:
     def _abort_prepared(self, entry: TxnEntry, error: ErrorCode) -> None:
         if error is ErrorCode.NONE:
             self._send_markers(entry)
+        else:
+            self._retry(self._abort_fenced, entry)
+
+    def _retry(self, step: Any, entry: TxnEntry) -> None:
+        """The coordinator's own transition could not be logged (its log lost the
+        ISR it needs): try again shortly, while it is still the coordinator."""
+        self.scheduler.after(MARKER_RETRY_BACKOFF_MS, self._retry_now, step, entry)
+
+    def _retry_now(self, step: Any, entry: TxnEntry) -> None:
+        if self.entries.get(entry.meta.transactional_id) is entry and entry.pending is None:
+            step(entry)
 
     def _arm_timeout(self, entry: TxnEntry) -> None:
         if entry.timeout_timer:
@@ -548,7 +561,11 @@ class TransactionCoordinator:
             if entry.meta.state is TxnState.PREPARE_COMMIT
             else TxnState.COMPLETE_ABORT
         )
-        self._transition(entry, target, _ignore, partitions=(), start_ms=-1)
+        self._transition(entry, target, partial(self._completed, entry), partitions=(), start_ms=-1)
+
+    def _completed(self, entry: TxnEntry, error: ErrorCode) -> None:
+        if error is not ErrorCode.NONE:
+            self._retry(self._complete, entry)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [
@@ -564,7 +581,3 @@ class TransactionCoordinator:
             }
             for e in self.entries.values()
         ]
-
-
-def _ignore(_error: ErrorCode) -> None:
-    return None

@@ -154,6 +154,7 @@ class ProducerApp:
                     end = txn.commit if commit else txn.abort
                     end(partial(self._ended, client, commit))
             except IllegalTxnState as exc:
+                self._ending = False  # the call was refused: nothing is being ended
                 self.events.emit(self.name, "app.error", None, None, None, str(exc))
 
     def _fenced(self, error: ErrorCode) -> None:
@@ -179,7 +180,9 @@ class ProducerApp:
         txn = client.txn
         assert txn is not None
         if error is ErrorCode.NONE:
-            if not commit:
+            if commit:
+                self.ledger.committed(self._txn_ids)
+            else:
                 self.ledger.aborted(self._txn_ids)
             self.events.emit(
                 self.name,
@@ -257,7 +260,10 @@ class ProducerApp:
     def _on_results(
         self, records: Sequence[Record], tp: TopicPartition, base_offset: int, error: ErrorCode
     ) -> None:
-        self.ledger.told_many(records, tp, base_offset, error)
+        if self.transactional and error is ErrorCode.NONE:
+            self.ledger.in_transaction(records, tp, base_offset)
+        else:
+            self.ledger.told_many(records, tp, base_offset, error)
         outbox = self.outbox
         if error is ErrorCode.NONE:
             for record in records:
@@ -308,10 +314,17 @@ class ProducerApp:
             self.name,
             "app.restart",
             detail=f"incarnation {self.incarnation}: a new producer"
-            + (" (new producer id)" if self.config.enable_idempotence else "")
+            + (
+                " (same transactional.id: initTransactions fences the old instance and aborts "
+                "its open transaction)"
+                if self.transactional
+                else " (new producer id)"
+                if self.config.enable_idempotence
+                else ""
+            )
             + (
                 f"; resending {len(unacked)} unacknowledged message(s)"
-                if self.resend_unacked_on_restart and unacked
+                if self.resend_unacked_on_restart and unacked and not self.transactional
                 else ""
             ),
         )
@@ -323,5 +336,8 @@ class ProducerApp:
         if self.client is None:
             return True
         if self.transactional and (self._ops or self._ending):
+            return self.fenced
+        txn = self.client.txn
+        if txn is not None and (txn.busy or txn.state is TxnClientState.INITIALIZING):
             return self.fenced
         return self.client.idle

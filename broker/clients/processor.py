@@ -14,6 +14,7 @@ abort.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -159,9 +160,11 @@ class ProcessorApp:
             self.events.emit(self.name, "app.resume", detail="wakes up and carries on")
             self._wake()
 
-    def _paused(self, fn: object, generation: int) -> bool:
+    def _paused(self, fn: Callable[..., None], *args: object) -> bool:
+        """While stalled, run ``fn(*args)`` when the stall ends instead of now:
+        the whole process is frozen, its transaction included."""
         if self.scheduler.now_ms < self.stalled_until_ms:
-            self.scheduler.at(self.stalled_until_ms, fn, generation)  # type: ignore[arg-type]
+            self.scheduler.at(self.stalled_until_ms, fn, *args)
             return True
         return False
 
@@ -235,11 +238,15 @@ class ProcessorApp:
         producer = self.producer
         if generation != self.generation or producer is None:
             return
-        if (
-            not producer.idle
-            and producer.txn is not None
-            and (producer.txn.state is TxnClientState.IN_TRANSACTION)
-        ):
+        if self._paused(self._await_outputs, generation):
+            return
+        txn = producer.txn
+        assert txn is not None
+        if txn.state is not TxnClientState.IN_TRANSACTION:
+            # An output could not be written (or the producer was fenced).
+            self._abort(generation, f"writing the outputs failed ({txn.state.value})")
+            return
+        if not producer.idle:
             self.scheduler.after(FLUSH_CHECK_MS, self._await_outputs, generation)
             return
         if self._hook("after-produce"):
@@ -261,7 +268,7 @@ class ProcessorApp:
         )
 
     def _offsets_sent(self, generation: int, error: ErrorCode) -> None:
-        if generation != self.generation:
+        if generation != self.generation or self._paused(self._offsets_sent, generation, error):
             return
         if error is not ErrorCode.NONE:
             self._abort(generation, f"sendOffsetsToTransaction failed with {error.name}")
@@ -273,11 +280,12 @@ class ProcessorApp:
         producer.txn.commit(partial(self._committed, generation))
 
     def _committed(self, generation: int, error: ErrorCode) -> None:
-        if generation != self.generation:
+        if generation != self.generation or self._paused(self._committed, generation, error):
             return
         if error is not ErrorCode.NONE:
             self._abort(generation, f"commit failed with {error.name}")
             return
+        self.ledger.committed(self.outputs)
         self.events.emit(
             self.instance,
             "processor.commit",
@@ -325,8 +333,13 @@ class ProcessorApp:
         self.batch = []
         self._wake()
 
-    def _produced(self, records: object, tp: TopicPartition, offset: int, error: ErrorCode) -> None:
-        self.ledger.told_many(records, tp, offset, error)  # type: ignore[arg-type]
+    def _produced(
+        self, records: Sequence[Record], tp: TopicPartition, offset: int, error: ErrorCode
+    ) -> None:
+        if error is ErrorCode.NONE:
+            self.ledger.in_transaction(records, tp, offset)
+        else:
+            self.ledger.told_many(records, tp, offset, error)
 
     def _assigned(self, _partitions: tuple[TopicPartition, ...]) -> dict[TopicPartition, int]:
         return {}

@@ -167,6 +167,11 @@ class TransactionManager:
         )
         self._calls[exchange.correlation_id] = _Call(kind, request, done, exchange, timer)
 
+    @property
+    def busy(self) -> bool:
+        """Requests to a coordinator are still waiting for an answer."""
+        return bool(self._calls)
+
     def owns(self, correlation_id: int) -> bool:
         return correlation_id in self._calls
 

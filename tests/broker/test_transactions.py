@@ -529,12 +529,6 @@ def test_a_marker_from_an_older_coordinator_epoch_is_fenced_and_not_appended() -
     assert (same.error, log.log_end_offset) == (ErrorCode.NONE, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the coordinator epoch seen per producer lives only in the partition "
-    "leader's memory (Replica.coordinator_epochs), not rebuilt from the replicated markers, so "
-    "a new partition leader accepts a marker from an older coordinator",
-)
 def test_a_new_partition_leader_still_fences_a_marker_from_an_older_coordinator_epoch() -> None:
     sim = txn_cluster()
     client = RawClient(sim)
