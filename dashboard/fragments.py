@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 
 from dashboard import consumer_panels as cp
 from dashboard import presenters as p
+from dashboard import txn_panels as tp
 from dashboard.diagram import sequence_diagram
 
 Presenter = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -31,6 +32,9 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("groups", "dashboard/panels/groups.html", cp.groups_panel),
     ("sink", "dashboard/panels/sink.html", cp.sink_panel),
     ("offsets-log", "dashboard/panels/offsets_log.html", cp.offsets_log_panel),
+    ("transactions", "dashboard/panels/transactions.html", tp.transactions_panel),
+    ("processors", "dashboard/panels/processors.html", tp.processors_panel),
+    ("txn-log", "dashboard/panels/txn_log.html", tp.txn_log_panel),
     ("verdict", "dashboard/panels/verdict.html", p.verdict_panel),
     ("narration", "dashboard/panels/narration.html", p.narration_panel),
     ("events", "dashboard/panels/events.html", p.events_panel),
@@ -123,26 +127,25 @@ def build_model(
     ghosts = obs.get("ghosts", {})
     consumers = obs["snapshot"].get("consumers") or []
     partitions = obs["snapshot"].get("partitions", [])
-    # Internal topics (__consumer_offsets) after the scenario's own.
+    # Internal topics (__consumer_offsets, __transaction_state) after the scenario's own.
     for partition in sorted(partitions, key=lambda p: p["name"].startswith("__")):
         name = partition["name"]
         old = previous.lanes.get(name) if previous is not None else None
         cache = old.cell_cache if old is not None else {}
         start, cells = p.lane_cells(partition, duplicates.get(name), cache)
         lane_slug = p.slug(name)
+        cursors = p.lane_cursors(partition, start, consumers)
         contexts = {
             f"lanehead-{lane_slug}": (
                 "dashboard/panels/lane_header.html",
                 p.lane_header(partition),
             ),
-            f"cursors-{lane_slug}": (
-                "dashboard/panels/lane_cursors.html",
-                p.lane_cursors(partition, start, consumers),
-            ),
+            f"cursors-{lane_slug}": ("dashboard/panels/lane_cursors.html", cursors),
             f"ghosts-{lane_slug}": (
                 "dashboard/panels/lane_ghosts.html",
-                p.lane_ghosts(name, ghosts.get(name, []), start),
+                p.lane_ghosts(name, ghosts.get(name, []), start, cursors["columns"]),
             ),
+            f"reads-{lane_slug}": ("dashboard/panels/lane_reads.html", p.lane_reads(partition)),
         }
         parts = {}
         for part_id, (template, context) in contexts.items():
@@ -165,6 +168,8 @@ def _lane_context(name: str, lane: LaneModel) -> dict[str, Any]:
         "cells": _cells_list(lane),
         "ghosts": lane.parts[f"ghosts-{lane.slug}"],
         "cursors": lane.parts[f"cursors-{lane.slug}"],
+        "reads": lane.parts[f"reads-{lane.slug}"],
+        "internal": name.startswith("__"),
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from broker.events import Event
 from broker.protocol import TopicPartition
+from broker.records import control_type
 from broker.scenario import ScenarioSpec
 from broker.simulation import Simulation
 from dashboard.timeline import Timeline
@@ -53,9 +54,25 @@ def scenario_info(spec: ScenarioSpec) -> dict[str, Any]:
                 "name": p.name,
                 "idempotent": p.config.enable_idempotence,
                 "acks": p.config.acks_name,
+                "transactional_id": p.config.transactional_id,
             }
             for p in spec.producers
         ],
+        "processors": [
+            {
+                "name": p.name,
+                "group": p.consumer.group_id,
+                "inputs": list(p.inputs),
+                "output": p.output,
+                "transactional_id": p.producer.transactional_id,
+                "session_timeout_ms": p.consumer.session_timeout_ms,
+                "heartbeat_interval_ms": p.consumer.heartbeat_interval_ms,
+            }
+            for p in spec.processors
+        ],
+        "transactional": bool(
+            spec.processors or any(p.config.transactional_id for p in spec.producers)
+        ),
         "consumers": [
             {
                 "name": c.name,
@@ -142,6 +159,17 @@ def diagram_events(sim: Simulation, limit: int = DIAGRAM_EVENTS) -> list[dict[st
     return out
 
 
+def _txn_fate(log: Any, producer_id: int, base_offset: int) -> str:
+    """open, committed or aborted, as the snapshot says it (the facade has no public helper)."""
+    first = log.ongoing.get(producer_id)
+    if first is not None and base_offset >= first:
+        return "open"
+    for txn in log.aborted:
+        if txn.producer_id == producer_id and txn.first_offset <= base_offset < txn.last_offset:
+            return "aborted"
+    return "committed"
+
+
 def read_records(sim: Simulation, partition: str, start: int, count: int) -> dict[str, Any]:
     """A window of a partition's leader log at any offset (the snapshot holds only the latest).
 
@@ -173,6 +201,11 @@ def read_records(sim: Simulation, partition: str, start: int, count: int) -> dic
                         if lb.batch.base_sequence >= 0
                         else -1,
                         "leader_epoch": lb.leader_epoch,
+                        "transactional": lb.batch.is_transactional,
+                        "control": control_type(lb.batch),
+                        "txn": _txn_fate(log, lb.batch.producer_id, lb.base_offset)
+                        if lb.batch.is_transactional and not lb.batch.is_control
+                        else None,
                     }
                 )
     return {

@@ -32,10 +32,13 @@ OUTCOME_LABELS = {
     "duplicated_in_sink": "duplicated in sink",
     "poll_skips": "poll skips",
     "nonmonotonic_polls": "polls going back",
+    "aborted": "aborted (never committed)",
+    "aborted_reads": "aborted reads",
 }
 # Shown as soon as the scenario has consumers (or a sink), even while zero.
 CONSUMER_OUTCOMES = ("processed", "unseen", "reprocessed")
 SINK_OUTCOMES = ("sunk", "duplicated_in_sink")
+TXN_OUTCOMES = ("aborted", "aborted_reads")
 NUMBER_WORDS = {2: "twice", 3: "three times", 4: "four times"}
 ROW_WORDS = {2: "two", 3: "three", 4: "four"}
 # Shown first and big; the anomaly counts follow.
@@ -113,6 +116,7 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 "" if not up else f"{name} is running",
             )
         )
+    options.extend(transaction_fault_options(scenario, snapshot))
     options.extend(consumer_fault_options(scenario, snapshot))
     brokers = {b["id"]: b.get("alive", True) for b in snapshot.get("brokers") or []}
     for broker in scenario.get("brokers", []):
@@ -148,6 +152,100 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 {"do": "crash-broker", "broker": f"leader:{partition}"},
                 leader is not None,
                 "" if leader is not None else f"{partition} has no leader",
+            )
+        )
+    return options
+
+
+# A transactional producer's client states in which each command makes sense.
+CAN_BEGIN = frozenset({"UNINITIALIZED", "INITIALIZING", "READY"})
+CAN_COMMIT = frozenset({"IN_TRANSACTION"})
+CAN_ABORT = frozenset({"IN_TRANSACTION", "ABORTABLE_ERROR"})
+PROCESSOR_CRASHES = (
+    ("now", "Crash processor {name} now"),
+    ("after-produce", "Crash {name} mid-transaction (after its next produce)"),
+    ("after-offsets", "Crash {name} after sending its offsets (before the commit)"),
+    ("after-commit", "Crash {name} after its next commit"),
+)
+
+
+def transaction_fault_options(
+    scenario: dict[str, Any], snapshot: dict[str, Any]
+) -> list[FaultOption]:
+    """Begin/commit/abort for transactional producers; crash, restart, stall for processors."""
+    options: list[FaultOption] = []
+    producers = {p["name"]: p for p in snapshot.get("producers") or []}
+    for producer in scenario.get("producers", []):
+        if not producer.get("transactional_id"):
+            continue
+        name = producer["name"]
+        live = producers.get(name, {})
+        up = live.get("alive", True)
+        state = live.get("transaction_state") or "UNINITIALIZED"
+
+        def why(
+            allowed: frozenset[str], up: bool = up, state: str = state, name: str = name
+        ) -> str:
+            if not up:
+                return f"{name} is down"
+            if state == "FATAL_ERROR":
+                return f"{name} was fenced (FATAL_ERROR): restart it"
+            if state not in allowed:
+                return f"{name} is {state}"
+            return ""
+
+        for action, verb, allowed in (
+            ("begin", "Begin a transaction on", CAN_BEGIN),
+            ("commit", "Commit the transaction of", CAN_COMMIT),
+            ("abort", "Abort the transaction of", CAN_ABORT),
+        ):
+            reason = why(allowed)
+            options.append(
+                FaultOption(
+                    f"{action}-transaction:{name}",
+                    f"{verb} {name}",
+                    "transactions",
+                    {"do": f"{action}-transaction", "producer": name},
+                    not reason,
+                    reason,
+                )
+            )
+    alive = {p["name"]: p.get("alive", True) for p in snapshot.get("processors") or []}
+    for processor in scenario.get("processors", []):
+        name = processor["name"]
+        up = alive.get(name, False)
+        down = "" if up else f"{name} is not running"
+        for at, label in PROCESSOR_CRASHES:
+            options.append(
+                FaultOption(
+                    f"crash-processor:{at}:{name}",
+                    label.format(name=name),
+                    "processors",
+                    {"do": "crash-processor", "processor": name, "at": at},
+                    up,
+                    down,
+                )
+            )
+        options.append(
+            FaultOption(
+                f"restart-processor:{name}",
+                f"Restart processor {name}",
+                "processors",
+                {"do": "restart-processor", "processor": name},
+                not up,
+                "" if not up else f"{name} is running",
+            )
+        )
+        duration = stall_ms(processor)
+        options.append(
+            FaultOption(
+                f"stall-processor:{name}",
+                f"Stall {name} for {_seconds(duration)} (past its "
+                f"{_seconds(int(processor.get('session_timeout_ms', 45_000)))} session timeout)",
+                "processors",
+                {"do": "stall-processor", "processor": name, "duration_ms": duration},
+                up,
+                down,
             )
         )
     return options
@@ -351,6 +449,8 @@ def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                     for b in p.get("in_flight", [])
                 ],
                 "queued": p.get("queued", 0),
+                "transactional_id": p.get("transactional_id"),
+                "client_txn": client_txn_state(p.get("transaction_state")),
                 "config": sorted((p.get("config") or {}).items()),
             }
         )
@@ -360,6 +460,10 @@ def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
 def where_label(anomaly: dict[str, Any]) -> str:
     """Where an anomaly happened, in words ("processed twice", "two rows in the sink")."""
     kind, where = anomaly["kind"], anomaly.get("where", "log")
+    if kind == "aborted-read":
+        return "acted on aborted data"
+    if where == "pipeline":
+        return "output committed twice" if kind == "duplicate" else "output never committed"
     if kind == "duplicate" and where == "processing":
         times = len(anomaly.get("offsets", [])) or 2
         return f"processed {NUMBER_WORDS.get(times, f'{times} times')}"
@@ -412,6 +516,8 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
         always += CONSUMER_OUTCOMES
     if obs["scenario"].get("sink"):
         always += SINK_OUTCOMES
+    if obs["scenario"].get("transactional"):
+        always += TXN_OUTCOMES
 
     def shown(key: str) -> bool:
         # Counts for parts the scenario does not use (a sink, consumers) stay out of the way.
@@ -428,6 +534,7 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
         anomalies.append(
             {
                 "kind": anomaly["kind"],
+                "kind_label": anomaly["kind"].replace("-", " "),
                 "message_id": anomaly["message_id"],
                 "where": where,
                 "happened": where_label(anomaly),
@@ -502,8 +609,9 @@ def events_panel(obs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Engine parts without a dedicated panel yet (consumers, groups and the sink have theirs).
-EXTRA_PARTS = (("transactions", "Transactions"),)
+# Engine parts without a dedicated panel yet (consumers, groups, the sink, transaction
+# coordinators and processors have theirs): (snapshot key, title).
+EXTRA_PARTS: tuple[tuple[str, str], ...] = ()
 
 
 def _rows(value: Any) -> list[dict[str, Any]]:
@@ -584,7 +692,92 @@ def decode_offsets_record(key: str | None, value: Any) -> dict[str, str]:
     return {"kind": kind or "?", "group": group, "text": json.dumps(data, sort_keys=True)}
 
 
+TXN_STATE_WORDS = {
+    "Empty": "no transaction yet",
+    "Ongoing": "transaction open",
+    "PrepareCommit": "committing: writing COMMIT markers",
+    "PrepareAbort": "aborting: writing ABORT markers",
+    "CompleteCommit": "committed",
+    "CompleteAbort": "aborted",
+    "PrepareEpochFence": "fencing an older instance",
+    "Dead": "expired",
+}
+
+
+# The producer client's TransactionManager states.
+CLIENT_TXN_STATES = {
+    "UNINITIALIZED": ("\u25cb", "not initialised yet"),
+    "INITIALIZING": ("\u27f3", "initTransactions: fetching its PID and epoch"),
+    "READY": ("\u25cf", "ready: no transaction open"),
+    "IN_TRANSACTION": ("\u29d7", "in a transaction"),
+    "COMMITTING_TRANSACTION": ("\u23f3", "committing"),
+    "ABORTING_TRANSACTION": ("\u23f3", "aborting"),
+    "ABORTABLE_ERROR": ("\u26a0", "error: it can only abort"),
+    "FATAL_ERROR": ("\u2715", "fatal: fenced, it must close"),
+}
+
+
+def client_txn_state(state: str | None) -> dict[str, str] | None:
+    """A producer's client transaction state with its icon and meaning (None: not transactional)."""
+    if not state:
+        return None
+    icon, meaning = CLIENT_TXN_STATES.get(state, ("\u25cf", state.lower().replace("_", " ")))
+    return {"state": state, "icon": icon, "meaning": meaning, "css": state.lower()}
+
+
+def decode_txn_state_record(key: str | None, value: Any) -> dict[str, str]:
+    """A ``__transaction_state`` record, decoded: {"kind", "group", "text"}.
+
+    "group" holds the transactional.id (the same shape as ``decode_offsets_record``).
+    """
+    txn_id = (key or "").partition("/")[2] or (key or "")
+    if value is None:
+        return {"kind": "tombstone", "group": txn_id, "text": f"tombstone: {key} deleted"}
+    try:
+        data = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return {"kind": "?", "group": txn_id, "text": str(value)}
+    if not isinstance(data, dict):
+        return {"kind": "?", "group": txn_id, "text": str(value)}
+    state = str(data.get("state", "?"))
+    partitions = ", ".join(data.get("partitions") or []) or "no partitions"
+    text = (
+        f"{data.get('transactional_id', txn_id)}: {state} "
+        f"(PID {data.get('producer_id')} epoch {data.get('producer_epoch')}; {partitions}"
+    )
+    if isinstance(data.get("start_ms"), int) and data["start_ms"] >= 0:
+        text += f"; started at {data['start_ms']} ms"
+    text += ")"
+    return {"kind": state, "group": str(data.get("transactional_id", txn_id)), "text": text}
+
+
+# Internal topics whose record values are JSON, decoded on their lanes.
+INTERNAL_DECODERS = {
+    "__consumer_offsets": decode_offsets_record,
+    "__transaction_state": decode_txn_state_record,
+}
+
+
 # -- lanes ------------------------------------------------------------------------------
+def lane_columns(partition: dict[str, Any], start: int) -> str:
+    """The lane's grid columns from ``start`` on: narrow ones where a marker takes an offset.
+
+    The cells size themselves; cursors and ghosts line up with them through this template.
+    """
+    markers = {r["offset"] for r in partition.get("records", []) if r.get("control")}
+    widths = [
+        "var(--marker-w)" if offset in markers else "var(--cell-w)"
+        for offset in range(start, start + LANE_WINDOW + 1)
+    ]
+    runs: list[list[Any]] = []
+    for width in widths:
+        if runs and runs[-1][0] == width:
+            runs[-1][1] += 1
+        else:
+            runs.append([width, 1])
+    return " ".join(w if n == 1 else f"repeat({n}, {w})" for w, n in runs)
+
+
 def lane_header(partition: dict[str, Any]) -> dict[str, Any]:
     replicas = []
     for replica in partition.get("replicas", []):
@@ -638,11 +831,15 @@ def lane_cells(
             copies[message_id].update(offsets)
     cells = {}
     used: dict[tuple[Any, ...], str] = {}
-    internal = name.startswith("__consumer_offsets")
+    decode = INTERNAL_DECODERS.get(name.rpartition("-")[0])
+    reads = isolation_reads(partition)
+    committed_reads = set(reads["read_committed"])
+    uncommitted_reads = set(reads["read_uncommitted"])
     for record in records:
         offset = record["offset"]
         ordered = sorted(copies[record["message_id"]])
         copy_number = ordered.index(offset) + 1 if len(ordered) > 1 else 1
+        returned = (offset in committed_reads, offset in uncommitted_reads)
         what = (
             offset,
             record["message_id"],
@@ -651,13 +848,16 @@ def lane_cells(
             offset < hw,
             copy_number,
             len(ordered),
+            record.get("control"),
+            record.get("txn"),
+            returned,
         )
         html = cache.get(what) if cache is not None else None
         if html is None:
-            if internal:  # JSON values, decoded for people
-                decoded = decode_offsets_record(record.get("key"), record.get("value"))
+            if decode is not None:  # JSON values, decoded for people
+                decoded = decode(record.get("key"), record.get("value"))
                 record = {**record, "value": decoded["text"]}
-            html = render_cell(key, record, offset < hw, copy_number, len(ordered))
+            html = render_cell(key, record, offset < hw, copy_number, len(ordered), returned)
         used[what] = html
         cells[offset] = html
     if cache is not None:
@@ -682,14 +882,32 @@ def render_cell(
     committed: bool,
     copy_number: int = 1,
     copies: int = 1,
+    returned: tuple[bool, bool] | None = None,
 ) -> str:
+    """One record as a lane cell; ``returned`` = (read_committed, read_uncommitted) returns it."""
     offset = record["offset"]
+    reads = ""
+    if returned is not None:
+        rc, ru = ("1" if r else "0" for r in returned)
+        reads = f' data-rc="{rc}" data-ru="{ru}"'
+    control = record.get("control")
+    if control:
+        return _marker_cell(lane_slug, record, committed, reads)
+    txn = record.get("txn")
     state = "committed" if committed else "uncommitted"
     state_label = "committed" if committed else "above HW"
+    if txn == "open":
+        state, state_label = "open-txn", "open txn"
+    elif txn == "aborted":
+        state, state_label = "aborted", "aborted"
+    elif txn == "committed" and committed:
+        state_label = "txn committed"
     key = record.get("key")
     value = record.get("value")
     message_id = record["message_id"]
     classes = f"cell is-{state}"
+    if record.get("transactional"):
+        classes += " is-transactional"
     dup = ""
     aria_dup = ""
     if copy_number > 1:
@@ -701,17 +919,136 @@ def render_cell(
         classes += " has-duplicate"
         dup = '<span class="cell-dup is-first" title="first copy">1st</span>'
     label = f"offset {offset}, {key or 'no key'}, message {message_id}, {state_label}{aria_dup}"
+    if txn == "open":
+        label += " (in an open transaction: read_committed readers wait for it)"
+    elif txn == "aborted":
+        label += " (its transaction aborted: read_committed readers skip it)"
     key_html = escape(key) if key else "\u2205"
     value_html = escape(str(value)) if value is not None else ""
     return (
         f'<li id="c-{lane_slug}-{offset}" class="{classes}" data-msg="{escape(message_id)}" '
-        f'data-offset="{offset}" aria-label="{escape(label)}">'
+        f'data-offset="{offset}"{reads} aria-label="{escape(label)}">'
         f'<span class="cell-offset">{offset}</span>{dup}'
         f'<span class="cell-key">{key_html}</span>'
         f'<span class="cell-value">{value_html}</span>'
         f'<span class="cell-badge">{escape(_badge(record))}</span>'
         f'<span class="cell-state">{state_label}</span></li>'
     )
+
+
+MARKER_LETTERS = {"COMMIT": "C", "ABORT": "A"}
+
+
+def _marker_cell(lane_slug: str, record: dict[str, Any], committed: bool, reads: str) -> str:
+    """A COMMIT/ABORT marker: a narrow cell, labelled C or A, that takes an offset of its own."""
+    offset = record["offset"]
+    control = str(record["control"])
+    letter = MARKER_LETTERS.get(control, control[:1])
+    pid = record.get("producer_id", -1)
+    whose = f"PID {pid} epoch {record.get('producer_epoch', 0)}"
+    label = (
+        f"offset {offset}, {control} marker for {whose}"
+        f"{'' if committed else ', above HW'}: readers never get it, but it takes an offset"
+    )
+    classes = f"cell is-marker is-marker-{control.lower()}"
+    if not committed:
+        classes += " is-above-hw"
+    message_id = escape(record["message_id"])
+    return (
+        f'<li id="c-{lane_slug}-{offset}" class="{classes}" data-msg="{message_id}" '
+        f'data-offset="{offset}" data-control="{escape(control)}"{reads} '
+        f'aria-label="{escape(label)}" title="{escape(label)}">'
+        f'<span class="cell-offset">{offset}</span>'
+        f'<span class="marker-letter" aria-hidden="true">{escape(letter)}</span>'
+        f'<span class="cell-state">{escape(control)}</span></li>'
+    )
+
+
+def isolation_reads(partition: dict[str, Any]) -> dict[str, list[int]]:
+    """The offsets a fetch returns under each isolation level, from the leader's log.
+
+    read_uncommitted: every data record below the high watermark (aborted data included).
+    read_committed: data records below the last stable offset, minus the aborted transactions
+    of the log's aborted-transaction index (the consumer skips those PIDs' ranges).
+    Control records (COMMIT/ABORT markers) are never returned to either.
+    """
+    log = _leader_log(partition)
+    hw = log.get("high_watermark", 0)
+    lso = log.get("last_stable_offset", hw)
+    aborted = [tuple(a) for a in log.get("aborted_transactions") or []]
+
+    def is_aborted(record: dict[str, Any]) -> bool:
+        if record.get("txn") == "aborted":
+            return True
+        pid, offset = record.get("producer_id"), record["offset"]
+        return any(p == pid and first <= offset <= last for p, first, last in aborted)
+
+    committed, uncommitted = [], []
+    for record in partition.get("records", []):
+        if record.get("control"):
+            continue
+        offset = record["offset"]
+        if offset < hw:
+            uncommitted.append(offset)
+        if offset < lso and not is_aborted(record):
+            committed.append(offset)
+    return {"read_committed": committed, "read_uncommitted": uncommitted}
+
+
+def _ranges(offsets: list[int]) -> str:
+    """[0, 1, 2, 4, 5] -> "0\u20132, 4, 5"."""
+    parts: list[str] = []
+    run: list[int] = []
+    for offset in offsets:
+        if run and offset != run[-1] + 1:
+            parts.append(_run_text(run))
+            run = []
+        run.append(offset)
+    if run:
+        parts.append(_run_text(run))
+    return ", ".join(parts)
+
+
+def _run_text(run: list[int]) -> str:
+    if len(run) > 2:
+        return f"{run[0]}\u2013{run[-1]}"
+    return ", ".join(str(o) for o in run)
+
+
+def lane_reads(partition: dict[str, Any]) -> dict[str, Any]:
+    """What each isolation level would return from this lane, in words (for the toggle)."""
+    log = _leader_log(partition)
+    reads = isolation_reads(partition)
+    hw = log.get("high_watermark", 0)
+    lso = log.get("last_stable_offset", hw)
+    records = partition.get("records", [])
+    markers = [r["offset"] for r in records if r.get("control")]
+    returned = set(reads["read_committed"])
+    aborted_offsets = [
+        r["offset"]
+        for r in records
+        if not r.get("control") and r["offset"] < lso and r["offset"] not in returned
+    ]
+    held = [r["offset"] for r in records if not r.get("control") and lso <= r["offset"] < hw]
+
+    def said(offsets: list[int]) -> str:
+        return _ranges(offsets) if offsets else "nothing"
+
+    committed = f"returns {said(reads['read_committed'])}; stops at the LSO ({lso})"
+    if aborted_offsets:
+        committed += f"; skips aborted {_ranges(aborted_offsets)}"
+    if held:
+        committed += f"; {_ranges(held)} wait for their transaction to end"
+    uncommitted = f"returns {said(reads['read_uncommitted'])}; reads up to the HW ({hw})"
+    if any(r.get("txn") == "aborted" for r in records):
+        uncommitted += ", aborted data included"
+    hidden = f"; markers {_ranges(markers)} are never returned" if markers else ""
+    return {
+        "slug": slug(partition["name"]),
+        "read_committed": committed + hidden,
+        "read_uncommitted": uncommitted + hidden,
+        "transactional": bool(markers or any(r.get("transactional") for r in records) or lso != hw),
+    }
 
 
 def lane_cursors(
@@ -735,9 +1072,12 @@ def lane_cursors(
             {"label": f"{arrow}{label}", "kind": kind, "title": f"{title}: offset {offset}"}
         )
 
+    transactional = log.get("last_stable_offset") != log.get("high_watermark") or any(
+        r.get("transactional") for r in partition.get("records", [])
+    )
     if log:
         put(log.get("log_start_offset"), "start", "start", "log start offset")
-        if log.get("last_stable_offset") != log.get("high_watermark"):
+        if transactional:
             put(log.get("last_stable_offset"), "LSO", "lso", "last stable offset")
         put(log.get("high_watermark"), "HW", "hw", "high watermark")
         put(log.get("log_end_offset"), "LEO", "leo", "log end offset")
@@ -771,16 +1111,19 @@ def lane_cursors(
         "slug": slug(partition["name"]),
         "marks": [{"column": c, "items": items} for c, items in sorted(columns.items())],
         "offline": partition.get("leader") is None,
+        "columns": lane_columns(partition, start),
     }
 
 
-def lane_ghosts(partition: str, ghosts: list[dict[str, Any]], start: int) -> dict[str, Any]:
+def lane_ghosts(
+    partition: str, ghosts: list[dict[str, Any]], start: int, columns: str = ""
+) -> dict[str, Any]:
     shown = [
         {**g, "column": g["offset"] - start + 1}
         for g in ghosts
         if start <= g["offset"] <= start + LANE_WINDOW
     ]
-    return {"slug": slug(partition), "ghosts": shown}
+    return {"slug": slug(partition), "ghosts": shown, "columns": columns}
 
 
 def duplicates_by_partition(obs: dict[str, Any]) -> dict[str, dict[str, list[int]]]:

@@ -54,6 +54,28 @@
     if (room) room.dataset.seq = String(lastSeq);
     restoreScroll();
     reapplyHighlight();
+    reapplyViews();
+  });
+
+  // "As read_committed / as read_uncommitted": which cells a reader would get. The server marks
+  // each cell (data-rc, data-ru) and words the result under the lane; this only picks the view,
+  // per lane, and keeps it across frames that re-render the lanes.
+  var views = {};
+  function reapplyViews() {
+    document.querySelectorAll(".view-toggle").forEach(function (toggle) {
+      var lane = document.getElementById("lane-" + toggle.dataset.lane);
+      var view = views[toggle.dataset.lane] || "log";
+      if (lane) lane.dataset.view = view;
+      toggle.querySelectorAll("input").forEach(function (input) {
+        input.checked = input.value === view;
+      });
+    });
+  }
+  document.addEventListener("change", function (evt) {
+    var toggle = evt.target.closest ? evt.target.closest(".view-toggle") : null;
+    if (!toggle) return;
+    views[toggle.dataset.lane] = evt.target.value;
+    reapplyViews();
   });
 
   // Lanes follow their newest cell unless someone scrolled back to look at older ones.

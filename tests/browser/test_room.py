@@ -297,3 +297,46 @@ def test_pressing_crash_after_processing_makes_the_group_process_records_twice(
     expect(page.locator("#verdict .anomaly").first).to_contain_text("processed twice")
     expect(page.locator("#verdict .anomaly").first).to_contain_text("expected under at-least-once")
     expect(page.locator("#consumers .consumer h3")).to_contain_text("billing#2")
+
+
+def test_an_aborted_transaction_shows_its_marker_and_vanishes_as_read_committed(
+    browser: Browser, live_url: str, screenshot
+) -> None:
+    page = new_page(browser)
+    open_builtin(
+        page,
+        live_url,
+        "An aborted transaction: read_committed sees none of it, read_uncommitted acts on it",
+    )
+    page.get_by_role("button", name="to the end").click()
+    expect(page.locator("#run-header")).to_contain_text("run over", timeout=15_000)
+
+    marker = page.locator("#c-orders-0-3")
+    expect(marker).to_have_class(re.compile(r"\bis-marker-abort\b"))
+    expect(marker.locator(".marker-letter")).to_have_text("A")
+    expect(marker.locator(".cell-offset")).to_have_text("3")
+    assert marker.bounding_box()["width"] < page.locator("#c-orders-0-4").bounding_box()["width"]
+    aborted = page.locator("#cells-orders-0 .cell.is-aborted")
+    expect(aborted).to_have_count(3)
+    for i in range(3):
+        key = aborted.nth(i).locator(".cell-key")
+        assert "line-through" in key.evaluate("el => getComputedStyle(el).textDecorationLine")
+        expect(aborted.nth(i).locator(".cell-state")).to_have_text("aborted")
+    expect(page.locator("#verdict .count-aborted_reads dd")).to_have_text("3")
+    expect(page.locator("#verdict .anomaly").first).to_contain_text("acted on aborted data")
+    expect(page.locator("#transactions")).to_contain_text("CompleteCommit")
+    expect(page.locator("#txn-log")).to_contain_text("orders-tx: PrepareAbort")
+
+    page.locator("#lanes-title").evaluate("el => window.scrollTo(0, el.offsetTop - 90)")
+    screenshot(page, "room-transactions")
+
+    page.get_by_label("as read_committed").first.check()
+    for offset in (0, 1, 2, 3, 6):
+        expect(page.locator(f"#c-orders-0-{offset}")).to_be_hidden()
+    expect(page.locator("#c-orders-0-4")).to_be_visible()
+    expect(page.locator("#c-orders-0-5")).to_be_visible()
+    expect(page.locator("#reads-orders-0")).to_contain_text("as read_committed: returns 4, 5")
+
+    page.get_by_label("as read_uncommitted").first.check()
+    expect(page.locator("#c-orders-0-0")).to_be_visible()
+    expect(page.locator("#c-orders-0-3")).to_be_hidden()

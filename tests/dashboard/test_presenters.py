@@ -3,6 +3,8 @@
 import re
 from typing import Any
 
+import pytest
+
 from broker.scenario import load
 from dashboard import fragments, presenters
 from dashboard.diagram import sequence_diagram
@@ -187,16 +189,17 @@ def test_missing_snapshot_parts_render_nothing() -> None:
     assert model.html["extras"] == '<section id="extras" class="panel is-empty" hidden></section>'
 
 
-def test_new_engine_parts_appear_as_tables() -> None:
+def test_new_engine_parts_appear_as_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(presenters, "EXTRA_PARTS", (("quotas", "Quotas"),))
     obs = finished("producer-idempotent")
-    obs["snapshot"]["transactions"] = [{"transactional_id": "tx-1", "state": "Ongoing"}]
+    obs["snapshot"]["quotas"] = [{"client_id": "p1", "produce_byte_rate": 1024}]
 
     extras = presenters.extras_panel(obs)
 
     assert extras is not None
-    [transactions] = [p for p in extras["parts"] if p["key"] == "transactions"]
-    assert transactions["columns"] == ["transactional id", "state"]
-    assert transactions["rows"] == [["tx-1", "Ongoing"]]
+    [quotas] = [p for p in extras["parts"] if p["key"] == "quotas"]
+    assert quotas["columns"] == ["client id", "produce byte rate"]
+    assert quotas["rows"] == [["p1", "1024"]]
 
 
 def test_fault_buttons_are_offered_for_the_scenarios_actors() -> None:
