@@ -675,15 +675,15 @@ class Broker:
             self.name, "hw.advance", str(replica.tp), new_hw, detail="high watermark", quiet=True
         )
         if replica.pending:
-            still = []
-            for pending in replica.pending:
-                if new_hw >= pending.required_offset:
-                    if pending.timer:
-                        pending.timer.cancel()
-                    self._complete_pending(pending, replica)
-                else:
-                    still.append(pending)
-            replica.pending = still
+            # Take the satisfied ones off the list before answering them: an
+            # answer may append again (a coordinator's next transition) and
+            # re-enter here, and must not find them still waiting.
+            done = [p for p in replica.pending if new_hw >= p.required_offset]
+            replica.pending = [p for p in replica.pending if new_hw < p.required_offset]
+            for pending in done:
+                if pending.timer:
+                    pending.timer.cancel()
+                self._complete_pending(pending, replica)
         self._wake_parked(replica)
         if replica.consumer_parked:
             self._wake_consumers(replica)

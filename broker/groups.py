@@ -443,6 +443,11 @@ class GroupCoordinator:
         if self.groups.get(group.group_id) is not group or member_id not in group.members:
             return
         member = group.members[member_id]
+        if member.join is not None or member.sync is not None:
+            # Kafka keeps a member alive while it waits for its JoinGroup or
+            # SyncGroup answer (shouldKeepAlive).
+            self._touch(group, member)
+            return
         self._remove(
             group,
             member_id,
@@ -563,6 +568,10 @@ class GroupCoordinator:
             self._offset_record(group, tp, offset, request.member_id, request.generation_id)
             for tp, offset in request.offsets
         )
+        # Pending from the moment the records are appended, as in Kafka: a marker
+        # written any time after this settles them.
+        added = dict(request.offsets)
+        group.pending_txn.setdefault(request.producer_id, {}).update(added)
         self.broker.append_internal(
             group.tp,
             records,
@@ -581,8 +590,6 @@ class GroupCoordinator:
         _offset: int,
     ) -> None:
         if error is ErrorCode.NONE:
-            pending = group.pending_txn.setdefault(request.producer_id, {})
-            pending.update(dict(request.offsets))
             self.events.emit(
                 self.broker.name,
                 "offset.pending",
@@ -594,8 +601,16 @@ class GroupCoordinator:
                 src=self.broker.name,
                 dst=exchange.conn.client,
             )
-        elif error is ErrorCode.NOT_LEADER_OR_FOLLOWER:
-            error = ErrorCode.NOT_COORDINATOR
+        else:
+            if error in (ErrorCode.NOT_COORDINATOR, ErrorCode.NOT_ENOUGH_REPLICAS):
+                # Refused before any append: nothing is pending after all.
+                pending = group.pending_txn.get(request.producer_id, {})
+                for tp, _offset in request.offsets:
+                    pending.pop(tp, None)
+                if not pending:
+                    group.pending_txn.pop(request.producer_id, None)
+            if error is ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                error = ErrorCode.NOT_COORDINATOR
         self.network.send_response(exchange, TxnOffsetCommitResponse(error))
 
     def on_marker(self, tp: TopicPartition, producer_id: int, commit: bool) -> None:

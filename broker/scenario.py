@@ -593,6 +593,13 @@ def _consumers(
                 raise ScenarioError(where, f"no topic {topic!r}")
         commit = _str(table, "commit", path, "auto", choices=COMMIT_STRATEGIES)
         sink = _str(table, "sink", path, "none", choices=SINK_MODES)
+        processing = _str(table, "processing", path, "inline", choices=("inline", "handoff"))
+        if processing == "handoff" and commit not in ("auto", "none"):
+            raise ScenarioError(
+                _join(path, "processing"),
+                f'"handoff" works with commit = "auto" or "none": with commit = {commit!r} the '
+                "application would commit records its worker has not processed yet",
+            )
         out.append(
             ConsumerSpec(
                 name=name,

@@ -348,7 +348,17 @@ class Simulation:
                     leader_log.log_end_offset
                 ):
                     return False
-        return self._consumers_settled()
+        return self._transactions_settled() and self._consumers_settled()
+
+    def _transactions_settled(self) -> bool:
+        """No coordinator is between deciding a transaction and writing its markers."""
+        for broker in self.cluster.brokers.values():
+            if not broker.alive:
+                continue
+            for entry in broker.txns.entries.values():
+                if entry.pending is not None or entry.meta.state.value.startswith("Prepare"):
+                    return False
+        return True
 
     def _consumers_settled(self) -> bool:
         if self._starting:

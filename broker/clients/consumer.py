@@ -121,9 +121,12 @@ class Consumer:
         self.high_watermarks: dict[TopicPartition, int] = {}
         self.buffers: dict[TopicPartition, deque[tuple[int, Record]]] = {}
         self._fetch_end: dict[TopicPartition, int] = {}  # next offset after the last fetch
+        # Where reading began on each owned partition (nothing to commit before it).
+        self.first_positions: dict[TopicPartition, int] = {}
         self.rejoin_needed = True
         self.closed = False
         self.closing = False  # LeaveGroup sent: nothing else happens
+        self._owned_stale = False
         self.stalled_until_ms = 0
         self.last_poll_ms = 0
         self._pending: dict[int, _Pending] = {}
@@ -294,6 +297,7 @@ class Consumer:
         self.assignment = tuple(tp for tp in self.assignment if tp not in revoked)
         for tp in revoked:
             self.positions.pop(tp, None)
+            self.first_positions.pop(tp, None)
             self.buffers.pop(tp, None)
             self._fetch_end.pop(tp, None)
             self._fetching.discard(tp)
@@ -309,6 +313,24 @@ class Consumer:
                 f"gives up {', '.join(str(tp) for tp in revoked)} ({how})",
             )
             self._on_revoked(revoked)
+
+    def _lose_partitions(self) -> None:
+        """The membership is gone (expired or fenced): in the cooperative protocol
+        the partitions it held are lost, not kept; reading resumes from the
+        committed offsets after the rejoin (Kafka's onPartitionsLost)."""
+        if self.cooperative and self.assignment:
+            self.events.emit(
+                self.name,
+                "consumer.lost",
+                None,
+                None,
+                None,
+                f"{', '.join(str(tp) for tp in self.assignment)} lost with the membership",
+            )
+            self._revoke()
+            # A JoinGroup already sent named them as owned: join once more after
+            # this round so the withheld partitions find their owner.
+            self._owned_stale = True
 
     def _join(self, coordinator: int) -> None:
         self.state = "joining"
@@ -383,9 +405,10 @@ class Consumer:
             lost = tuple(tp for tp in self.assignment if tp not in response.assignment)
             kept = tuple(tp for tp in self.assignment if tp in response.assignment)
             self._revoke(lost)
-            if lost:
+            if lost or self._owned_stale:
                 # KIP-429: what was given up goes to its new owner in one more round.
                 self.rejoin_needed = True
+                self._owned_stale = False
             added = tuple(tp for tp in response.assignment if tp not in kept)
         else:
             added = response.assignment
@@ -403,6 +426,7 @@ class Consumer:
         seeks = self._on_assigned(added)
         for tp, offset in seeks.items():
             self.positions[tp] = offset
+            self.first_positions[tp] = offset
         self._resolve_positions()
         self._on_data()
 
@@ -454,6 +478,8 @@ class Consumer:
         if error is ErrorCode.UNKNOWN_MEMBER_ID:
             self.member_id = ""
             self.generation = -1
+        if error is ErrorCode.UNKNOWN_MEMBER_ID:
+            self._lose_partitions()
         if error in (
             ErrorCode.REBALANCE_IN_PROGRESS,
             ErrorCode.ILLEGAL_GENERATION,
@@ -500,6 +526,7 @@ class Consumer:
                 continue
             if offset >= 0:
                 self.positions[tp] = offset
+                self.first_positions[tp] = offset
                 self.committed[tp] = offset
                 self.events.emit(
                     self.name,
@@ -538,6 +565,7 @@ class Consumer:
             return
         if tp in self.assignment and tp not in self.positions:
             self.positions[tp] = response.offset
+            self.first_positions[tp] = response.offset
             self.events.emit(
                 self.name,
                 "consumer.position",
@@ -757,6 +785,8 @@ class Consumer:
             if error is ErrorCode.UNKNOWN_MEMBER_ID:
                 self.member_id = ""
                 self.generation = -1
+            if error is ErrorCode.UNKNOWN_MEMBER_ID:
+                self._lose_partitions()
             self.rejoin_needed = True
         callback(error)
 

@@ -182,6 +182,20 @@ class ConsumerApp:
             client.leave()
             self.client = None
             self._generation += 1
+            self._drop_work()
+
+    def _drop_work(self) -> None:
+        """Whatever was in progress is gone with the process."""
+        if self.tx is not None and self.sink is not None:
+            self.sink.rollback(self.tx)
+        self.tx = None
+        self.busy = False
+        self.batch = []
+        self.worker.clear()
+        self.worker_busy = False
+        self.trap = None
+        if self._loop_timer:
+            self._loop_timer.cancel()
 
     def stall(self, duration_ms: int) -> None:
         if self.client is None:
@@ -287,6 +301,8 @@ class ConsumerApp:
         client = self.client
         if client is None or self.spec.commit not in ("before-processing", "after-processing"):
             return
+        if self.spec.processing != "inline" or self.worker or self.worker_busy:
+            return  # a worker may still hold records below the position
         if client.commits_in_flight or client.state != "stable":
             return
         moved = {
@@ -589,7 +605,8 @@ class ConsumerApp:
             return False
         if self.spec.commit in ("auto", "before-processing", "after-processing"):
             return all(
-                client.committed.get(tp) == client.positions.get(tp) for tp in client.assignment
+                client.committed.get(tp, client.first_positions.get(tp)) == client.positions.get(tp)
+                for tp in client.assignment
             )
         return True
 
