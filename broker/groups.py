@@ -482,19 +482,9 @@ class GroupCoordinator:
             error = self._check_member(group, request.member_id, request.generation_id)
             if error is ErrorCode.NONE and group.state == "CompletingRebalance":
                 error = ErrorCode.REBALANCE_IN_PROGRESS
-        detail = ", ".join(f"{tp}={offset}" for tp, offset in request.offsets)
         if error is not ErrorCode.NONE:
-            self.events.emit(
-                self.broker.name,
-                "offset.commit-rejected",
-                None,
-                None,
-                error.name,
-                f"group {group.group_id}: {request.member_id or 'a standalone consumer'} "
-                f"generation {request.generation_id} (group is at {group.generation}): {detail}",
-                src=self.broker.name,
-                dst=exchange.conn.client,
-            )
+            who = request.member_id or "a standalone consumer"
+            self._reject_commit(group, exchange, error, who, request.generation_id, request.offsets)
             self.network.send_response(exchange, OffsetCommitResponse(error))
             return
         if request.member_id in group.members:
@@ -508,7 +498,13 @@ class GroupCoordinator:
             group.tp,
             records,
             OFFSETS_COMMIT_TIMEOUT_MS,
-            partial(self._offsets_stored, group, exchange, request.offsets, detail),
+            partial(
+                self._offsets_stored,
+                group,
+                exchange,
+                request.offsets,
+                _offsets_text(request.offsets),
+            ),
         )
 
     def _offsets_stored(
@@ -539,6 +535,27 @@ class GroupCoordinator:
             err = ErrorCode.NOT_COORDINATOR
         self.network.send_response(exchange, OffsetCommitResponse(err))
 
+    def _reject_commit(
+        self,
+        group: Group,
+        exchange: Exchange,
+        error: ErrorCode,
+        who: str,
+        generation_id: int,
+        offsets: tuple[tuple[TopicPartition, int], ...],
+    ) -> None:
+        self.events.emit(
+            self.broker.name,
+            "offset.commit-rejected",
+            None,
+            None,
+            error.name,
+            f"group {group.group_id}: {who} generation {generation_id} "
+            f"(group is at {group.generation}): {_offsets_text(offsets)}",
+            src=self.broker.name,
+            dst=exchange.conn.client,
+        )
+
     def _txn_commit(
         self, group: Group, exchange: Exchange, request: TxnOffsetCommitRequest
     ) -> None:
@@ -549,19 +566,9 @@ class GroupCoordinator:
         error = ErrorCode.NONE
         if request.member_id:
             error = self._check_member(group, request.member_id, request.generation_id)
-        detail = ", ".join(f"{tp}={offset}" for tp, offset in request.offsets)
         if error is not ErrorCode.NONE:
-            self.events.emit(
-                self.broker.name,
-                "offset.commit-rejected",
-                None,
-                None,
-                error.name,
-                f"group {group.group_id}: transactional commit by {request.member_id} "
-                f"generation {request.generation_id} (group is at {group.generation}): {detail}",
-                src=self.broker.name,
-                dst=exchange.conn.client,
-            )
+            who = f"transactional commit by {request.member_id}"
+            self._reject_commit(group, exchange, error, who, request.generation_id, request.offsets)
             self.network.send_response(exchange, TxnOffsetCommitResponse(error))
             return
         records = tuple(
@@ -576,7 +583,9 @@ class GroupCoordinator:
             group.tp,
             records,
             OFFSETS_COMMIT_TIMEOUT_MS,
-            partial(self._txn_offsets_stored, group, exchange, request, detail),
+            partial(
+                self._txn_offsets_stored, group, exchange, request, _offsets_text(request.offsets)
+            ),
             producer=(request.producer_id, request.producer_epoch),
         )
 
@@ -626,7 +635,7 @@ class GroupCoordinator:
         if commit:
             group.offsets.update(pending)
         if announce:
-            detail = ", ".join(f"{tp}={o}" for tp, o in pending.items())
+            detail = _offsets_text(tuple(pending.items()))
             self.events.emit(
                 self.broker.name,
                 "offset.committed" if commit else "offset.dropped",
@@ -721,3 +730,7 @@ def _error_response(request: Any, error: ErrorCode) -> Any:
         "OffsetFetch": OffsetFetchResponse,
         "TxnOffsetCommit": TxnOffsetCommitResponse,
     }[request.api](error)
+
+
+def _offsets_text(offsets: tuple[tuple[TopicPartition, int], ...]) -> str:
+    return ", ".join(f"{tp}={offset}" for tp, offset in offsets)

@@ -255,6 +255,16 @@ _CLUSTER_KEYS = (
 )
 
 
+def _client_name(table: Mapping[str, Any], path: str, taken: set[str]) -> str:
+    """A client's name: valid, and not used by another client or by the cluster's own
+    actors (brokers, the controller, the network) whose names share the event log."""
+    name = _name(_str(table, "name", path), _join(path, "name"))
+    if name in taken or name.startswith("broker-") or name in ("controller", "network"):
+        raise ScenarioError(_join(path, "name"), f"{name!r} is already taken")
+    taken.add(name)
+    return name
+
+
 def _cluster(raw: Any) -> ClusterConfig:
     path = "cluster"
     table = _table(raw, path)
@@ -465,10 +475,7 @@ def _producers(raw: Any, seen: set[str]) -> tuple[ProducerSpec, ...]:
         path = f"producers[{i}]"
         table = _table(item, path)
         _check_keys(table, _PRODUCER_KEYS, path)
-        name = _name(_str(table, "name", path), _join(path, "name"))
-        if name in seen or name.startswith("broker-") or name in ("controller", "network"):
-            raise ScenarioError(_join(path, "name"), f"{name!r} is already taken")
-        seen.add(name)
+        name = _client_name(table, path, seen)
         config = producer_config(table.get("config", {}), _join(path, "config"))
         out.append(
             ProducerSpec(
@@ -575,10 +582,7 @@ def _consumers(
         path = f"consumers[{i}]"
         table = _table(item, path)
         _check_keys(table, _CONSUMER_KEYS, path)
-        name = _name(_str(table, "name", path), _join(path, "name"))
-        if name in taken or name.startswith("broker-") or name in ("controller", "network"):
-            raise ScenarioError(_join(path, "name"), f"{name!r} is already taken")
-        taken.add(name)
+        name = _client_name(table, path, taken)
         group = _name(_str(table, "group", path), _join(path, "group"))
         where = _join(path, "topics")
         subscribed = table.get("topics")
@@ -611,7 +615,7 @@ def _consumers(
                 commit_every=_str(
                     table, "commit_every", path, "batch", choices=("batch", "record")
                 ),
-                processing=_str(table, "processing", path, "inline", choices=("inline", "handoff")),
+                processing=processing,
                 processing_ms=_int(table, "processing_ms", path, 10, 0, 3_600_000),
                 sink=sink,
                 start_ms=_int(table, "start_ms", path, 0, 0, MAX_DURATION_MS),
@@ -646,10 +650,7 @@ def _processors(
         path = f"processors[{i}]"
         table = _table(item, path)
         _check_keys(table, _PROCESSOR_KEYS, path)
-        name = _name(_str(table, "name", path), _join(path, "name"))
-        if name in taken or name.startswith("broker-") or name in ("controller", "network"):
-            raise ScenarioError(_join(path, "name"), f"{name!r} is already taken")
-        taken.add(name)
+        name = _client_name(table, path, taken)
         group = _name(_str(table, "group", path, name), _join(path, "group"))
         where = _join(path, "input")
         inputs = table.get("input")
