@@ -480,6 +480,32 @@ class Simulation:
     def trace(self, include_quiet: bool = False) -> list[str]:
         return [e.trace_line() for e in self.events if include_quiet or not e.quiet]
 
+    def read_records(self, partition: str, start: int, count: int) -> dict[str, Any]:
+        """A window of ``count`` offsets from ``start`` in a partition's leader log, at
+        any offset (the snapshot holds only the newest): the snapshot's record dicts,
+        plus the leader's cursors.  An unknown or leaderless partition reads as empty."""
+        try:
+            tp = TopicPartition.parse(partition)
+        except ValueError:
+            tp = None
+        state = self.cluster.controller.partitions.get(tp) if tp is not None else None
+        if tp is None or state is None or state.leader is None:
+            return {
+                "records": [],
+                "high_watermark": 0,
+                "log_end_offset": 0,
+                "log_start_offset": 0,
+                "leader": None,
+            }
+        log = self.cluster.brokers[state.leader].replicas[tp].log
+        return {
+            "records": _record_views(log, max(0, start), max(0, start) + max(0, count)),
+            "high_watermark": log.high_watermark,
+            "log_end_offset": log.log_end_offset,
+            "log_start_offset": log.log_start_offset,
+            "leader": state.leader,
+        }
+
     def snapshot(self) -> dict[str, Any]:
         cluster = self.cluster
         controller = cluster.controller
@@ -496,34 +522,7 @@ class Simulation:
             if state.leader is not None:
                 log = cluster.brokers[state.leader].replicas[tp].log
                 start = max(0, log.log_end_offset - SNAPSHOT_RECORD_WINDOW)
-                for lb in log.batches:
-                    if lb.last_offset < start:
-                        continue
-                    for i, record in enumerate(lb.batch.records):
-                        offset = lb.base_offset + i
-                        if offset < start:
-                            continue
-                        records.append(
-                            {
-                                "offset": offset,
-                                "message_id": record.message_id,
-                                "key": record.key,
-                                "value": record.value,
-                                "producer_id": lb.batch.producer_id,
-                                "producer_epoch": lb.batch.producer_epoch,
-                                "sequence": lb.batch.base_sequence + i
-                                if lb.batch.base_sequence >= 0
-                                else -1,
-                                "leader_epoch": lb.leader_epoch,
-                                "transactional": lb.batch.is_transactional,
-                                # COMMIT / ABORT for a transaction marker, else None
-                                "control": control_type(lb.batch),
-                                # open | committed | aborted for transactional data
-                                "txn": _txn_status(log, lb)
-                                if lb.batch.is_transactional and not lb.batch.is_control
-                                else None,
-                            }
-                        )
+                records = _record_views(log, start, log.log_end_offset)
             partitions.append(
                 {
                     "name": str(tp),
@@ -647,6 +646,41 @@ class Simulation:
             "partitions": partitions,
             "processing": len(app.batch) - app.index if app.busy else len(app.worker),
         }
+
+
+def _record_views(log: PartitionLog, start: int, end: int) -> list[dict[str, Any]]:
+    """The records at offsets [start, end) of a log, one dict each, markers included."""
+    records: list[dict[str, Any]] = []
+    for lb in log.batches:
+        if lb.last_offset < start:
+            continue
+        if lb.base_offset >= end:
+            break
+        batch = lb.batch
+        fate = _txn_status(log, lb) if batch.is_transactional and not batch.is_control else None
+        control = control_type(batch)
+        for i, record in enumerate(batch.records):
+            offset = lb.base_offset + i
+            if not start <= offset < end:
+                continue
+            records.append(
+                {
+                    "offset": offset,
+                    "message_id": record.message_id,
+                    "key": record.key,
+                    "value": record.value,
+                    "producer_id": batch.producer_id,
+                    "producer_epoch": batch.producer_epoch,
+                    "sequence": batch.base_sequence + i if batch.base_sequence >= 0 else -1,
+                    "leader_epoch": lb.leader_epoch,
+                    "transactional": batch.is_transactional,
+                    # COMMIT / ABORT for a transaction marker, else None
+                    "control": control,
+                    # open | committed | aborted for transactional data
+                    "txn": fate,
+                }
+            )
+    return records
 
 
 def _txn_status(log: PartitionLog, lb: LogBatch) -> str:

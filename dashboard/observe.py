@@ -13,8 +13,6 @@ from itertools import islice
 from typing import Any
 
 from broker.events import Event
-from broker.protocol import TopicPartition
-from broker.records import control_type
 from broker.scenario import ScenarioSpec
 from broker.simulation import Simulation
 from dashboard.timeline import Timeline
@@ -157,64 +155,6 @@ def diagram_events(sim: Simulation, limit: int = DIAGRAM_EVENTS) -> list[dict[st
                 break
     out.reverse()
     return out
-
-
-def _txn_fate(log: Any, producer_id: int, base_offset: int) -> str:
-    """open, committed or aborted, as the snapshot says it (the facade has no public helper)."""
-    first = log.ongoing.get(producer_id)
-    if first is not None and base_offset >= first:
-        return "open"
-    for txn in log.aborted:
-        if txn.producer_id == producer_id and txn.first_offset <= base_offset < txn.last_offset:
-            return "aborted"
-    return "committed"
-
-
-def read_records(sim: Simulation, partition: str, start: int, count: int) -> dict[str, Any]:
-    """A window of a partition's leader log at any offset (the snapshot holds only the latest).
-
-    Returns the same record dicts as the snapshot, plus the leader's cursors.
-    """
-    tp = TopicPartition.parse(partition)
-    state = sim.cluster.controller.partitions.get(tp)
-    if state is None or state.leader is None:
-        return {"records": [], "high_watermark": 0, "log_end_offset": 0, "leader": None}
-    log = sim.cluster.brokers[state.leader].replicas[tp].log
-    records = []
-    for lb in log.batches:
-        if lb.last_offset < start:
-            continue
-        if lb.base_offset >= start + count:
-            break
-        for i, record in enumerate(lb.batch.records):
-            offset = lb.base_offset + i
-            if start <= offset < start + count:
-                records.append(
-                    {
-                        "offset": offset,
-                        "message_id": record.message_id,
-                        "key": record.key,
-                        "value": record.value,
-                        "producer_id": lb.batch.producer_id,
-                        "producer_epoch": lb.batch.producer_epoch,
-                        "sequence": lb.batch.base_sequence + i
-                        if lb.batch.base_sequence >= 0
-                        else -1,
-                        "leader_epoch": lb.leader_epoch,
-                        "transactional": lb.batch.is_transactional,
-                        "control": control_type(lb.batch),
-                        "txn": _txn_fate(log, lb.batch.producer_id, lb.base_offset)
-                        if lb.batch.is_transactional and not lb.batch.is_control
-                        else None,
-                    }
-                )
-    return {
-        "records": records,
-        "high_watermark": log.high_watermark,
-        "log_end_offset": log.log_end_offset,
-        "log_start_offset": log.log_start_offset,
-        "leader": state.leader,
-    }
 
 
 def observe(

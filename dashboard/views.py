@@ -10,7 +10,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from dashboard.forms import ControlForm, ScenarioUploadForm
 from dashboard.fragments import error_frame
-from dashboard.observe import read_records
 from dashboard.presenters import LANE_WINDOW, render_cell, slug
 from dashboard.runtime import LimitError, Room, registry
 
@@ -134,7 +133,7 @@ def lane(request: HttpRequest, room_id: str, partition: str) -> HttpResponse:
         return HttpResponseBadRequest("offset must be a whole number", content_type="text/plain")
     if offset < 0:
         return HttpResponseBadRequest("offset must be 0 or more", content_type="text/plain")
-    window = read_records(room.timeline.sim, partition, offset, LANE_WINDOW)
+    window = room.timeline.sim.read_records(partition, offset, LANE_WINDOW)
     lane_slug = slug(partition)
     cells = [
         render_cell(f"x{lane_slug}", r, r["offset"] < window["high_watermark"])

@@ -92,3 +92,25 @@ def test_last_returns_the_newest_events_oldest_first() -> None:
     newest = sim.events.last(2)
 
     assert [e.seq for e in newest] == [sim.events.next_seq - 2, sim.events.next_seq - 1]
+
+
+def test_read_records_gives_a_window_at_any_offset_with_the_leaders_cursors() -> None:
+    sim = Simulation(load_text(SCENARIO.replace("count = 2", "count = 600"), "window"), seed=3)
+    sim.run()
+
+    window = sim.read_records("orders-0", 100, 5)
+
+    assert [r["offset"] for r in window["records"]] == [100, 101, 102, 103, 104]
+    assert [r["message_id"] for r in window["records"]] == [f"p1-{n}" for n in range(100, 105)]
+    assert window["high_watermark"] == window["log_end_offset"] == 600
+    # The newest records read the same through the window and the snapshot.
+    newest = sim.snapshot()["partitions"][0]["records"][-3:]
+    assert sim.read_records("orders-0", 597, 10)["records"] == newest
+
+
+@pytest.mark.parametrize("partition", ["orders-7", "nosuch-0", "orders", ""])
+def test_read_records_of_an_unknown_partition_is_empty(partition: str) -> None:
+    window = make().read_records(partition, 0, 10)
+
+    assert window["records"] == []
+    assert window["leader"] is None
