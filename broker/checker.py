@@ -71,6 +71,14 @@ class MessageEntry:
     acks: tuple[tuple[str, int], ...] = ()
     errors: tuple[str, ...] = ()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> MessageEntry:
+        # Every field holds an immutable value, so a field-by-field copy is a deep copy
+        # (and many times faster than copy's generic path, for 100,000 messages).
+        clone = object.__new__(MessageEntry)
+        for name in MessageEntry.__slots__:
+            setattr(clone, name, getattr(self, name))
+        return clone
+
 
 @dataclass(frozen=True, slots=True)
 class Truncation:
@@ -79,6 +87,10 @@ class Truncation:
     partition: str
     offset: int
     removed: tuple[tuple[int, str], ...]  # (offset, message id)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Truncation:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
 
 
 def _zero() -> int:
@@ -93,6 +105,10 @@ class Processing(NamedTuple):
     offset: int
     time_ms: int
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Processing:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Poll:
@@ -102,6 +118,10 @@ class Poll:
     partition: str
     offsets: tuple[int, ...]
     time_ms: int
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Poll:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
 
 
 class Ledger:

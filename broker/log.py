@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any
 
 from broker.producer_state import ProducerStateManager
 from broker.protocol import TopicPartition
@@ -31,6 +32,10 @@ UNDEFINED_OFFSET = -1
 class EpochEntry:
     epoch: int
     start_offset: int
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EpochEntry:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
 
 
 class PartitionLog:

@@ -8,7 +8,7 @@ immutable ``LogBatch`` objects, which is what copying bytes would give.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
@@ -30,6 +30,10 @@ class Record(NamedTuple):
     def size_bytes(self) -> int:
         key_len = len(self.key) if self.key is not None else 0
         return RECORD_OVERHEAD_BYTES + key_len + len(self.value) + len(self.message_id)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Record:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,10 @@ class RecordBatch:
     @property
     def has_producer_id(self) -> bool:
         return self.producer_id != NO_PRODUCER_ID
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RecordBatch:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,10 @@ class LogBatch:
             self.append_time_ms,
         )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> LogBatch:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
+
 
 # Transaction markers: a control batch holding one record whose key names the
 # marker type (Kafka encodes version + type; ABORT is 0, COMMIT is 1) and whose
@@ -109,6 +121,10 @@ class AbortedTxn:
     producer_id: int
     first_offset: int
     last_offset: int  # the offset of its ABORT marker
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AbortedTxn:
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
 
 
 def marker_batch(

@@ -114,3 +114,21 @@ def test_read_records_of_an_unknown_partition_is_empty(partition: str) -> None:
 
     assert window["records"] == []
     assert window["leader"] is None
+
+
+def test_a_clone_keeps_its_own_ledger_while_sharing_the_immutable_records() -> None:
+    sim = make()
+    while not any(e.kind == "produce.send" for e in sim.events):
+        sim.step()
+    twin = sim.clone()
+    # A record never changes, so a checkpoint shares it; a ledger entry changes, so it is copied.
+    assert twin.producers["p1"].outbox["p1-0"][0] is sim.producers["p1"].outbox["p1-0"][0]
+    assert twin.ledger.messages["p1-0"] is not sim.ledger.messages["p1-0"]
+    before = {m: (e.status, e.attempts, e.acks) for m, e in twin.ledger.messages.items()}
+
+    sim.run()
+
+    # The original's messages were acknowledged; the checkpoint still has them pending.
+    assert {e.status for e in sim.ledger.messages.values()} == {"acked"}
+    assert {m: (e.status, e.attempts, e.acks) for m, e in twin.ledger.messages.items()} == before
+    assert {e.status for e in twin.ledger.messages.values()} == {"pending"}
