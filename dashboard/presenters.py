@@ -497,6 +497,46 @@ def _judgement(anomaly: dict[str, Any], semantics: str) -> str:
     return f"a failure under {semantics}"
 
 
+# A run with a large backlog in flight can hold 100,000 anomalies at once: the panel lists the
+# first ones (each a button that highlights cells) and counts the rest.
+ANOMALIES_SHOWN = 100
+# The rows of the last anomaly list seen: while a run plays, the runtime hands the same list
+# again until the verdict is recomputed, so the rows are built once per verdict, not per frame.
+_rows_cache: tuple[list[Any], str, list[dict[str, Any]], int] | None = None
+
+
+def _anomaly_rows(raw: list[dict[str, Any]], semantics: str) -> tuple[list[dict[str, Any]], int]:
+    """The panel's rows for the first ANOMALIES_SHOWN anomalies, and how many of all the
+    anomalies are still in flight."""
+    global _rows_cache
+    cached = _rows_cache
+    if cached is not None and cached[0] is raw and cached[1] == semantics:
+        return cached[2], cached[3]
+    in_flight = sum(1 for anomaly in raw if anomaly.get("in_flight"))
+    rows = []
+    for anomaly in raw[:ANOMALIES_SHOWN]:
+        partition = anomaly.get("partition")
+        offsets = list(dict.fromkeys(anomaly.get("offsets", [])))
+        cells = [f"c-{slug(partition)}-{o}" for o in offsets] if partition else []
+        where = ", ".join(f"{partition}@{o}" for o in offsets) if partition else "no offset"
+        rows.append(
+            {
+                "kind": anomaly["kind"],
+                "kind_label": anomaly["kind"].replace("-", " "),
+                "message_id": anomaly["message_id"],
+                "where": where,
+                "happened": where_label(anomaly),
+                "cells": " ".join(cells),
+                "judgement": _judgement(anomaly, semantics),
+                "failure": not anomaly["allowed"] and not anomaly.get("in_flight"),
+                "in_flight": bool(anomaly.get("in_flight")),
+                "explanation": anomaly.get("explanation", ""),
+            }
+        )
+    _rows_cache = (raw, semantics, rows, in_flight)
+    return rows, in_flight
+
+
 def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     verdict = obs.get("verdict")
     if verdict is None:
@@ -504,7 +544,7 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     outcome = dict(verdict.get("outcome", {}))
     semantics = verdict.get("semantics", obs["scenario"]["semantics"])
     provisional = bool(verdict.get("provisional"))
-    in_flight = sum(1 for a in verdict.get("anomalies", []) if a.get("in_flight"))
+    anomalies, in_flight = _anomaly_rows(verdict.get("anomalies", []), semantics)
     if in_flight and "lost" in outcome:
         # Mid-run, a message not yet acknowledged nor failed is travelling, not lost.
         outcome["lost"] -= in_flight
@@ -525,26 +565,6 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
 
     keys = [k for k in HEADLINE_OUTCOMES if k in outcome and shown(k)]
     anomaly_keys = [k for k in outcome if k not in HEADLINE_OUTCOMES and shown(k)]
-    anomalies = []
-    for anomaly in verdict.get("anomalies", []):
-        partition = anomaly.get("partition")
-        offsets = list(dict.fromkeys(anomaly.get("offsets", [])))
-        cells = [f"c-{slug(partition)}-{o}" for o in offsets] if partition else []
-        where = ", ".join(f"{partition}@{o}" for o in offsets) if partition else "no offset"
-        anomalies.append(
-            {
-                "kind": anomaly["kind"],
-                "kind_label": anomaly["kind"].replace("-", " "),
-                "message_id": anomaly["message_id"],
-                "where": where,
-                "happened": where_label(anomaly),
-                "cells": " ".join(cells),
-                "judgement": _judgement(anomaly, semantics),
-                "failure": not anomaly["allowed"] and not anomaly.get("in_flight"),
-                "in_flight": bool(anomaly.get("in_flight")),
-                "explanation": anomaly.get("explanation", ""),
-            }
-        )
     if provisional:
         headline = "so far"
     elif verdict.get("verdict") == "as-expected":
@@ -561,6 +581,7 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
             for k in anomaly_keys
         ],
         "anomalies": anomalies,
+        "anomalies_hidden": len(verdict.get("anomalies", [])) - len(anomalies),
         "provisional": provisional,
         "verdict": verdict.get("verdict"),
         "headline": headline,

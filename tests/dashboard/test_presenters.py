@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from broker.scenario import load
+from broker.scenario import load, load_text
 from dashboard import fragments, presenters
 from dashboard.diagram import sequence_diagram
 from dashboard.observe import observe, scenario_info, verdict_of
@@ -274,3 +274,37 @@ def test_a_frame_starts_with_its_sequence_number() -> None:
         '<output id="frame-seq" data-seq="7" data-kind="delta" data-sent="1500"'
     )
     assert frame.endswith("<p id='x'>x</p>")
+
+
+def test_a_backlog_in_flight_lists_the_first_anomalies_and_counts_the_rest() -> None:
+    spec = load_text(
+        """
+        semantics = "at-least-once"
+        [[topics]]
+        name = "orders"
+        [[producers]]
+        name = "p1"
+        [[steps]]
+        do = "produce"
+        producer = "p1"
+        topic = "orders"
+        count = 250
+        """,
+        "backlog",
+    )
+    timeline = Timeline(spec)
+    while not any(e.kind == "produce.send" for e in timeline.sim.events):
+        timeline.step_engine()
+    obs = observe(timeline, scenario_info(spec), status(), verdict_of(timeline.sim))
+
+    verdict = presenters.verdict_panel(obs)
+    html = fragments.build_model(obs).html["verdict"]
+
+    assert verdict is not None
+    assert len(verdict["anomalies"]) == presenters.ANOMALIES_SHOWN == 100
+    assert verdict["anomalies"][0]["message_id"] == "p1-0"
+    assert verdict["anomalies_hidden"] == 150
+    counts = {c["label"]: c["value"] for c in verdict["counts"] + verdict["anomaly_counts"]}
+    assert counts["in flight"] == 250
+    assert html.count('class="anomaly ') == 100
+    assert "and 150 more, counted above" in html

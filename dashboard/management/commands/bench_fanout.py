@@ -58,6 +58,28 @@ key = "order-{i}"
 narration = "p1 sends an order every 20 ms."
 """
 
+# With --backlog N: N more records, written at once to orders-0 before the stream starts, so
+# that every frame is rendered while one partition holds more than N records.
+BACKLOG_STEP = """
+[[steps]]
+at_ms = 0
+do = "produce"
+producer = "p1"
+topic = "orders"
+partition = 0
+count = {count}
+value = "backlog-{{i}}"
+narration = "p1 writes a backlog of {count} records to orders-0 at once."
+"""
+
+
+def bench_scenario(backlog: int) -> str:
+    if backlog <= 0:
+        return BENCH_SCENARIO
+    # The backlog's step comes first: steps are listed in time order.
+    head, sep, tail = BENCH_SCENARIO.partition("[[steps]]")
+    return head + BACKLOG_STEP.format(count=backlog).lstrip() + "\n" + sep + tail
+
 
 class Client:
     """A bare WebSocket reader: the handshake, then whole text messages."""
@@ -124,7 +146,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _open_room(base: str) -> str:
+def _open_room(base: str, scenario: str) -> str:
     """Upload the benchmark scenario like a browser would; returns the room id."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -134,7 +156,7 @@ def _open_room(base: str) -> str:
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="scenario"; '
         f'filename="fanout-bench.toml"\r\nContent-Type: text/plain\r\n\r\n'
-        f"{BENCH_SCENARIO}\r\n--{boundary}--\r\n"
+        f"{scenario}\r\n--{boundary}--\r\n"
     ).encode()
     request = urllib.request.Request(
         base + "/upload/",
@@ -160,12 +182,23 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=10.0)
         parser.add_argument("--speed", default="1", help="playback speed (default 1)")
         parser.add_argument(
+            "--backlog",
+            type=int,
+            default=0,
+            help="records written to orders-0 at once before the stream (e.g. 100000), to "
+            "measure a room whose partition is large; then also times a late joiner's full "
+            "snapshot and a 'jump to offset' in the middle of the backlog",
+        )
+        parser.add_argument(
             "--url",
             default="",
             help="a running lab, e.g. http://127.0.0.1:8000 (default: start one)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        backlog = options["backlog"]
+        if not 0 <= backlog <= 150_000:
+            raise CommandError("--backlog must be between 0 and 150000 (the run's record limit)")
         server = None
         base = options["url"].rstrip("/")
         if not base:
@@ -190,10 +223,12 @@ class Command(BaseCommand):
             base = f"http://127.0.0.1:{port}"
             self._wait_for(port, server)
         try:
-            room = _open_room(base)
+            room = _open_room(base, bench_scenario(backlog))
             result = asyncio.run(
                 self._bench(base, room, options["clients"], options["seconds"], options["speed"])
             )
+            if backlog:
+                result += asyncio.run(self._late_joiner(base, room, backlog))
         finally:
             if server is not None:
                 server.terminate()
@@ -256,4 +291,26 @@ class Command(BaseCommand):
             f"frames delivered: {sum(received)} ({sum(received) / elapsed:.0f}/s in all, "
             f"{min(received)}..{max(received)} per client)\n"
             f"delay send -> receipt: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {delays[-1]:.1f} ms\n"
+        )
+
+    async def _late_joiner(self, base: str, room: str, backlog: int) -> str:
+        """After the stream: what a browser that arrives now waits for."""
+        url = urllib.parse.urlsplit(base)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        started = time.monotonic()
+        client = await Client.connect(host, port, f"/ws/rooms/{room}/", base)
+        snapshot = await client.receive()
+        joined = (time.monotonic() - started) * 1000
+        client.close()
+        middle = backlog // 2
+        lane = f"{base}/rooms/{room}/lanes/orders-0/?offset={middle}"
+        started = time.monotonic()
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(lane).read())
+        jumped = (time.monotonic() - started) * 1000
+        if f'data-offset="{middle}"'.encode() not in body:
+            raise CommandError(f"the jump to offset {middle} did not show that offset")
+        return (
+            f"late joiner: full snapshot of {len(snapshot) / 1024:.0f} KiB in {joined:.0f} ms "
+            f"(connect included)\n"
+            f"jump to offset {middle} of orders-0: {len(body) / 1024:.0f} KiB in {jumped:.0f} ms\n"
         )
