@@ -493,6 +493,7 @@ class Simulation:
             return {
                 "records": [],
                 "high_watermark": 0,
+                "last_stable_offset": 0,
                 "log_end_offset": 0,
                 "log_start_offset": 0,
                 "leader": None,
@@ -501,6 +502,7 @@ class Simulation:
         return {
             "records": _record_views(log, max(0, start), max(0, start) + max(0, count)),
             "high_watermark": log.high_watermark,
+            "last_stable_offset": log.last_stable_offset,
             "log_end_offset": log.log_end_offset,
             "log_start_offset": log.log_start_offset,
             "leader": state.leader,

@@ -897,6 +897,36 @@ def _badge(record: dict[str, Any]) -> str:
     )
 
 
+def window_cells(partition: str, window: dict[str, Any]) -> list[str]:
+    """The cells of a "jump to offset" window (``Simulation.read_records``), marked like the
+    live lane's for the isolation toggle: which of them each isolation level would return."""
+    leader = window.get("leader")
+    as_partition = {
+        "name": partition,
+        "leader": leader,
+        "replicas": [
+            {
+                "broker": leader,
+                "high_watermark": window["high_watermark"],
+                "last_stable_offset": window.get("last_stable_offset", window["high_watermark"]),
+            }
+        ],
+        "records": window["records"],
+    }
+    reads = isolation_reads(as_partition)
+    committed_reads = set(reads["read_committed"])
+    uncommitted_reads = set(reads["read_uncommitted"])
+    return [
+        render_cell(
+            f"x{slug(partition)}",
+            r,
+            r["offset"] < window["high_watermark"],
+            returned=(r["offset"] in committed_reads, r["offset"] in uncommitted_reads),
+        )
+        for r in window["records"]
+    ]
+
+
 def render_cell(
     lane_slug: str,
     record: dict[str, Any],

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from dashboard.forms import ControlForm, ScenarioUploadForm
 from dashboard.fragments import error_frame
-from dashboard.presenters import LANE_WINDOW, render_cell, slug
+from dashboard.presenters import LANE_WINDOW, slug, window_cells
 from dashboard.runtime import LimitError, Room, registry
 
 # Modules whose absence means "the engine is not written yet" rather than a bug in it.
@@ -135,10 +135,7 @@ def lane(request: HttpRequest, room_id: str, partition: str) -> HttpResponse:
         return HttpResponseBadRequest("offset must be 0 or more", content_type="text/plain")
     window = room.timeline.sim.read_records(partition, offset, LANE_WINDOW)
     lane_slug = slug(partition)
-    cells = [
-        render_cell(f"x{lane_slug}", r, r["offset"] < window["high_watermark"])
-        for r in window["records"]
-    ]
+    cells = window_cells(partition, window)
     context = {
         "partition": partition,
         "offset": offset,

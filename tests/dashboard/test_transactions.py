@@ -98,6 +98,31 @@ def test_the_isolation_toggle_shows_exactly_what_each_level_returns() -> None:
     )
 
 
+@pytest.mark.parametrize("until_ms", [500, None])
+def test_a_jump_to_offset_window_obeys_the_isolation_toggle_like_the_live_lane(
+    until_ms: int | None,
+) -> None:
+    timeline = run("txn-abort-read-committed", until_ms=until_ms)
+    _start, live = presenters.lane_cells(lane(observed(timeline)))
+
+    window = timeline.sim.read_records("orders-0", 1, 40)
+    cells = dict(
+        zip(
+            (r["offset"] for r in window["records"]),
+            presenters.window_cells("orders-0", window),
+            strict=True,
+        )
+    )
+
+    assert sorted(cells) == [o for o in sorted(live) if o >= 1]
+    for attribute in ("data-rc", "data-ru"):
+        assert shown_as(cells, attribute) == [o for o in shown_as(live, attribute) if o >= 1]
+    if until_ms is None:
+        assert shown_as(cells, "data-rc") == [4, 5]  # the aborted 1-2 are skipped
+    else:
+        assert shown_as(cells, "data-rc") == []  # the open transaction holds the LSO at 0
+
+
 def test_an_open_transaction_is_hatched_and_holds_the_lso_back() -> None:
     obs = observed(run("txn-abort-read-committed", until_ms=500))
     partition = lane(obs)
