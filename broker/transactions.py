@@ -51,7 +51,7 @@ from broker.protocol import (
     WriteTxnMarkersRequest,
     WriteTxnMarkersResponse,
 )
-from broker.records import Record
+from broker.records import CONTROL_ABORT, CONTROL_COMMIT, Record
 from broker.scheduler import Timer
 
 if TYPE_CHECKING:
@@ -521,6 +521,17 @@ class TransactionCoordinator:
             meta.state is TxnState.PREPARE_COMMIT,
         )
         exchange = self.network.send_request(self.broker.name, f"broker-{leader}", request, str(tp))
+        self.events.emit(
+            self.broker.name,
+            "txn.marker-request",
+            str(tp),
+            None,
+            None,
+            f"WriteTxnMarkers {CONTROL_COMMIT if request.commit else CONTROL_ABORT} for "
+            f"{transactional_id} (PID {meta.producer_id} epoch {meta.producer_epoch})",
+            src=self.broker.name,
+            dst=f"broker-{leader}",
+        )
         self._markers[exchange.correlation_id] = (transactional_id, tp)
         self.scheduler.after(MARKER_REQUEST_TIMEOUT_MS, self._marker_timed_out, exchange)
 
@@ -535,6 +546,16 @@ class TransactionCoordinator:
         if target is None:
             return
         transactional_id, tp = target
+        self.events.emit(
+            self.broker.name,
+            "txn.marker-response",
+            str(tp),
+            None,
+            None if response.error is ErrorCode.NONE else response.error.name,
+            f"WriteTxnMarkers for {transactional_id}",
+            src=exchange.conn.server,
+            dst=self.broker.name,
+        )
         entry = self.entries.get(transactional_id)
         if entry is None:
             return

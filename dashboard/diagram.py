@@ -45,6 +45,16 @@ def _label(event: dict[str, Any]) -> str:
         return "InitProducerId"
     if kind in ("producer-id.assigned", "producer-id.received"):
         return detail or kind
+    if kind == "txn.request":
+        return detail.split(" ", 1)[0] if detail else "request"
+    if kind == "txn.response":
+        api = detail.split(" ", 1)[0] if detail else "response"
+        return f"{api} {event.get('error') or 'ok'}"
+    if kind == "txn.marker-request":
+        marker = detail.split(" ")[1] if detail.count(" ") >= 1 else ""
+        return f"WriteTxnMarkers {marker} {event.get('partition') or ''}".strip()
+    if kind == "txn.marker-response":
+        return f"marker written {event.get('error') or 'ok'}"
     if kind == "request.timeout":
         return "request timed out"
     if kind == "leader.elected":

@@ -162,6 +162,13 @@ class TransactionManager:
             )
             return
         exchange = producer.network.send_request(producer.actor, f"broker-{target}", request)
+        producer.events.emit(
+            producer.actor,
+            "txn.request",
+            detail=f"{request.api} #{exchange.correlation_id} for {self.transactional_id}",
+            src=producer.actor,
+            dst=f"broker-{target}",
+        )
         timer = producer.scheduler.after(
             producer.config.request_timeout_ms, self._timed_out, exchange.correlation_id
         )
@@ -192,7 +199,16 @@ class TransactionManager:
         if call is None:
             return
         call.timer.cancel()
-        self._answered(call, response.error, response)
+        error = response.error
+        self.producer.events.emit(
+            self.producer.actor,
+            "txn.response",
+            error=None if error is ErrorCode.NONE else error.name,
+            detail=f"{call.request.api} #{exchange.correlation_id}",
+            src=exchange.conn.server,
+            dst=self.producer.actor,
+        )
+        self._answered(call, error, response)
 
     def _answered(self, call: _Call, error: ErrorCode, response: Any) -> None:
         retry_ms = self.producer.config.retry_backoff_ms

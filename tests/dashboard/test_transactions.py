@@ -11,6 +11,7 @@ from django.test import Client
 from broker.scenario import load, step_parser
 from dashboard import fragments, presenters, txn_panels
 from dashboard.asgi import application
+from dashboard.diagram import sequence_diagram
 from dashboard.forms import ControlForm
 from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.runtime import Room, registry
@@ -407,3 +408,16 @@ def test_a_pipeline_loss_is_an_output_never_committed() -> None:
     anomaly = {"kind": "lost", "where": "pipeline", "offsets": [2]}
 
     assert presenters.where_label(anomaly) == "output never committed"
+
+
+def test_the_sequence_diagram_draws_the_transaction_requests_and_the_markers() -> None:
+    obs = observed(run("txn-atomic-multi-partition", until_ms=1600))
+
+    svg = sequence_diagram(obs["scenario"], obs["diagram"])
+
+    labels = re.findall(r'<g class="msd-msg[^"]*">.*?<text[^>]*>([^<]*)</text></g>', svg)
+    assert "AddPartitionsToTxn" in labels
+    assert labels.index("EndTxn") < labels.index("EndTxn ok")
+    # The coordinator (broker-1) asks orders-1's leader for its marker: an arrow between brokers.
+    assert "WriteTxnMarkers COMMIT orders-1" in labels
+    assert "marker written ok" in labels
