@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from functools import partial
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from broker.clients.producer import Producer
@@ -243,16 +244,14 @@ class ProducerApp:
                 detail=f"application is down: {len(values)} message(s) not sent",
             )
             return []
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} values")
         start = self.next_index
         self.next_index = start + len(values)
         name = self.name
-        records = [
-            Record(f"{name}-{index}", key, value)
-            for index, key, value in zip(range(start, self.next_index), keys, values, strict=True)
-        ]
-        outbox = self.outbox
-        for record in records:
-            outbox[record.message_id] = (record, topic, partition)
+        ids = [f"{name}-{index}" for index in range(start, self.next_index)]
+        records = list(map(Record, ids, keys, values))
+        self.outbox.update(zip(ids, zip(records, repeat(topic), repeat(partition)), strict=True))
         self.ledger.sent_many(records, name, start, topic)
         self.client.send_many(records, topic, partition)
         return [r.message_id for r in records]
