@@ -10,7 +10,7 @@ key path and the problem.  The format is documented in docs/scenarios.md.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -568,33 +568,48 @@ def consumer_config(raw: Any, path: str, group: str, commit: str) -> ConsumerCon
     )
 
 
+def _client_tables(
+    raw: Any, section: str, keys: tuple[str, ...]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, table) for each table of an optional [[consumers]] / [[processors]] array."""
+    if raw is None:
+        return
+    if not isinstance(raw, list):
+        raise ScenarioError(section, f"expected an array of [[{section}]] tables")
+    if len(raw) > MAX_CONSUMERS:
+        raise ScenarioError(section, f"at most {MAX_CONSUMERS} {section}")
+    for i, item in enumerate(raw):
+        path = f"{section}[{i}]"
+        table = _table(item, path)
+        _check_keys(table, keys, path)
+        yield path, table
+
+
+def _topic_names(
+    value: Any, where: str, topics: Mapping[str, TopicConfig], expected: str
+) -> list[str]:
+    """A non-empty list of names of the scenario's topics."""
+    if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
+        raise ScenarioError(where, expected)
+    for topic in value:
+        if topic not in topics:
+            raise ScenarioError(where, f"no topic {topic!r}")
+    return value
+
+
 def _consumers(
     raw: Any, topics: Mapping[str, TopicConfig], taken: set[str]
 ) -> tuple[ConsumerSpec, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise ScenarioError("consumers", "expected an array of [[consumers]] tables")
-    if len(raw) > MAX_CONSUMERS:
-        raise ScenarioError("consumers", f"at most {MAX_CONSUMERS} consumers")
     out = []
-    for i, item in enumerate(raw):
-        path = f"consumers[{i}]"
-        table = _table(item, path)
-        _check_keys(table, _CONSUMER_KEYS, path)
+    for path, table in _client_tables(raw, "consumers", _CONSUMER_KEYS):
         name = _client_name(table, path, taken)
         group = _name(_str(table, "group", path), _join(path, "group"))
-        where = _join(path, "topics")
-        subscribed = table.get("topics")
-        if (
-            not isinstance(subscribed, list)
-            or not subscribed
-            or not all(isinstance(t, str) for t in subscribed)
-        ):
-            raise ScenarioError(where, "expected a non-empty array of topic names")
-        for topic in subscribed:
-            if topic not in topics:
-                raise ScenarioError(where, f"no topic {topic!r}")
+        subscribed = _topic_names(
+            table.get("topics"),
+            _join(path, "topics"),
+            topics,
+            "expected a non-empty array of topic names",
+        )
         commit = _str(table, "commit", path, "auto", choices=COMMIT_STRATEGIES)
         sink = _str(table, "sink", path, "none", choices=SINK_MODES)
         processing = _str(table, "processing", path, "inline", choices=("inline", "handoff"))
@@ -639,32 +654,17 @@ _PROCESSOR_KEYS = (
 def _processors(
     raw: Any, topics: Mapping[str, TopicConfig], taken: set[str]
 ) -> tuple[ProcessorSpec, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise ScenarioError("processors", "expected an array of [[processors]] tables")
-    if len(raw) > MAX_CONSUMERS:
-        raise ScenarioError("processors", f"at most {MAX_CONSUMERS} processors")
     out = []
-    for i, item in enumerate(raw):
-        path = f"processors[{i}]"
-        table = _table(item, path)
-        _check_keys(table, _PROCESSOR_KEYS, path)
+    for path, table in _client_tables(raw, "processors", _PROCESSOR_KEYS):
         name = _client_name(table, path, taken)
         group = _name(_str(table, "group", path, name), _join(path, "group"))
-        where = _join(path, "input")
         inputs = table.get("input")
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if (
-            not isinstance(inputs, list)
-            or not inputs
-            or not all(isinstance(t, str) for t in inputs)
-        ):
-            raise ScenarioError(where, "expected a topic name or an array of them")
-        for topic in inputs:
-            if topic not in topics:
-                raise ScenarioError(where, f"no topic {topic!r}")
+        inputs = _topic_names(
+            [inputs] if isinstance(inputs, str) else inputs,
+            _join(path, "input"),
+            topics,
+            "expected a topic name or an array of them",
+        )
         output = _str(table, "output", path)
         if output not in topics:
             raise ScenarioError(_join(path, "output"), f"no topic {output!r}")

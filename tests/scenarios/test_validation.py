@@ -9,6 +9,7 @@ import pytest
 
 from broker.config import INT_MAX, ClusterConfig, ProducerConfig
 from broker.scenario import (
+    MAX_CONSUMERS,
     MAX_FILE_BYTES,
     ScenarioError,
     builtin_scenarios,
@@ -710,3 +711,88 @@ def test_a_bad_fault_count_mentions_all() -> None:
 
     assert error.path == "steps[0].count"
     assert '"all"' in error.problem
+
+
+def consumer(**keys: object) -> str:
+    lines = ["[[consumers]]"]
+    for key, value in keys.items():
+        text = "[" + ", ".join(_toml(v) for v in value) + "]" if isinstance(value, list) else None
+        lines.append(f'"{key}" = {text or _toml(value)}')
+    return "\n".join(lines) + "\n"
+
+
+PROCESSOR = '[[processors]]\nname = "enricher"\noutput = "out"\n'
+TWO_TOPICS = scenario(topic='[[topics]]\nname = "out"')
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "fragment"),
+    [
+        pytest.param(
+            scenario(top="consumers = 3"), "consumers", "[[consumers]] tables", id="c-type"
+        ),
+        pytest.param(
+            scenario() + consumer(name="c1", group="g", topics=["orders"]) * (MAX_CONSUMERS + 1),
+            "consumers",
+            f"at most {MAX_CONSUMERS} consumers",
+            id="c-too-many",
+        ),
+        pytest.param(
+            scenario() + consumer(name="c1", group="g", topics=["orders"], colour=1),
+            "consumers[0].colour",
+            "unknown key",
+            id="c-unknown-key",
+        ),
+        pytest.param(
+            scenario() + consumer(name="p1", group="g", topics=["orders"]),
+            "consumers[0].name",
+            "already taken",
+            id="c-name-taken",
+        ),
+        pytest.param(
+            scenario() + consumer(name="c1", group="g", topics=[]),
+            "consumers[0].topics",
+            "non-empty array of topic names",
+            id="c-no-topics",
+        ),
+        pytest.param(
+            scenario() + consumer(name="c1", group="g", topics=["nosuch"]),
+            "consumers[0].topics",
+            "no topic 'nosuch'",
+            id="c-unknown-topic",
+        ),
+        pytest.param(scenario(top="processors = 3"), "processors", "[[processors]]", id="p-type"),
+        pytest.param(
+            TWO_TOPICS + PROCESSOR + "input = 7\n",
+            "processors[0].input",
+            "a topic name or an array of them",
+            id="p-input-type",
+        ),
+        pytest.param(
+            TWO_TOPICS + PROCESSOR + 'input = ["orders", "nosuch"]\n',
+            "processors[0].input",
+            "no topic 'nosuch'",
+            id="p-unknown-input",
+        ),
+        pytest.param(
+            TWO_TOPICS + PROCESSOR + 'input = "out"\n',
+            "processors[0].output",
+            "cannot write to its input",
+            id="p-loop",
+        ),
+    ],
+)
+def test_a_bad_consumer_or_processor_names_its_key_path(
+    text: str, path: str, fragment: str
+) -> None:
+    error = error_of(text)
+
+    assert error.path == path
+    assert fragment in error.problem
+
+
+def test_a_processor_reads_one_input_topic_given_as_a_name() -> None:
+    spec = load_text(TWO_TOPICS + PROCESSOR + 'input = "orders"\n', "ok")
+
+    [processor] = spec.processors
+    assert processor.name == "enricher"
