@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.presenters import decode_offsets_record, slug
+from dashboard.presenters import decode_offsets_record, internal_log_panel, slug
 
 SINK_ROWS_SHOWN = 30
 OFFSETS_LOG_SHOWN = 16
@@ -169,24 +169,4 @@ def sink_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
 
 def offsets_log_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     """``__consumer_offsets`` read as a log: each record's key and its decoded value."""
-    logs = []
-    for partition in obs["snapshot"].get("partitions", []):
-        if not partition["name"].startswith("__consumer_offsets"):
-            continue
-        records = partition.get("records", [])
-        logs.append(
-            {
-                "name": partition["name"],
-                "slug": slug(partition["name"]),
-                "records": [
-                    {
-                        "offset": r["offset"],
-                        "key": r.get("key") or "\u2205",
-                        **decode_offsets_record(r.get("key"), r.get("value")),
-                    }
-                    for r in records[-OFFSETS_LOG_SHOWN:]
-                ],
-                "hidden": max(0, len(records) - OFFSETS_LOG_SHOWN),
-            }
-        )
-    return {"logs": logs} if logs else None
+    return internal_log_panel(obs, "__consumer_offsets", decode_offsets_record, OFFSETS_LOG_SHOWN)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -1187,3 +1188,34 @@ def duplicates_by_partition(obs: dict[str, Any]) -> dict[str, dict[str, list[int
         ):
             out.setdefault(anomaly["partition"], {})[anomaly["message_id"]] = anomaly["offsets"]
     return out
+
+
+def internal_log_panel(
+    obs: dict[str, Any],
+    topic: str,
+    decode: Callable[[str | None, str | None], dict[str, Any]],
+    shown: int,
+) -> dict[str, Any] | None:
+    """An internal topic (``__consumer_offsets``, ``__transaction_state``) read as a log: its
+    newest ``shown`` records per partition, each key with its decoded value."""
+    logs = []
+    for partition in obs["snapshot"].get("partitions", []):
+        if not partition["name"].startswith(topic):
+            continue
+        records = partition.get("records", [])
+        logs.append(
+            {
+                "name": partition["name"],
+                "slug": slug(partition["name"]),
+                "records": [
+                    {
+                        "offset": r["offset"],
+                        "key": r.get("key") or "\u2205",
+                        **decode(r.get("key"), r.get("value")),
+                    }
+                    for r in records[-shown:]
+                ],
+                "hidden": max(0, len(records) - shown),
+            }
+        )
+    return {"logs": logs} if logs else None

@@ -13,6 +13,7 @@ from dashboard.presenters import (
     TXN_STATE_WORDS,
     client_txn_state,
     decode_txn_state_record,
+    internal_log_panel,
     slug,
 )
 
@@ -100,24 +101,4 @@ def processors_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
 
 def txn_log_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     """``__transaction_state`` read as a log: each record's key and its decoded value."""
-    logs = []
-    for partition in obs["snapshot"].get("partitions", []):
-        if not partition["name"].startswith("__transaction_state"):
-            continue
-        records = partition.get("records", [])
-        logs.append(
-            {
-                "name": partition["name"],
-                "slug": slug(partition["name"]),
-                "records": [
-                    {
-                        "offset": r["offset"],
-                        "key": r.get("key") or "\u2205",
-                        **decode_txn_state_record(r.get("key"), r.get("value")),
-                    }
-                    for r in records[-TXN_LOG_SHOWN:]
-                ],
-                "hidden": max(0, len(records) - TXN_LOG_SHOWN),
-            }
-        )
-    return {"logs": logs} if logs else None
+    return internal_log_panel(obs, "__transaction_state", decode_txn_state_record, TXN_LOG_SHOWN)
