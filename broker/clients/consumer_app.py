@@ -150,16 +150,7 @@ class ConsumerApp:
         self.client.kill()
         self.client = None
         self._generation += 1
-        if self.tx is not None and self.sink is not None:
-            self.sink.rollback(self.tx)
-        self.tx = None
-        self.busy = False
-        self.batch = []
-        self.worker.clear()
-        self.worker_busy = False
-        self.trap = None
-        if self._loop_timer:
-            self._loop_timer.cancel()
+        self._drop_work()
         self.events.emit(self.name, "app.crash", detail=why)
 
     def restart(self) -> None:
