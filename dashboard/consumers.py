@@ -1,10 +1,10 @@
 """The WebSocket consumer: one per browser tab, kept thin.
 
-On connect it accepts, registers with the room's runtime in this process (which then sends it
-every frame directly: see ``runtime.Room.broadcast``) and sends a full snapshot frame. Frames
-arriving through the channel layer group (from a runtime in another process) are only forwarded.
-A message from the browser is a control, validated by the same form as the HTTP controls; a bad
-one gets an error frame and changes nothing.
+On connect it finds the browser's role in the session (presenter or attendee), joins the
+room's audience through the gateway (in this process, or a relay fed by the runtime worker)
+and sends a full snapshot frame. A message from the browser is a control (presenters only,
+checked here on every message, then validated like the HTTP controls), a vote, or a resync
+request; a bad one gets an error frame and changes nothing.
 """
 
 from __future__ import annotations
@@ -12,37 +12,59 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from dashboard.forms import ControlForm
+from dashboard import gateway, ratelimit, rooms, workshop
 from dashboard.fragments import error_frame
-from dashboard.runtime import Room, registry
+from dashboard.runtime import setting
 
 MAX_MESSAGE_BYTES = 4096
+CONTROL_FIELDS = ("action", "speed", "position", "fault")
+
+
+def _roles(session: Any, room_id: str) -> tuple[bool, str]:
+    """(presenter?, voter token) from the session cookie (the room page made the token)."""
+    if session is None:
+        return False, ""
+    return rooms.is_presenter(session, room_id), str(session.get(rooms.SESSION_VOTER, ""))
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
-    room: Room | None = None
+    room_id: str = ""
+    presenter = False
+    voter = ""
+    watching = False
 
     async def connect(self) -> None:
-        room = registry.get(self.scope["url_route"]["kwargs"]["room_id"])
-        if room is None:
+        room_id = self.scope["url_route"]["kwargs"]["room_id"]
+        self.presenter, self.voter = await database_sync_to_async(_roles)(
+            self.scope.get("session"), room_id
+        )
+        limit = int(setting("LAB_MAX_CONNECTIONS_PER_ROOM", 500))
+        if gateway.local_viewers(room_id) >= limit:
+            await self.accept()
+            await self.send(text_data=error_frame(f"This room is full ({limit} connections)."))
+            await self.close(code=4429)
+            return
+        await self.accept()
+        self.room_id = room_id
+        frame = await gateway.watch(room_id, self, self.presenter)
+        if frame is None:
+            await self.send(text_data=error_frame("No such room: it may have expired."))
             await self.close(code=4404)
             return
-        self.room = room
-        await self.accept()
-        # No await between attaching and building the full frame: every later frame is newer.
-        room.attach(self)
-        room.ensure_running()
-        await self.send(text_data=room.full_frame())
+        self.watching = True
+        await self.send(text_data=frame)
+        await gateway.ready(room_id, self)
 
     async def disconnect(self, code: int) -> None:
-        if self.room is not None:
-            self.room.detach(self)
+        if self.watching:
+            self.watching = False
+            await gateway.unwatch(self.room_id, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        room = self.room
-        if room is None:
+        if not self.watching:
             return
         if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
             await self.send(text_data=error_frame("Messages must be JSON text, at most 4 KiB."))
@@ -55,19 +77,60 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not isinstance(data, dict):
             await self.send(text_data=error_frame("A message must be a JSON object."))
             return
-        if data.get("action") == "resync":
-            await self.send(text_data=room.full_frame())
+        action = data.get("action")
+        if action == "resync":
+            snap = await gateway.call("snapshot", room_id=self.room_id, presenter=self.presenter)
+            if not snap.get("error"):
+                await self.send(text_data=snap["frame"])
             return
-        fields = {k: data[k] for k in ("action", "speed", "position", "fault") if k in data}
+        if action == "vote":
+            await self._vote(data)
+            return
+        await self._control(data)
+
+    async def _control(self, data: dict[str, Any]) -> None:
+        if not self.presenter:
+            # Refused here: an attendee's control never reaches the room.
+            await self.send(text_data=error_frame(workshop.NOT_PRESENTER))
+            return
+        fields = {k: data[k] for k in CONTROL_FIELDS if k in data}
         if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in fields.values()):
             await self.send(text_data=error_frame("Control fields must be text or numbers."))
             return
-        form = ControlForm({k: str(v) for k, v in fields.items()}, room=room)
-        if not form.is_valid():
-            await self.send(text_data=error_frame(form.error_text()))
+        if not await self._allowed("control"):
             return
-        room.submit(form.control())
-        room.ensure_running()
+        result = await gateway.call(
+            "control",
+            room_id=self.room_id,
+            fields={k: str(v) for k, v in fields.items()},
+            presenter=True,
+        )
+        if result.get("error"):
+            await self.send(text_data=error_frame(result["error"]))
 
-    async def room_frame(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])
+    async def _vote(self, data: dict[str, Any]) -> None:
+        if not self.voter:
+            await self.send(text_data=error_frame("Voting needs cookies (a session)."))
+            return
+        if not await self._allowed("vote"):
+            return
+        question, choice = data.get("question"), data.get("choice")
+        error = await database_sync_to_async(workshop.cast_vote)(
+            self.room_id, question, choice, self.voter
+        )
+        if error:
+            await self.send(text_data=error_frame(error))
+            return
+        await gateway.call("tally", room_id=self.room_id)
+
+    async def _allowed(self, action: str) -> bool:
+        name, default, what = workshop.RATES[action]
+        decision = await ratelimit.acheck(
+            action, self.voter or str(id(self)), setting(name, default)
+        )
+        if decision.allowed:
+            return True
+        await self.send(
+            text_data=error_frame(f"Too many {what}: try again in {decision.retry_after_s} s.")
+        )
+        return False

@@ -65,6 +65,7 @@ class ControlForm(forms.Form):
 
 class ScenarioUploadForm(forms.Form):
     scenario = forms.FileField(label="Scenario file (.toml)")
+    text = ""  # the file's text, once clean_scenario read it (a room's saved run keeps it)
 
     def clean_scenario(self) -> ScenarioSpec:
         upload: UploadedFile = self.cleaned_data["scenario"]
@@ -81,9 +82,55 @@ class ScenarioUploadForm(forms.Form):
             raise forms.ValidationError(f"{upload.name} is not UTF-8 text.") from None
         stem = (upload.name or "uploaded").rsplit("/", 1)[-1].removesuffix(".toml") or "uploaded"
         name = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:64] or "uploaded"
+        self.text = text
         try:
             return load_text(text, name, source=upload.name or "")
         except ScenarioError as exc:
             self.scenario_error = exc
             where = f"{exc.path}: " if exc.path else ""
             raise forms.ValidationError(f"{where}{exc.problem}") from None
+
+
+PRESET_CHOICES = ("lost", "duplicated", "exactly once")
+MAX_CHOICES = 6
+
+
+class AskForm(forms.Form):
+    """Predict, then reveal: a question with 2 to 6 choices (presets and custom ones)."""
+
+    prompt = forms.CharField(max_length=200, initial="What happens next?")
+    presets = forms.MultipleChoiceField(
+        choices=[(c, c) for c in PRESET_CHOICES],
+        required=False,
+        initial=list(PRESET_CHOICES),
+        widget=forms.CheckboxSelectMultiple,
+    )
+    custom = forms.CharField(
+        max_length=6 * 61,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="More choices, one per line (at most 60 characters each).",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        custom = [line.strip() for line in (data.get("custom") or "").splitlines()]
+        custom = [line for line in custom if line]
+        for line in custom:
+            if len(line) > 60:
+                self.add_error("custom", f"A choice may be at most 60 characters: {line[:20]}…")
+        choices = list(dict.fromkeys([*(data.get("presets") or []), *custom]))
+        if not 2 <= len(choices) <= MAX_CHOICES:
+            raise forms.ValidationError(
+                f"A question needs 2 to {MAX_CHOICES} different choices; this one has "
+                f"{len(choices)}."
+            )
+        data["choice_list"] = choices
+        return data
+
+    def choices(self) -> list[str]:
+        return list(self.cleaned_data["choice_list"])
+
+    def error_text(self) -> str:
+        messages = [str(m) for errors in self.errors.values() for m in errors]
+        return " ".join(messages) or "That question is not valid."

@@ -17,12 +17,16 @@ from django.template.loader import render_to_string
 from dashboard import consumer_panels as cp
 from dashboard import presenters as p
 from dashboard import txn_panels as tp
+from dashboard import workshop_panels as wp
 from dashboard.diagram import sequence_diagram
 
 Presenter = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("run-header", "dashboard/panels/header.html", p.header_panel),
+    ("room-banner", "dashboard/panels/room_banner.html", wp.room_banner_panel),
+    ("question", "dashboard/panels/question.html", wp.question_panel),
+    ("speaker-notes", "dashboard/panels/speaker_notes.html", wp.speaker_notes_panel),
     ("controls", "dashboard/panels/controls.html", p.controls_panel),
     ("scrubber-panel", "dashboard/panels/scrubber.html", p.scrubber_panel),
     ("faults", "dashboard/panels/faults.html", p.faults_panel),
@@ -40,6 +44,8 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("events", "dashboard/panels/events.html", p.events_panel),
     ("extras", "dashboard/panels/extras.html", p.extras_panel),
 )
+# Sent to presenters only (a room's frames come in two variants with the same sequence number).
+PRIVATE_PANELS = frozenset({"speaker-notes"})
 # Past this many cell changes in one lane, one replacement of the lane's cells is cheaper.
 MAX_CELL_CHANGES = p.LANE_WINDOW // 2
 
@@ -182,17 +188,30 @@ def _cells_list(lane: LaneModel, oob: str = "") -> str:
     )
 
 
-def full_fragments(model: PageModel) -> list[str]:
-    """Everything, for a browser that just connected or missed a frame."""
-    out = [model.html[panel_id] for panel_id, _t, _p in PANELS]
+def full_fragments(model: PageModel, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Everything (but ``skip``), for a browser that just connected or missed a frame."""
+    out = [model.html[panel_id] for panel_id, _t, _p in PANELS if panel_id not in skip]
     out.append(model.html["diagram"])
     out.append(model.lanes_html)
     return out
 
 
-def diff_fragments(old: PageModel, new: PageModel) -> list[str]:
-    """Only what changed from ``old`` to ``new``."""
-    out = [html for panel_id, html in new.html.items() if old.html.get(panel_id) != html]
+def private_changes(old: PageModel, new: PageModel) -> list[str]:
+    """The presenter-only panels that changed from ``old`` to ``new``."""
+    return [
+        new.html[panel_id]
+        for panel_id in sorted(PRIVATE_PANELS)
+        if old.html.get(panel_id) != new.html.get(panel_id)
+    ]
+
+
+def diff_fragments(old: PageModel, new: PageModel, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Only what changed from ``old`` to ``new`` (leaving out the panels in ``skip``)."""
+    out = [
+        html
+        for panel_id, html in new.html.items()
+        if panel_id not in skip and old.html.get(panel_id) != html
+    ]
     if list(old.lanes) != list(new.lanes):
         out.append(new.lanes_html)
         return out

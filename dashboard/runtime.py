@@ -52,6 +52,11 @@ def setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 
 
+def remote_viewers() -> bool:
+    """Scale-out: rooms run in a worker; browsers are connected to other processes."""
+    return bool(setting("LAB_RUNTIME", "embedded") == "worker")
+
+
 def records_in(spec: ScenarioSpec) -> int:
     return sum(int(s.params.get("count", 0)) for s in spec.steps if s.action == "produce")
 
@@ -73,6 +78,10 @@ class Viewer(Protocol):
     async def base_send(self, message: dict[str, Any]) -> None: ...
 
 
+ALL_ACTIONS = frozenset({"play", "pause", "step", "back", "seek", "speed", "reset", "fault"})
+HISTORY_ACTIONS = frozenset({"play", "pause", "step", "back", "seek", "speed"})
+
+
 @dataclass(frozen=True, slots=True)
 class Control:
     """A validated control (see forms.ControlForm)."""
@@ -84,16 +93,33 @@ class Control:
 
 
 class Room:
-    def __init__(self, room_id: str, spec: ScenarioSpec, seed: int | None = None) -> None:
+    """A live run. ``kind`` (see models.LabRoom): workshop, sandbox or view.
+
+    ``info`` holds what the page shows about the room itself: its join code, the room it was
+    forked from, its saved run's id.
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        spec: ScenarioSpec,
+        seed: int | None = None,
+        *,
+        timeline: Timeline | None = None,
+        kind: str = "workshop",
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.id = room_id
         self.group = f"room-{room_id}"
         self.spec = spec
         self.seed = seed
+        self.kind = kind
+        self.info = dict(info or {})
         self.scenario = scenario_info(spec)
-        self.timeline = Timeline(spec, seed)
+        self.timeline = timeline if timeline is not None else Timeline(spec, seed)
         self.playing = False
         self.speed = "1"
-        self.clock_ms = 0
+        self.clock_ms = self.timeline.sim.now_ms
         self._anchor_wall = 0.0
         self._anchor_virtual = 0
         self._seek_target: int | None = None
@@ -104,14 +130,45 @@ class Room:
         self._verdict_cost = 0.0
         self._verdict_dirty = True
         self._verdict_at = 0.0
-        self.viewers = 0
         self.last_used = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self.frames_sent = 0
         self._details_at = 0.0
-        # This process's viewers, in connection order, each with its Daphne connection if any.
-        self.local: dict[int, tuple[Viewer, fanout.Direct | None]] = {}
-        self._full: tuple[int, fragments.PageModel, str] | None = None
+        # This process's viewers (embedded mode); frames reach other processes via the layer.
+        self.audience = fanout.Audience()
+        self._full: dict[bool, tuple[int, fragments.PageModel, str]] = {}
+        self.presenter_frame: str | None = None  # the presenter variant of the last frame
+        # Predict-then-reveal: the open question (see workshop.py), shown to everyone.
+        self.question: dict[str, Any] | None = None
+        self.saved_commands = len(self.timeline.commands)
+        self.run_dirty = False
+        self.on_change: Any = None  # awaited after every tick (saving the run: service.py)
+        self._poked = False
+
+    def poke(self) -> None:
+        """Something outside the engine changed (a question, a vote): rebuild on the next tick."""
+        self._poked = True
+        self.last_used = time.monotonic()
+
+    def room_info(self) -> dict[str, Any]:
+        return {
+            **self.info,
+            "id": self.id,
+            "kind": self.kind,
+            "question": self.question,
+            "limited": self.timeline.limit_steps is not None,
+        }
+
+    @property
+    def viewers(self) -> int:
+        return len(self.audience)
+
+    @property
+    def allowed_actions(self) -> frozenset[str]:
+        """What this kind of room lets its presenters do (a view only travels in time)."""
+        if self.kind == "view":
+            return HISTORY_ACTIONS
+        return ALL_ACTIONS
 
     # -- input ---------------------------------------------------------------------
     def fault_options(self) -> list[FaultOption]:
@@ -126,7 +183,8 @@ class Room:
     def tick(self, now: float | None = None) -> str | None:
         """Apply controls, advance the engine, and return a frame when something changed."""
         now = time.monotonic() if now is None else now
-        changed = self._apply_controls(now)
+        changed = self._apply_controls(now) or self._poked
+        self._poked = False
         changed = self._advance(now) or changed
         if self.model is None:
             self.model = self._build()
@@ -138,57 +196,53 @@ class Room:
         if details:
             self._details_at = now
         model = self._build(details)
-        parts = fragments.diff_fragments(self.model, model)
+        parts = fragments.diff_fragments(self.model, model, skip=fragments.PRIVATE_PANELS)
+        private = fragments.private_changes(self.model, model)
         self.model = model
-        if not parts:
+        if not parts and not private:
             return None
         self.seq += 1
         self.frames_sent += 1
-        return fragments.frame(self.seq, "delta", parts)
+        public = fragments.frame(self.seq, "delta", parts)
+        self.presenter_frame = fragments.frame(self.seq, "delta", parts + private)
+        return public
 
     def page(self) -> fragments.PageModel:
         if self.model is None:
             self.model = self._build()
         return self.model
 
-    def full_frame(self) -> str:
-        """The whole page as one frame; built once per state, however many browsers ask."""
+    def full_frame(self, presenter: bool = False) -> str:
+        """The whole page as one frame; built once per state and role, however many ask."""
         model = self.page()
-        cached = self._full
+        cached = self._full.get(presenter)
         if cached is not None and cached[0] == self.seq and cached[1] is model:
             return cached[2]
-        text = fragments.frame(self.seq, "full", fragments.full_fragments(model))
-        self._full = (self.seq, model, text)
+        skip = frozenset() if presenter else fragments.PRIVATE_PANELS
+        text = fragments.frame(self.seq, "full", fragments.full_fragments(model, skip))
+        self._full[presenter] = (self.seq, model, text)
         return text
 
     # -- fan-out -------------------------------------------------------------------------
-    def attach(self, viewer: Viewer) -> None:
-        self.local[id(viewer)] = (viewer, fanout.direct(viewer.base_send))
-        self.viewers += 1
+    def attach(self, viewer: Viewer, presenter: bool = False) -> None:
+        self.audience.add(viewer, presenter)
         self.last_used = time.monotonic()
 
     def detach(self, viewer: Viewer) -> None:
-        if self.local.pop(id(viewer), None) is not None:
-            self.viewers = max(0, self.viewers - 1)
+        self.audience.remove(viewer)
         self.last_used = time.monotonic()
 
-    async def broadcast(self, frame: str) -> None:
-        """Send one frame to every viewer, encoded and framed once for all local ones."""
-        message = {"type": "websocket.send", "text": frame}
-        prepared = None
-        for viewer, direct in tuple(self.local.values()):
-            try:
-                if direct is not None:
-                    if prepared is None:
-                        prepared = fanout.prepare(frame)
-                    direct.send(prepared)
-                else:
-                    await viewer.base_send(message)
-            except Exception:  # a connection closing under us: it detaches itself
-                logger.debug("room %s: a viewer could not take a frame", self.id, exc_info=True)
-        layer = get_channel_layer()
-        if layer is not None:
-            await layer.group_send(self.group, {"type": "room.frame", "frame": frame})
+    async def broadcast(self, frame: str, private: str | None = None) -> None:
+        """Send one frame to every viewer: local ones directly, other processes' through the
+        channel layer (scale-out: the runtime worker has no viewers of its own)."""
+        await self.audience.send(self.seq, frame, private)
+        if remote_viewers():
+            layer = get_channel_layer()
+            if layer is not None:
+                await layer.group_send(
+                    self.group,
+                    {"type": "room.frame", "seq": self.seq, "frame": frame, "private": private},
+                )
 
     def status(self) -> dict[str, Any]:
         timeline = self.timeline
@@ -210,9 +264,9 @@ class Room:
         return fragments.build_model(self.observe(details), self.model, details)
 
     def observe(self, details: bool = True) -> dict[str, Any]:
-        return observe(
-            self.timeline, self.scenario, self.status(), self._current_verdict(), details
-        )
+        obs = observe(self.timeline, self.scenario, self.status(), self._current_verdict(), details)
+        obs["room"] = self.room_info()
+        return obs
 
     def _current_verdict(self) -> dict[str, Any] | None:
         if not self._verdict_dirty and self._verdict is not None:
@@ -242,6 +296,8 @@ class Room:
 
     def _apply(self, control: Control, now: float) -> None:
         action = control.action
+        if action not in self.allowed_actions:
+            return  # refused before it was queued (service.py); never applied here either
         timeline = self.timeline
         if action == "play":
             if timeline.ended and not timeline.in_past:
@@ -360,7 +416,9 @@ class Room:
                 self.playing = False
                 frame = None
             if frame is not None:
-                await self.broadcast(frame)
+                await self.broadcast(frame, self.presenter_frame)
+            if self.on_change is not None:
+                await self.on_change(self)
             idle = time.monotonic() - self.last_used
             if not self.viewers and not self.playing and not self.pending and idle > IDLE_STOP_S:
                 return
@@ -368,35 +426,48 @@ class Room:
 
 
 class Registry:
-    """The rooms of this process, by id (strong references to their tasks)."""
+    """The rooms live in this process, by id (strong references to their tasks).
+
+    A cache: the database has every room (models.LabRoom) and its run, so a room dropped from
+    memory (idle, past the limit) loads again, at the step it was at, when next needed.
+    """
 
     def __init__(self) -> None:
         self.rooms: dict[str, Room] = {}
 
+    def capacity(self) -> int:
+        return int(setting("LAB_MAX_ROOMS", 32)) + int(setting("LAB_MAX_PRIVATE_ROOMS", 400))
+
+    def add(self, room: Room) -> Room:
+        if len(self.rooms) >= self.capacity():
+            self._evict_one()
+        self.rooms[room.id] = room
+        return room
+
     def create(self, spec: ScenarioSpec, seed: int | None = None) -> Room:
+        """A room in memory only (benchmarks and engine-side tests; no roles, no saved run)."""
         check_limits(spec)
-        limit = setting("LAB_MAX_ROOMS", 32)
-        if len(self.rooms) >= limit:
-            self._evict_one(limit)
         room_id = secrets.token_hex(4)
         while room_id in self.rooms:
             room_id = secrets.token_hex(4)
-        room = Room(room_id, spec, seed)
-        self.rooms[room_id] = room
-        return room
+        return self.add(Room(room_id, spec, seed))
 
-    def _evict_one(self, limit: int) -> None:
+    def _evict_one(self) -> None:
         idle = [r for r in self.rooms.values() if not r.viewers and not r.playing]
         if not idle:
             raise LimitError(
-                f"The lab already runs {limit} rooms, each watched or playing: that is the "
-                "maximum. Close a tab on another run, or wait for one to finish."
+                f"The lab already runs {len(self.rooms)} rooms, each watched or playing: that "
+                "is the maximum. Close a tab on another run, or wait for one to finish."
             )
-        oldest = min(idle, key=lambda r: r.last_used)
-        task = oldest._task
-        if task is not None and not task.done():
-            task.cancel()
-        del self.rooms[oldest.id]
+        self.drop(min(idle, key=lambda r: r.last_used).id)
+
+    def drop(self, room_id: str) -> Room | None:
+        room = self.rooms.pop(room_id, None)
+        if room is not None:
+            task = room._task
+            if task is not None and not task.done():
+                task.cancel()
+        return room
 
     def get(self, room_id: str) -> Room | None:
         return self.rooms.get(room_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,16 +54,48 @@ class Timeline:
     scrubber's positions are 0 (the start) and one per moment.
     """
 
-    def __init__(self, spec: ScenarioSpec, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: ScenarioSpec,
+        seed: int | None = None,
+        commands: Sequence[Command] = (),
+    ) -> None:
+        """``commands``: a recorded run to replay; they apply as the engine reaches their steps."""
         self.spec = spec
         self.seed = spec.seed if seed is None else seed
         self.parse = step_parser(spec)
-        self.commands: list[Command] = []
+        self.commands: list[Command] = list(commands)
         self.moments: list[int] = []
         self.head_steps = 0  # the furthest this branch of the run has been
+        # A view of someone else's history stops where that history stopped (None: no limit).
+        self.limit_steps: int | None = None
         self._checkpoints: dict[int, Simulation] = {}
         self._checkpoints_on = True
         self._start(0)
+
+    def fork(self, limit: bool = False) -> Timeline:
+        """An independent copy at the same point, sharing the checkpoints' immutable engines.
+
+        With ``limit``, the copy cannot run past this timeline's furthest step (a view of
+        recorded history, not a new future).
+        """
+        other = Timeline.__new__(Timeline)
+        other.spec, other.seed, other.parse = self.spec, self.seed, self.parse
+        other.commands = list(self.commands)
+        other.moments = list(self.moments)
+        other.head_steps = self.head_steps
+        other.limit_steps = self.head_steps if limit else self.limit_steps
+        # Checkpoints are only ever cloned from, never stepped: sharing them is safe.
+        other._checkpoints = dict(self._checkpoints)
+        other._checkpoints_on = self._checkpoints_on
+        other.sim = clone_simulation(self.sim)
+        other.steps = self.steps
+        other._applied = self._applied
+        return other
+
+    @property
+    def at_limit(self) -> bool:
+        return self.limit_steps is not None and self.steps >= self.limit_steps
 
     # -- state -----------------------------------------------------------------
     def _start(self, steps: int) -> None:
@@ -92,7 +125,7 @@ class Timeline:
 
     @property
     def ended(self) -> bool:
-        return self.sim.ended is not None
+        return self.sim.ended is not None or self.at_limit
 
     # -- running -----------------------------------------------------------------
     def _apply_due_commands(self) -> None:
@@ -111,6 +144,8 @@ class Timeline:
 
     def step_engine(self) -> bool:
         """One engine step (recorded commands applied first). False when the run is over."""
+        if self.at_limit:
+            return False
         self._apply_due_commands()
         sim = self.sim
         before = sim.events.next_seq
@@ -146,6 +181,8 @@ class Timeline:
         return True
 
     def next_due_ms(self) -> int | None:
+        if self.at_limit:
+            return None
         if self._applied < len(self.commands) and self.commands[self._applied].step_index == (
             self.steps
         ):

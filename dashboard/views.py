@@ -1,21 +1,35 @@
+"""HTTP views. Roles come from the session (rooms.py); whatever touches a live room goes
+through ``gateway.call`` to wherever the rooms run (this process, or the runtime worker)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from asgiref.sync import async_to_sync
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+)
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dashboard.forms import ControlForm, ScenarioUploadForm
+from broker.scenario import ScenarioSpec
+from dashboard import gateway, rooms, workshop
+from dashboard.forms import AskForm, ScenarioUploadForm
 from dashboard.fragments import error_frame
-from dashboard.presenters import LANE_WINDOW, slug, window_cells
-from dashboard.runtime import LimitError, Room, registry
+from dashboard.models import Question
+from dashboard.runtime import LimitError
 
 # Modules whose absence means "the engine is not written yet" rather than a bug in it.
 _ENGINE_MODULES = {"broker", "broker.scenario"}
 CSRF_MARK = "<!--csrf-->"
+SESSION_KEYS = "lab_keys"  # presenter keys of rooms this session created, to show them once
 
 
 def builtin_scenarios() -> list[Any] | None:
@@ -29,6 +43,14 @@ def builtin_scenarios() -> list[Any] | None:
     return list(load())
 
 
+def call(op: str, **args: Any) -> dict[str, Any]:
+    """A runtime operation from a sync view (on the server's event loop when there is one)."""
+    try:
+        return async_to_sync(gateway.call)(op, **args)
+    except gateway.RuntimeUnavailable as exc:
+        return {"error": str(exc), "unavailable": True}
+
+
 def _catalogue(
     request: HttpRequest,
     upload: ScenarioUploadForm | None = None,
@@ -40,13 +62,32 @@ def _catalogue(
         "upload": upload or ScenarioUploadForm(),
         "error": error,
         "scenario_error": getattr(upload, "scenario_error", None),
+        "my_rooms": workshop.my_rooms(request.session),
+        "my_runs": workshop.my_runs(request.session),
     }
     return render(request, "dashboard/home.html", context, status=status)
 
 
+def _open_room(request: HttpRequest, spec: ScenarioSpec, toml: str) -> HttpResponse | str:
+    """Create a workshop room; the caller's session presents it. An error text on refusal."""
+    refusal = workshop.rate_refusal(request, "room")
+    if refusal:
+        return refusal
+    try:
+        room, key = workshop.create_workshop(spec, toml)
+    except LimitError as exc:
+        return str(exc)
+    rooms.grant_presenter(request.session, room.id)
+    rooms.remember_run(request.session, room.run_id)
+    keys = dict(request.session.get(SESSION_KEYS, {}))
+    keys[room.id] = key
+    request.session[SESSION_KEYS] = dict(list(keys.items())[-rooms.MAX_SESSION_ROOMS :])
+    return redirect("room", room_id=room.id)
+
+
 @require_http_methods(["GET", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
-    """The scenario catalogue; POST opens a built-in scenario in a new room."""
+    """The scenario catalogue; POST opens a built-in scenario in a new workshop room."""
     if request.method == "GET":
         return _catalogue(request)
     name = request.POST.get("scenario", "")
@@ -55,10 +96,13 @@ def home(request: HttpRequest) -> HttpResponse:
     if name not in builtin_names():
         return _catalogue(request, error=f"There is no built-in scenario {name!r}.", status=400)
     try:
-        room = registry.create(load(name))
-    except (LimitError, ScenarioError) as exc:
+        spec = load(name)
+    except ScenarioError as exc:
         return _catalogue(request, error=str(exc), status=400)
-    return redirect("room", room_id=room.id)
+    opened = _open_room(request, spec, rooms.builtin_text(name))
+    if isinstance(opened, str):
+        return _catalogue(request, error=opened, status=429 if "again in" in opened else 400)
+    return opened
 
 
 @require_POST
@@ -67,85 +111,208 @@ def upload(request: HttpRequest) -> HttpResponse:
     form = ScenarioUploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return _catalogue(request, upload=form, status=400)
-    try:
-        room = registry.create(form.cleaned_data["scenario"])
-    except LimitError as exc:
-        return _catalogue(request, upload=form, error=str(exc), status=400)
+    opened = _open_room(request, form.cleaned_data["scenario"], form.text)
+    if isinstance(opened, str):
+        return _catalogue(request, upload=form, error=opened, status=400)
+    return opened
+
+
+# -- joining ---------------------------------------------------------------------------------
+@require_GET
+def join(request: HttpRequest, code: str = "") -> HttpResponse:
+    """The attendee link /r/K7Q2/ (or the join form's ?code=)."""
+    code = code or request.GET.get("code", "")
+    room = rooms.find_by_code(code)
+    if room is None:
+        return render(
+            request,
+            "dashboard/no_room.html",
+            {"code": rooms.normalize_code(code)},
+            status=404,
+        )
     return redirect("room", room_id=room.id)
 
 
-def _room(room_id: str) -> Room:
-    room = registry.get(room_id)
-    if room is None:
-        raise Http404("No such run: it may have been closed to make room for others.")
-    return room
+@require_GET
+def present(request: HttpRequest, room_id: str, key: str) -> HttpResponse:
+    """The presenter link: a valid key makes this browser a presenter of the room."""
+    room = rooms.live_room(room_id)
+    if room is None or not rooms.check_key(room, key):
+        return HttpResponseForbidden(
+            "This presenter link is not valid (or its room expired). Ask whoever made the room "
+            "for the current link.",
+            content_type="text/plain; charset=utf-8",
+        )
+    rooms.grant_presenter(request.session, room.id)
+    rooms.touch(room.id)
+    return redirect("room", room_id=room.id)
+
+
+# -- the room --------------------------------------------------------------------------------
+def _record(room_id: str) -> Any:
+    record = rooms.live_room(room_id)
+    if record is None:
+        raise Http404("No such room: it may have expired.")
+    return record
 
 
 @require_GET
 def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
-    room = _room(room_id)
-    model = room.page()
+    record = _record(room_id)
+    presenter = rooms.is_presenter(request.session, room_id)
+    rooms.voter_id(request.session)  # the WebSocket reads this browser's token from the session
+    page = call("page", room_id=room_id, presenter=presenter)
+    if page.get("error"):
+        return HttpResponse(page["error"], status=503, content_type="text/plain; charset=utf-8")
+    rooms.touch_if_stale(record)
     token = format_html(
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request)
     )
     panels = {
-        key.replace("-", "_"): html.replace(CSRF_MARK, token) for key, html in model.html.items()
+        key.replace("-", "_"): html.replace(CSRF_MARK, token)
+        for key, html in page["panels"].items()
     }
+    key = request.session.get(SESSION_KEYS, {}).get(room_id) if presenter else None
     context = {
-        "room": room,
+        "room": {"id": room_id, "kind": record.kind, "code": record.code},
+        "scenario": {"transactional": page["transactional"], "consumers": page["consumers"]},
         "panels": panels,
-        "lanes_html": model.lanes_html,
-        "seq": room.seq,
-        "title": room.scenario["title"],
+        "lanes_html": page["lanes_html"],
+        "seq": page["seq"],
+        "title": page["title"],
+        "role": "presenter" if presenter else "attendee",
+        "attendee_url": (
+            request.build_absolute_uri(reverse("join", args=[record.code])) if record.code else ""
+        ),
+        "presenter_url": (
+            request.build_absolute_uri(reverse("present", args=[room_id, key])) if key else ""
+        ),
+        "run_id": record.run_id,
+        "ask": AskForm() if presenter and record.kind != "view" else None,
+        "expiry_minutes": record.idle_expiry_s // 60,
     }
     return render(request, "dashboard/room.html", context)
 
 
-@require_POST
-async def control(request: HttpRequest, room_id: str) -> HttpResponse:
-    """A playback control or fault button (htmx: 204, the change arrives in the next frame)."""
-    room = _room(room_id)
-    form = ControlForm(request.POST, room=room)
-    if not form.is_valid():
-        message = form.error_text()
-        if request.htmx:  # type: ignore[attr-defined]
-            response = HttpResponse(error_frame(message))
-            response["HX-Retarget"] = "#ws-error"
-            response["HX-Reswap"] = "outerHTML"
-            return response
-        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
-    room.submit(form.control())
-    room.ensure_running()
+def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        response = HttpResponse(error_frame(message), status=200)
+        response["HX-Retarget"] = "#ws-error"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _done(request: HttpRequest, room_id: str) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return HttpResponse(status=204)
-    return redirect("room", room_id=room.id)
+    return redirect("room", room_id=room_id)
+
+
+NOT_PRESENTER = workshop.NOT_PRESENTER
+
+
+@require_POST
+def control(request: HttpRequest, room_id: str) -> HttpResponse:
+    """A playback control or fault button (htmx: 204, the change arrives in the next frame)."""
+    _record(room_id)
+    if not rooms.is_presenter(request.session, room_id):
+        return _refuse(request, NOT_PRESENTER, 403)
+    refusal = workshop.rate_refusal(request, "control")
+    if refusal:
+        return _refuse(request, refusal, 429)
+    fields = {
+        k: request.POST[k] for k in ("action", "speed", "position", "fault") if k in request.POST
+    }
+    result = call("control", room_id=room_id, fields=fields, presenter=True)
+    if result.get("error"):
+        return _refuse(request, result["error"], 503 if result.get("unavailable") else 400)
+    return _done(request, room_id)
 
 
 @require_GET
 def lane(request: HttpRequest, room_id: str, partition: str) -> HttpResponse:
     """A window of a partition's log at any offset ("jump to offset")."""
-    room = _room(room_id)
-    if partition not in room.scenario["partitions"]:
-        raise Http404(f"This scenario has no partition {partition!r}.")
+    _record(room_id)
     try:
         offset = int(request.GET.get("offset", ""))
     except ValueError:
         return HttpResponseBadRequest("offset must be a whole number", content_type="text/plain")
-    if offset < 0:
-        return HttpResponseBadRequest("offset must be 0 or more", content_type="text/plain")
-    window = room.timeline.sim.read_records(partition, offset, LANE_WINDOW)
-    lane_slug = slug(partition)
-    cells = window_cells(partition, window)
-    context = {
-        "partition": partition,
-        "offset": offset,
-        "last": offset + LANE_WINDOW - 1,
-        "cells": cells,
-        "window": window,
-        "slug": lane_slug,
-        "room": room,
-    }
-    template = "dashboard/lane_window.html"
-    if not request.htmx:  # type: ignore[attr-defined]
-        template = "dashboard/lane_page.html"
-    return render(request, template, context)
+    if not 0 <= offset <= 10**12:
+        return HttpResponseBadRequest(
+            "offset must be between 0 and 10^12", content_type="text/plain"
+        )
+    page = not request.htmx  # type: ignore[attr-defined]
+    result = call("lane", room_id=room_id, partition=partition, offset=offset, page=page)
+    if result.get("error"):
+        return HttpResponse(result["error"], status=503, content_type="text/plain")
+    if result["status"] == 404:
+        raise Http404(result["html"])
+    return HttpResponse(result["html"])
+
+
+@require_POST
+def fork(request: HttpRequest, room_id: str) -> HttpResponse:
+    """ "Try it yourself" (a sandbox) or "look around on my own" (a detached view)."""
+    _record(room_id)
+    kind = request.POST.get("kind", "sandbox")
+    if kind not in ("sandbox", "view"):
+        return _refuse(request, "kind must be sandbox or view", 400)
+    refusal = workshop.rate_refusal(request, "fork")
+    if refusal:
+        return _refuse(request, refusal, 429)
+    result = call("fork", room_id=room_id, kind=kind)
+    if result.get("error"):
+        return _refuse(request, result["error"], 400)
+    rooms.grant_presenter(request.session, result["room_id"])
+    url = reverse("room", args=[result["room_id"]])
+    if request.htmx:  # type: ignore[attr-defined]
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@require_POST
+def ask(request: HttpRequest, room_id: str) -> HttpResponse:
+    """Predict, then reveal: put a question to the room (presenters only)."""
+    _record(room_id)
+    if not rooms.is_presenter(request.session, room_id):
+        return _refuse(request, NOT_PRESENTER, 403)
+    form = AskForm(request.POST)
+    if not form.is_valid():
+        return _refuse(request, form.error_text(), 400)
+    result = call(
+        "ask", room_id=room_id, prompt=form.cleaned_data["prompt"], choices=form.choices()
+    )
+    if result.get("error"):
+        return _refuse(request, result["error"], 400)
+    return _done(request, room_id)
+
+
+@require_POST
+def reveal(request: HttpRequest, room_id: str) -> HttpResponse:
+    _record(room_id)
+    if not rooms.is_presenter(request.session, room_id):
+        return _refuse(request, NOT_PRESENTER, 403)
+    result = call("reveal", room_id=room_id, close=request.POST.get("close") == "1")
+    if result.get("error"):
+        return _refuse(request, result["error"], 400)
+    return _done(request, room_id)
+
+
+@require_POST
+def vote(request: HttpRequest, room_id: str) -> HttpResponse:
+    _record(room_id)
+    refusal = workshop.rate_refusal(request, "vote")
+    if refusal:
+        return _refuse(request, refusal, 429)
+    question, choice = request.POST.get("question", ""), request.POST.get("choice", "")
+    error = workshop.cast_vote(room_id, question, choice, rooms.voter_id(request.session))
+    if error:
+        return _refuse(request, error, 400)
+    call("tally", room_id=room_id)
+    if request.htmx:  # type: ignore[attr-defined]
+        asked = Question.objects.filter(id=int(question)).first()
+        return HttpResponse(workshop.my_vote_fragment(asked, int(choice)))
+    return redirect("room", room_id=room_id)

@@ -28,9 +28,12 @@
   });
 
   // A gap in the sequence means a lost frame: ask for a full snapshot instead of applying it.
+  // Every frame received, in order (sequence and kind): what a test or a curious user can check.
+  window.labFrames = [];
   document.addEventListener("htmx:wsBeforeMessage", function (evt) {
     var info = seqOf(evt.detail.message);
     if (!info) return; // an error frame: no sequence
+    if (window.labFrames.length < 100000) window.labFrames.push([info.seq, info.kind]);
     if (info.kind === "full") {
       lastSeq = info.seq;
       return;
@@ -123,11 +126,31 @@
     if (el && !el.disabled) el.click();
   }
 
+  function isPresenter() {
+    var room = document.getElementById("room");
+    return !!room && room.dataset.role === "presenter";
+  }
+
+  function toggle(name, a, b) {
+    root.dataset[name] = root.dataset[name] === a ? b : a;
+    localStorage.setItem("lab-" + name, root.dataset[name]);
+  }
+
+  // Keyboard and presenter remotes (which send Page Up/Down, "b" or "." for blank, F5/Esc).
   document.addEventListener("keydown", function (evt) {
     var tag = (evt.target && evt.target.tagName) || "";
     if (/^(INPUT|TEXTAREA|SELECT)$/.test(tag) || evt.ctrlKey || evt.metaKey || evt.altKey) return;
-    if (evt.key === " " || evt.key === "Spacebar") {
-      if (tag === "BUTTON") return; // space already presses the focused button
+    if (evt.key === "l" || evt.key === "L") {
+      toggle("size", "large", "normal");
+      return;
+    }
+    if (evt.key === "n" || evt.key === "N") {
+      toggle("notes", "hidden", "shown");
+      return;
+    }
+    if (!isPresenter()) return; // attendees follow; their controls would be refused anyway
+    if (evt.key === " " || evt.key === "Spacebar" || evt.key === "b" || evt.key === "B" || evt.key === ".") {
+      if (tag === "BUTTON" && evt.key !== "b" && evt.key !== "B" && evt.key !== ".") return;
       evt.preventDefault();
       click("#btn-play-pause");
     } else if (evt.key === "ArrowRight" || evt.key === "PageDown") {
@@ -147,6 +170,25 @@
   if (theme) root.dataset.theme = theme;
   var size = localStorage.getItem("lab-size");
   if (size) root.dataset.size = size;
+  var notes = localStorage.getItem("lab-notes");
+  if (notes) root.dataset.notes = notes;
+
+  // Mark the choice this browser voted for (the server counts one vote per person).
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest ? evt.target.closest("button.vote") : null;
+    if (!button) return;
+    var panel = button.closest("#question");
+    if (panel) sessionStorage.setItem("lab-vote-" + panel.dataset.question, button.dataset.choice);
+  });
+  function reapplyVote() {
+    var panel = document.getElementById("question");
+    if (!panel || !panel.dataset.question) return;
+    var mine = sessionStorage.getItem("lab-vote-" + panel.dataset.question);
+    panel.querySelectorAll("button.vote").forEach(function (b) {
+      b.classList.toggle("is-mine", b.dataset.choice === mine);
+    });
+  }
+  document.addEventListener("htmx:wsAfterMessage", reapplyVote);
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.getElementById("theme-toggle");
     if (toggle) {
@@ -161,12 +203,12 @@
     var sizer = document.getElementById("size-toggle");
     if (sizer) {
       sizer.addEventListener("click", function () {
-        root.dataset.size = root.dataset.size === "large" ? "normal" : "large";
-        localStorage.setItem("lab-size", root.dataset.size);
+        toggle("size", "large", "normal");
       });
     }
     var seq = document.getElementById("frame-seq");
     if (seq) lastSeq = parseInt(seq.dataset.seq, 10);
     restoreScroll();
+    reapplyVote();
   });
 })();

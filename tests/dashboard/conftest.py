@@ -1,16 +1,50 @@
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.cache import cache
 
+from dashboard import gateway, ratelimit
 from dashboard.runtime import registry
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
 
 @pytest.fixture(autouse=True)
 def fresh_rooms_and_layers() -> Iterator[None]:
-    """Each test starts with no rooms and an empty in-memory channel layer."""
+    """Each test starts with no rooms, an empty in-memory channel layer and no rate counts."""
     registry.clear()
+    gateway.relays.clear()
     channel_layers.backends.clear()
+    cache.clear()
+    ratelimit.reset()
     yield
     registry.clear()
+    gateway.relays.clear()
     channel_layers.backends.clear()
+    cache.clear()
+    ratelimit.reset()
+
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def session_headers(presents: list[str], voter: str = "") -> Headers:
+    """WebSocket headers of a browser whose session presents ``presents`` (database work)."""
+    session = SessionStore()
+    session["lab_presents"] = list(presents)
+    session["lab_voter"] = voter or f"voter-{len(presents)}-{id(session)}"
+    session.create()
+    return [ORIGIN, (b"cookie", f"sessionid={session.session_key}".encode())]
+
+
+@pytest.fixture
+def presenter_headers(transactional_db: None) -> Callable[..., Awaitable[Headers]]:
+    """``await presenter_headers(room_id)``: headers of a browser presenting that room."""
+
+    async def make(*room_ids: str) -> Headers:
+        return await sync_to_async(session_headers)(list(room_ids))
+
+    return make

@@ -1,7 +1,9 @@
 """The room's WebSocket: a snapshot on connect, numbered frames, refusals that change nothing."""
 
+import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -9,6 +11,9 @@ from channels.testing import WebsocketCommunicator
 from broker.scenario import load
 from dashboard.asgi import application
 from dashboard.runtime import Room, registry
+from tests.dashboard.conftest import Headers
+
+PresenterHeaders = Callable[..., Awaitable[Headers]]
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 SEQ = re.compile(r'^<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)"')
@@ -41,9 +46,12 @@ async def test_a_browser_gets_a_full_snapshot_on_connect() -> None:
     await ws.disconnect()
 
 
-async def test_frames_are_numbered_one_by_one_until_the_run_ends() -> None:
+async def test_frames_are_numbered_one_by_one_until_the_run_ends(
+    presenter_headers: PresenterHeaders,
+) -> None:
     room = registry.create(load("producer-retry-duplicate"))
-    ws = connect(room)
+    as_presenter = await presenter_headers(room.id)
+    ws = connect(room, as_presenter)
     await ws.connect()
     await ws.receive_from(timeout=5)
 
@@ -61,24 +69,31 @@ async def test_frames_are_numbered_one_by_one_until_the_run_ends() -> None:
     await ws.disconnect()
 
 
-async def test_two_browsers_get_the_same_frames() -> None:
+async def test_two_browsers_get_the_same_frames(presenter_headers: PresenterHeaders) -> None:
     room = registry.create(load("producer-retry-duplicate"))
-    first, second = connect(room), connect(room)
+    as_presenter = await presenter_headers(room.id)
+    first, second = connect(room, as_presenter), connect(room)
     await first.connect()
     await second.connect()
     await first.receive_from(timeout=5)
     await second.receive_from(timeout=5)
 
     await first.send_to(text_data=json.dumps({"action": "step"}))
+    presenters, attendees = await first.receive_from(5), await second.receive_from(5)
 
-    assert await first.receive_from(timeout=5) == await second.receive_from(timeout=5)
+    # The same frame, but only the presenter's has the speaker notes.
+    assert presenters.startswith(attendees)
+    assert 'id="speaker-notes"' in presenters and 'id="speaker-notes"' not in attendees
     await first.disconnect()
     await second.disconnect()
 
 
-async def test_a_resync_request_gets_a_full_snapshot_at_the_current_sequence() -> None:
+async def test_a_resync_request_gets_a_full_snapshot_at_the_current_sequence(
+    presenter_headers: PresenterHeaders,
+) -> None:
     room = registry.create(load("producer-retry-duplicate"))
-    ws = connect(room)
+    as_presenter = await presenter_headers(room.id)
+    ws = connect(room, as_presenter)
     await ws.connect()
     await ws.receive_from(timeout=5)
     await ws.send_to(text_data=json.dumps({"action": "step"}))
@@ -103,10 +118,10 @@ async def test_a_resync_request_gets_a_full_snapshot_at_the_current_sequence() -
     ],
 )
 async def test_a_forged_or_malformed_message_gets_an_error_and_changes_nothing(
-    message: str, error: str
+    message: str, error: str, presenter_headers: PresenterHeaders
 ) -> None:
     room = registry.create(load("producer-retry-duplicate"))
-    ws = connect(room)
+    ws = connect(room, await presenter_headers(room.id))
     await ws.connect()
     await ws.receive_from(timeout=5)
 
@@ -135,51 +150,56 @@ async def test_a_connection_from_another_origin_is_refused() -> None:
     assert room.viewers == 0
 
 
-async def test_an_unknown_room_is_closed() -> None:
+@pytest.mark.django_db(transaction=True)
+async def test_an_unknown_room_says_so_and_is_closed() -> None:
     ws = WebsocketCommunicator(application, "/ws/rooms/nope/", headers=[ORIGIN])
 
-    connected, code = await ws.connect()
+    connected, _ = await ws.connect()
 
-    assert not connected
-    assert code == 4404
+    assert connected
+    assert "No such room: it may have expired." in await ws.receive_from(timeout=5)
+    assert (await ws.receive_output(timeout=5))["code"] == 4404
 
 
-async def test_every_local_browser_gets_the_same_frame_once() -> None:
+async def test_every_local_browser_gets_the_same_frame_once(
+    presenter_headers: PresenterHeaders,
+) -> None:
     room = registry.create(load("producer-retry-duplicate"))
-    first, second = connect(room), connect(room)
+    as_presenter = await presenter_headers(room.id)
+    first, second = connect(room, as_presenter), connect(room)
     await first.connect()
     await second.connect()
     assert seq_of(await first.receive_from(timeout=5)) == seq_of(await second.receive_from(5))
-    assert room.viewers == 2 and len(room.local) == 2
+    assert room.viewers == 2 and room.audience.presenters() == 1
 
     await first.send_to(text_data=json.dumps({"action": "step"}))
     one = await first.receive_from(timeout=5)
     two = await second.receive_from(timeout=5)
 
-    assert one == two and seq_of(one) == (1, "delta")
+    assert one.startswith(two) and seq_of(one) == seq_of(two) == (1, "delta")
     assert await first.receive_nothing(timeout=0.2)  # not a second copy via the group
     await first.disconnect()
-    assert room.viewers == 1 and len(room.local) == 1
+    assert room.viewers == 1
     await second.disconnect()
-    assert room.viewers == 0 and not room.local
+    assert room.viewers == 0
 
 
-async def test_a_runtime_in_another_process_reaches_browsers_through_the_group() -> None:
+async def test_in_embedded_mode_frames_skip_the_channel_layer() -> None:
     from channels.layers import get_channel_layer
 
     room = registry.create(load("producer-retry-duplicate"))
     ws = connect(room)
     await ws.connect()
     await ws.receive_from(timeout=5)
-    # What a consumer does when the room's runtime lives elsewhere: join the group.
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(room.group, channel)
 
     await room.broadcast("<output id='frame-seq'>x</output>")
 
-    assert (await layer.receive(channel))["frame"] == "<output id='frame-seq'>x</output>"
     assert await ws.receive_from(timeout=5) == "<output id='frame-seq'>x</output>"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), 0.2)
     await ws.disconnect()
 
 

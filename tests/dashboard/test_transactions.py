@@ -2,6 +2,7 @@
 coordinator, processor and __transaction_state panels, the transaction buttons, the verdict."""
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from dashboard.forms import ControlForm
 from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.runtime import Room, registry
 from dashboard.timeline import Timeline
+from tests.dashboard.conftest import Headers
 
 STATUS = {
     "room_id": "r1",
@@ -342,8 +344,11 @@ def test_the_room_page_offers_transaction_and_processor_buttons(client: Client) 
     assert 'id="processors"' in page and 'id="transactions"' in page
 
 
+@pytest.mark.django_db
 def test_a_forged_transaction_control_is_refused_and_changes_nothing(client: Client) -> None:
-    room = registry.create(load("txn-abort-read-committed"))
+    url = client.post("/", {"scenario": "txn-abort-read-committed"})["Location"]
+    client.get(url)
+    [room] = registry.rooms.values()
 
     forged = client.post(
         f"/rooms/{room.id}/control/", {"action": "fault", "fault": "commit-transaction:p9"}
@@ -358,12 +363,15 @@ def test_a_forged_transaction_control_is_refused_and_changes_nothing(client: Cli
     assert not room.pending and room.timeline.commands == []
 
 
-async def test_a_forged_processor_command_over_the_websocket_changes_nothing() -> None:
+async def test_a_forged_processor_command_over_the_websocket_changes_nothing(
+    presenter_headers: Callable[..., Awaitable[Headers]],
+) -> None:
     room = registry.create(load("txn-read-process-write-crash"))
     while room.timeline.sim.now_ms < 100:  # the enricher is running by then
         room.timeline.step_engine()
     steps = room.timeline.steps
-    ws = WebsocketCommunicator(application, f"/ws/rooms/{room.id}/", headers=[ORIGIN])
+    headers = await presenter_headers(room.id)
+    ws = WebsocketCommunicator(application, f"/ws/rooms/{room.id}/", headers=headers)
     await ws.connect()
     await ws.receive_from(timeout=5)
 

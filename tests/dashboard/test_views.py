@@ -4,19 +4,26 @@ import re
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.test.utils import override_settings
 
 from broker.scenario import load
+from dashboard import service
+from dashboard.models import SavedRun
 from dashboard.runtime import Control, registry
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
+pytestmark = pytest.mark.django_db
+
 
 def open_room(client: Client, name: str = "producer-retry-duplicate") -> str:
+    """Open a workshop room (the client becomes its presenter) and load its page."""
     response = client.post("/", {"scenario": name})
     assert response.status_code == 302
+    assert client.get(response["Location"]).status_code == 200
     return response["Location"]
 
 
@@ -71,8 +78,12 @@ def test_a_good_upload_opens_a_room(client: Client) -> None:
     )
 
     assert response.status_code == 302
+    client.get(response["Location"])
     [room] = registry.rooms.values()
     assert room.spec.name == "my-run"
+    # The saved run keeps the uploaded text itself: the room can reload from it.
+    [run] = SavedRun.objects.all()
+    assert run.scenario_toml == text
 
 
 @override_settings(LAB_MAX_UPLOAD_BYTES=100)
@@ -98,27 +109,33 @@ def test_a_scenario_over_the_record_limit_is_refused(client: Client) -> None:
 
 
 @override_settings(LAB_MAX_ROOMS=1)
-def test_when_every_room_is_busy_a_new_one_is_refused(client: Client) -> None:
-    open_room(client)
-    [room] = registry.rooms.values()
-    room.viewers = 1
+def test_past_the_room_limit_a_new_workshop_room_is_refused(client: Client) -> None:
+    first = open_room(client)
 
     response = client.post("/", {"scenario": "producer-idempotent"})
 
     assert response.status_code == 400
-    assert "The lab already runs 1 rooms, each watched or playing: that is the maximum." in (
-        response.text
-    )
+    assert "The lab already has 1 workshop rooms, the most it keeps." in response.text
+    assert client.get(first).status_code == 200
 
 
-@override_settings(LAB_MAX_ROOMS=1)
-def test_an_idle_room_makes_way_for_a_new_one(client: Client) -> None:
-    first = open_room(client)
+@override_settings(LAB_MAX_ROOMS=1, LAB_MAX_PRIVATE_ROOMS=0)
+def test_a_room_dropped_from_memory_comes_back_at_the_same_point(client: Client) -> None:
+    url = open_room(client)
+    room = registry.rooms[url.strip("/").split("/")[-1]]
+    room.submit(Control("step"))
+    room.submit(Control("fault", fault="drop-response:p1"))
+    room.submit(Control("step"))
+    room.tick(0.0)
+    async_to_sync(service.save_now)(room)  # what the room's task does a second later
+    steps, commands = room.timeline.steps, room.timeline.commands
+    registry.clear()
 
-    second = open_room(client, "producer-idempotent")
+    client.get(url)
 
-    assert client.get(first).status_code == 404
-    assert client.get(second).status_code == 200
+    again = registry.rooms[room.id]
+    assert again is not room
+    assert (again.timeline.steps, again.timeline.commands) == (steps, commands)
 
 
 def test_an_htmx_control_is_queued_and_answers_no_content(client: Client) -> None:
@@ -161,18 +178,15 @@ def test_a_forged_control_is_refused_and_changes_nothing(client: Client) -> None
     assert not room.pending
 
 
-def test_controls_need_the_csrf_token() -> None:
-    client = Client(enforce_csrf_checks=True)
-    url = open_room_with(client)
+def test_controls_need_the_csrf_token(client: Client) -> None:
+    url = open_room(client)
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = client.cookies  # the presenter's session, without the CSRF token
 
-    response = client.post(f"{url}control/", {"action": "play"})
+    response = strict.post(f"{url}control/", {"action": "play"})
 
     assert response.status_code == 403
-
-
-def open_room_with(client: Client) -> str:
-    room = registry.create(load("producer-retry-duplicate"))
-    return f"/rooms/{room.id}/"
+    assert "CSRF" in response.text
 
 
 def test_a_pressed_fault_shows_after_the_next_tick_with_its_virtual_time(client: Client) -> None:

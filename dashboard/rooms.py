@@ -1,0 +1,219 @@
+"""Rooms and runs in the database, and who may do what in a room (the session's roles).
+
+Everything here is synchronous Django ORM code: call it from sync views, or through
+``asgiref.sync.sync_to_async`` from async code. The live side (the engine) is in runtime.py.
+
+Roles: whoever opens a room's presenter link (``/rooms/<id>/present/<key>/``) has the key
+checked (hashed, constant-time) and gets the room's id in their session; from then on every
+control (HTTP or WebSocket) from that session is a presenter's. Everyone else who opens the room
+(the attendee link ``/r/<code>/``) is an attendee: they watch, vote, detach and fork, but their
+controls are refused on the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from broker.scenario import BUILTIN_DIR, ScenarioSpec, builtin_names, load_text
+from dashboard.models import (
+    LabRoom,
+    SavedRun,
+    hash_key,
+    key_matches,
+    new_code,
+    new_key,
+    normalize_code,
+)
+from dashboard.runtime import LimitError, setting
+from dashboard.timeline import Command
+
+SESSION_PRESENTS = "lab_presents"  # room ids this browser session may control
+SESSION_VOTER = "lab_voter"  # this browser's anonymous attendee token (votes)
+SESSION_RUNS = "lab_runs"  # saved runs made in this browser, newest first
+MAX_SESSION_ROOMS = 64
+MAX_SESSION_RUNS = 50
+
+
+# -- scenarios and runs ------------------------------------------------------------------------
+def builtin_text(name: str) -> str:
+    if name not in builtin_names():
+        raise KeyError(name)
+    return (BUILTIN_DIR / f"{name}.toml").read_text(encoding="utf-8")
+
+
+def spec_of(run: SavedRun) -> ScenarioSpec:
+    return load_text(run.scenario_toml, run.scenario_name, source=f"saved run {run.id}")
+
+
+def commands_of(run: SavedRun) -> list[Command]:
+    return [
+        Command(int(c["step_index"]), int(c["time_ms"]), dict(c["raw"]), str(c["label"]))
+        for c in run.commands
+    ]
+
+
+def commands_json(commands: Iterable[Command]) -> list[dict[str, Any]]:
+    return [
+        {"step_index": c.step_index, "time_ms": c.time_ms, "raw": dict(c.raw), "label": c.label}
+        for c in commands
+    ]
+
+
+def create_run(
+    spec: ScenarioSpec,
+    toml: str,
+    seed: int | None = None,
+    commands: Sequence[Command] = (),
+    origin: str = "room",
+) -> SavedRun:
+    run = SavedRun(
+        id=SavedRun.new_id(),
+        title=spec.title[:200],
+        scenario_name=spec.name[:64],
+        scenario_toml=toml,
+        seed=spec.seed if seed is None else seed,
+        commands=commands_json(commands),
+        origin=origin,
+    )
+    run.save(force_insert=True)
+    return run
+
+
+# -- rooms -------------------------------------------------------------------------------------
+def idle_expiry_s() -> int:
+    return int(setting("LAB_ROOM_IDLE_EXPIRY_S", 4 * 3600))
+
+
+def purge_expired(now: Any = None) -> list[str]:
+    """Delete rooms idle past their expiry (their saved runs stay); the ids removed."""
+    now = now or timezone.now()
+    gone = []
+    # Few rooms exist at once (a limit): checking each in Python keeps per-room expiry simple.
+    for room in LabRoom.objects.only("id", "last_active", "idle_expiry_s"):
+        if room.expired(now):
+            gone.append(room.id)
+    if gone:
+        LabRoom.objects.filter(id__in=gone).delete()
+    return gone
+
+
+def _check_room_limits(kind: str) -> None:
+    if kind == "workshop":
+        limit = int(setting("LAB_MAX_ROOMS", 32))
+        if LabRoom.objects.filter(kind="workshop").count() >= limit:
+            raise LimitError(
+                f"The lab already has {limit} workshop rooms, the most it keeps. Rooms idle for "
+                f"{idle_expiry_s() // 60} minutes expire; try again later."
+            )
+    else:
+        limit = int(setting("LAB_MAX_PRIVATE_ROOMS", 400))
+        if LabRoom.objects.exclude(kind="workshop").count() >= limit:
+            # Private copies are cheap to make again: the oldest idle one goes.
+            oldest = LabRoom.objects.exclude(kind="workshop").order_by("last_active").first()
+            if oldest is not None:
+                oldest.delete()
+
+
+def create_room(
+    run: SavedRun,
+    kind: str = "workshop",
+    parent: LabRoom | None = None,
+    start_steps: int = 0,
+    limit_steps: int | None = None,
+) -> tuple[LabRoom, str]:
+    """A new room showing ``run``; returns it and its presenter key (shown once, stored hashed).
+
+    Workshop rooms get a join code; private rooms (sandbox, view) do not.
+    """
+    if kind not in LabRoom.KINDS:
+        raise ValueError(f"unknown room kind {kind!r}")
+    purge_expired()
+    _check_room_limits(kind)
+    key = new_key()
+    for _attempt in range(50):
+        room = LabRoom(
+            id=SavedRun.new_id()[:8],
+            code=new_code() if kind == "workshop" else None,
+            presenter_key_hash=hash_key(key),
+            kind=kind,
+            parent=parent,
+            run=run,
+            start_steps=start_steps,
+            limit_steps=limit_steps,
+            idle_expiry_s=idle_expiry_s(),
+        )
+        try:
+            with transaction.atomic():
+                room.save(force_insert=True)
+        except IntegrityError:
+            continue  # a code or id already taken: draw again
+        return room, key
+    raise LimitError("Could not find a free join code; too many rooms are open.")
+
+
+def find_by_code(code: str) -> LabRoom | None:
+    code = normalize_code(code)
+    if not code:
+        return None
+    room = LabRoom.objects.filter(code=code).first()
+    if room is None or room.expired():
+        return None
+    return room
+
+
+def live_room(room_id: str) -> LabRoom | None:
+    room = LabRoom.objects.select_related("run", "parent").filter(id=room_id).first()
+    if room is None or room.expired():
+        return None
+    return room
+
+
+def touch(room_id: str) -> None:
+    """The room was used now: push its idle expiry back."""
+    LabRoom.objects.filter(id=room_id).update(last_active=timezone.now())
+
+
+def touch_if_stale(room: LabRoom, every_s: float = 30.0) -> None:
+    if timezone.now() - room.last_active > timedelta(seconds=every_s):
+        touch(room.id)
+
+
+# -- roles (the session) ---------------------------------------------------------------------
+def grant_presenter(session: Any, room_id: str) -> None:
+    rooms = [r for r in session.get(SESSION_PRESENTS, []) if r != room_id]
+    rooms.insert(0, room_id)
+    session[SESSION_PRESENTS] = rooms[:MAX_SESSION_ROOMS]
+
+
+def is_presenter(session: Any, room_id: str) -> bool:
+    if session is None:
+        return False
+    return room_id in session.get(SESSION_PRESENTS, [])
+
+
+def check_key(room: LabRoom, key: str) -> bool:
+    return key_matches(key, room.presenter_key_hash)
+
+
+def voter_id(session: Any) -> str:
+    """This browser's attendee token, made on first use."""
+    voter = session.get(SESSION_VOTER)
+    if not voter:
+        voter = new_key()
+        session[SESSION_VOTER] = voter
+    return str(voter)
+
+
+def remember_run(session: Any, run_id: str) -> None:
+    runs = [r for r in session.get(SESSION_RUNS, []) if r != run_id]
+    runs.insert(0, run_id)
+    session[SESSION_RUNS] = runs[:MAX_SESSION_RUNS]
+
+
+def role_of(session: Any, room: LabRoom) -> str:
+    return "presenter" if is_presenter(session, room.id) else "attendee"

@@ -1,0 +1,397 @@
+"""The runtime's operations: everything the web side asks of a live room.
+
+They run where the rooms live: inside the web process (embedded set-up) or in the runtime
+worker (``manage.py labworker``, scale-out); ``gateway.call`` gets them there. Arguments and
+results are plain JSON-like values, so they can cross the channel layer.
+
+Rooms load lazily from the database (models.LabRoom and its SavedRun): a room created by one
+process, or dropped from memory, comes back at the engine step it was at. Each live room saves
+its run (commands, verdict, position) a moment after it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import Count
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from broker.scenario import ScenarioError
+from dashboard import fragments, rooms
+from dashboard.forms import ControlForm
+from dashboard.models import LabRoom, Question, SavedRun
+from dashboard.presenters import LANE_WINDOW, slug, window_cells
+from dashboard.runtime import Control, LimitError, Room, check_limits, registry
+from dashboard.timeline import Timeline
+
+logger = logging.getLogger(__name__)
+
+SAVE_EVERY_S = 1.0
+SWEEP_EVERY_S = 60.0
+MAX_ANOMALIES_SAVED = 100
+
+
+class ServiceError(Exception):
+    """A refusal to show the user (the message says why)."""
+
+
+# -- loading -------------------------------------------------------------------------------
+_loading: dict[str, asyncio.Future[Room | None]] = {}
+
+
+async def get(room_id: str) -> Room | None:
+    """The live room, loading it from the database if it is not in memory."""
+    room = registry.get(room_id)
+    if room is not None:
+        return room
+    pending = _loading.get(room_id)
+    if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+        return await asyncio.shield(pending)
+    future: asyncio.Future[Room | None] = asyncio.get_running_loop().create_future()
+    _loading[room_id] = future
+    try:
+        room = await sync_to_async(_build)(room_id)
+        if room is not None:
+            room = registry.get(room_id) or registry.add(room)
+            _watch(room)
+        future.set_result(room)
+        return room
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+        raise
+    finally:
+        _loading.pop(room_id, None)
+
+
+def _build(room_id: str) -> Room | None:
+    record = rooms.live_room(room_id)
+    if record is None:
+        return None
+    run = record.run
+    spec = rooms.spec_of(run)
+    check_limits(spec)
+    timeline = Timeline(spec, run.seed, rooms.commands_of(run))
+    while timeline.steps < record.start_steps and timeline.step_engine():
+        pass
+    timeline.limit_steps = record.limit_steps
+    room = Room(record.id, spec, run.seed, timeline=timeline, kind=record.kind, info=_info(record))
+    room.saved_commands = len(timeline.commands)
+    _load_question(room)
+    return room
+
+
+def _info(record: LabRoom) -> dict[str, Any]:
+    parent = record.parent
+    return {
+        "code": record.code,
+        "run_id": record.run_id,
+        "parent_id": parent.id if parent is not None else None,
+        "parent_code": parent.code if parent is not None else None,
+    }
+
+
+def _watch(room: Room) -> None:
+    room.on_change = _maybe_save
+    room._saved_at = time.monotonic()  # type: ignore[attr-defined]
+    room._saved_state = _state(room)  # type: ignore[attr-defined]
+
+
+# -- saving --------------------------------------------------------------------------------
+def _state(room: Room) -> tuple[Any, ...]:
+    return (tuple(room.timeline.commands), room.timeline.steps, room.kind)
+
+
+async def _maybe_save(room: Room) -> None:
+    """After a tick: save the run when it changed, at most once a second."""
+    if time.monotonic() - getattr(room, "_saved_at", 0.0) >= SAVE_EVERY_S:
+        await save_now(room)
+
+
+async def save_now(room: Room) -> None:
+    """Save the room's run (commands, verdict) and where it is, if that changed."""
+    if room.kind == "view" or "run_id" not in room.info:
+        return  # a view records nothing: its parent's run is the record
+    state = _state(room)
+    now = time.monotonic()
+    if state == getattr(room, "_saved_state", None):
+        return
+    room._saved_at, room._saved_state = now, state  # type: ignore[attr-defined]
+    commands = rooms.commands_json(room.timeline.commands)
+    verdict = _verdict_summary(room)
+    try:
+        await sync_to_async(_save)(room.id, room.info["run_id"], commands, verdict, state[1])
+    except Exception:
+        logger.exception("room %s: could not save its run", room.id)
+
+
+def _verdict_summary(room: Room) -> dict[str, Any]:
+    verdict = dict(room._verdict or {})
+    if "anomalies" in verdict:
+        verdict["anomaly_count"] = len(verdict["anomalies"])
+        verdict["anomalies"] = verdict["anomalies"][:MAX_ANOMALIES_SAVED]
+    return verdict
+
+
+def _save(
+    room_id: str, run_id: str, commands: list[Any], verdict: dict[str, Any], steps: int
+) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        SavedRun.objects.filter(id=run_id).update(
+            commands=commands, verdict=verdict, updated_at=now
+        )
+        LabRoom.objects.filter(id=room_id).update(start_steps=steps, last_active=now)
+
+
+# -- expiry --------------------------------------------------------------------------------
+_sweeper: asyncio.Task[None] | None = None
+
+
+def ensure_sweeper() -> None:
+    """Expire idle rooms once a minute, on the loop where the rooms run."""
+    global _sweeper
+    loop = asyncio.get_running_loop()
+    if _sweeper is not None and not _sweeper.done() and _sweeper.get_loop() is loop:
+        return
+    _sweeper = loop.create_task(_sweep_forever(), name="lab-room-sweeper")
+
+
+async def _sweep_forever() -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            await sweep()
+        except Exception:
+            logger.exception("room expiry sweep failed")
+
+
+async def sweep() -> list[str]:
+    """Drop the rooms whose idle time ran out (their saved runs stay); the ids dropped."""
+    for room in list(registry.rooms.values()):
+        if room.viewers and room.kind != "view":
+            await sync_to_async(rooms.touch)(room.id)  # watched: not idle
+    gone = await sync_to_async(rooms.purge_expired)()
+    for room_id in gone:
+        room = registry.drop(room_id)
+        if room is not None:
+            await room.broadcast(
+                fragments.error_frame("This room expired: nobody used it for a while.")
+            )
+    return gone
+
+
+# -- operations ------------------------------------------------------------------------------
+async def _room(room_id: str) -> Room:
+    room = await get(room_id)
+    if room is None:
+        raise ServiceError("No such room: it may have expired.")
+    return room
+
+
+async def page(room_id: str, presenter: bool = False) -> dict[str, Any]:
+    room = await _room(room_id)
+    model = room.page()
+    skip = frozenset() if presenter else fragments.PRIVATE_PANELS
+    return {
+        "panels": {k: v for k, v in model.html.items() if k not in skip},
+        "lanes_html": model.lanes_html,
+        "seq": room.seq,
+        "title": room.scenario["title"],
+        "transactional": bool(room.scenario.get("transactional")),
+        "consumers": bool(room.scenario.get("consumers")),
+        "kind": room.kind,
+        "info": room.info,
+    }
+
+
+async def snapshot(room_id: str, presenter: bool = False) -> dict[str, Any]:
+    room = await _room(room_id)
+    room.ensure_running()
+    return {"frame": room.full_frame(presenter), "seq": room.seq}
+
+
+async def control(room_id: str, fields: dict[str, str], presenter: bool) -> dict[str, Any]:
+    """Validate and queue a control; ``{"error": text}`` when refused (nothing changes)."""
+    room = await _room(room_id)
+    if not presenter:
+        return {"error": "Only a presenter can control this room."}
+    form = ControlForm(fields, room=room)
+    if not form.is_valid():
+        return {"error": form.error_text()}
+    command = form.control()
+    if command.action not in room.allowed_actions:
+        return {
+            "error": f"Not in a detached view: {command.action!r}. A view only travels in "
+            "time; “Try it yourself” makes a sandbox where faults work."
+        }
+    room.submit(command)
+    room.ensure_running()
+    return {"error": None}
+
+
+async def lane(room_id: str, partition: str, offset: int, page: bool) -> dict[str, Any]:
+    room = await _room(room_id)
+    if partition not in room.scenario["partitions"]:
+        return {"status": 404, "html": f"This scenario has no partition {partition!r}."}
+    window = room.timeline.sim.read_records(partition, offset, LANE_WINDOW)
+    context = {
+        "partition": partition,
+        "offset": offset,
+        "last": offset + LANE_WINDOW - 1,
+        "cells": window_cells(partition, window),
+        "window": window,
+        "slug": slug(partition),
+        "room": {"id": room.id},
+    }
+    template = "dashboard/lane_page.html" if page else "dashboard/lane_window.html"
+    return {"status": 200, "html": render_to_string(template, context)}
+
+
+async def fork(room_id: str, kind: str) -> dict[str, Any]:
+    """A private copy of the room at its current point: a sandbox or a detached view."""
+    if kind not in ("sandbox", "view"):
+        raise ServiceError(f"Unknown fork {kind!r}.")
+    source = await _room(room_id)
+    timeline = source.timeline.fork(limit=kind == "view")
+    record, key = await sync_to_async(_fork_records)(source, timeline, kind)
+    room = Room(
+        record.id, source.spec, source.seed, timeline=timeline, kind=kind, info=_info(record)
+    )
+    registry.add(room)
+    _watch(room)
+    return {"room_id": record.id, "key": key}
+
+
+def _fork_records(source: Room, timeline: Timeline, kind: str) -> tuple[LabRoom, str]:
+    parent = rooms.live_room(source.id)
+    if parent is None:
+        raise ServiceError("This room has expired.")
+    run = parent.run
+    if kind == "sandbox":
+        run = rooms.create_run(
+            source.spec, run.scenario_toml, source.seed, timeline.commands, origin="sandbox"
+        )
+    record, key = rooms.create_room(
+        run,
+        kind=kind,
+        parent=parent,
+        start_steps=timeline.steps,
+        limit_steps=timeline.limit_steps,
+    )
+    record.parent = parent
+    return record, key
+
+
+# -- predict, then reveal ------------------------------------------------------------------------
+def _question_dict(question: Question, tally: list[int]) -> dict[str, Any]:
+    return {
+        "id": question.id,
+        "prompt": question.prompt,
+        "choices": list(question.choices),
+        "tally": tally,
+        "revealed": question.revealed_at is not None,
+    }
+
+
+def _tally(question: Question) -> list[int]:
+    counts = dict(
+        question.votes.values("choice").annotate(n=Count("id")).values_list("choice", "n")
+    )
+    return [int(counts.get(i, 0)) for i in range(len(question.choices))]
+
+
+def _load_question(room: Room) -> None:
+    question = Question.objects.filter(room_id=room.id).order_by("-asked_at", "-id").first()
+    if question is not None and question.closed_at is None:
+        room.question = _question_dict(question, _tally(question))
+
+
+async def ask(room_id: str, prompt: str, choices: list[str]) -> dict[str, Any]:
+    """Pause the run and put a question to the room (replacing any earlier one)."""
+    room = await _room(room_id)
+    position = room.timeline.position
+
+    def create() -> Question:
+        return Question.objects.create(
+            room_id=room.id, prompt=prompt, choices=choices, position=position
+        )
+
+    question = await sync_to_async(create)()
+    room.submit(Control("pause"))
+    room.question = _question_dict(question, [0] * len(choices))
+    room.poke()
+    room.ensure_running()
+    return {"question_id": question.id}
+
+
+async def reveal(room_id: str, close: bool = False) -> dict[str, Any]:
+    """Reveal the tally's answer by running on (or, with ``close``, take the question down)."""
+    room = await _room(room_id)
+    question = room.question
+    if question is None:
+        return {"error": "There is no question to reveal."}
+    if close:
+        await sync_to_async(Question.objects.filter(id=question["id"]).update)(
+            closed_at=timezone.now()
+        )
+        room.question = None
+    elif not question["revealed"]:
+        await sync_to_async(Question.objects.filter(id=question["id"], revealed_at=None).update)(
+            revealed_at=timezone.now()
+        )
+        room.question = {**question, "revealed": True}
+        room.submit(Control("play"))
+    room.poke()
+    room.ensure_running()
+    return {"error": None}
+
+
+async def tally(room_id: str) -> dict[str, Any]:
+    """A vote was stored: recount the open question."""
+    room = await _room(room_id)
+    question = room.question
+    if question is None:
+        return {}
+
+    def count() -> list[int]:
+        stored = Question.objects.filter(id=question["id"]).first()
+        return _tally(stored) if stored is not None else question["tally"]
+
+    counts = await sync_to_async(count)()
+    if room.question is not None and room.question["id"] == question["id"]:
+        room.question = {**room.question, "tally": counts}
+        room.poke()
+        room.ensure_running()
+    return {"tally": counts}
+
+
+OPS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    "page": page,
+    "snapshot": snapshot,
+    "control": control,
+    "lane": lane,
+    "fork": fork,
+    "ask": ask,
+    "reveal": reveal,
+    "tally": tally,
+}
+
+
+async def dispatch(op: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one operation; a refusal comes back as ``{"error": text}``."""
+    ensure_sweeper()
+    handler = OPS.get(op)
+    if handler is None:
+        return {"error": f"Unknown runtime operation {op!r}."}
+    try:
+        return await handler(**args)
+    except (ServiceError, LimitError, ScenarioError) as exc:
+        return {"error": str(exc)}

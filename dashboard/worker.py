@@ -1,0 +1,64 @@
+"""The runtime worker (scale-out): runs every room, answering the web processes' calls.
+
+``manage.py labworker`` runs ``serve`` forever. Each call arrives on the channel
+``gateway.RUNTIME_CHANNEL`` with a reply channel; the answer goes back there. The rooms' frames
+go to their channel groups (``Room.broadcast``), where each web process's relay picks them up.
+Run exactly one worker: two would each run their own copy of a room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from dashboard import service
+from dashboard.gateway import RUNTIME_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(stop: asyncio.Event | None = None) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("the runtime worker needs a channel layer (set REDIS_URL)")
+    service.ensure_sweeper()
+    pending: set[asyncio.Task[None]] = set()
+    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    try:
+        while True:
+            receive = asyncio.ensure_future(layer.receive(RUNTIME_CHANNEL))
+            waiting: set[asyncio.Future[Any]] = {receive}
+            if stopping is not None:
+                waiting.add(stopping)
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                return
+            # One task per call: a room that must load first does not hold up the others.
+            # Calls for a loaded room start in arrival order and queue without waiting, so
+            # one browser's controls apply in the order pressed.
+            task = asyncio.get_running_loop().create_task(_answer(layer, receive.result()))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+    finally:
+        if stopping is not None:
+            stopping.cancel()
+
+
+async def _answer(layer: Any, message: dict[str, Any]) -> None:
+    reply = message.get("reply")
+    op = message.get("op")
+    args = message.get("args")
+    if not isinstance(reply, str) or not isinstance(op, str) or not isinstance(args, dict):
+        logger.warning("runtime worker: ignoring a malformed call %r", message)
+        return
+    try:
+        result = await service.dispatch(op, args)
+        answer: dict[str, Any] = {"type": "lab.reply", "result": result}
+    except Exception as exc:
+        logger.exception("runtime operation %s failed", op)
+        answer = {"type": "lab.reply", "failed": f"{type(exc).__name__}: {exc}"}
+    await layer.send(reply, answer)

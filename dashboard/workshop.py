@@ -1,0 +1,92 @@
+"""Workshop bookkeeping on the web side: creating rooms, votes, rate limits, "my rooms"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils.html import format_html
+
+from broker.scenario import ScenarioSpec
+from dashboard import ratelimit, rooms
+from dashboard.models import LabRoom, Question, SavedRun, Vote
+from dashboard.runtime import check_limits, setting
+
+NOT_PRESENTER = (
+    "You are watching as an attendee: only the room's presenters can do that. "
+    "(Presenters open the room through its presenter link.)"
+)
+
+# Which setting limits which action, and the words for a refusal.
+RATES = {
+    "room": ("LAB_RATE_ROOM_CREATE", (10, 60.0), "room creations from your address"),
+    "fork": ("LAB_RATE_FORK", (10, 60.0), "copies of a room from your address"),
+    "vote": ("LAB_RATE_VOTE", (20, 60.0), "votes from this browser"),
+    "control": ("LAB_RATE_CONTROL", (20, 1.0), "controls from this browser"),
+}
+
+
+def create_workshop(spec: ScenarioSpec, toml: str) -> tuple[LabRoom, str]:
+    """A new workshop room and its saved run; raises LimitError past the lab's limits."""
+    check_limits(spec)
+    with transaction.atomic():
+        run = rooms.create_run(spec, toml)
+        return rooms.create_room(run, kind="workshop")
+
+
+def rate_key(request: Any, action: str) -> str:
+    """Per address for what creates rooms, per browser session for the rest."""
+    if action in ("room", "fork"):
+        return ratelimit.client_ip(request)
+    return rooms.voter_id(request.session)
+
+
+def rate_refusal(request: Any, action: str) -> str:
+    """ "" when allowed; otherwise the sentence to show."""
+    name, default, what = RATES[action]
+    rate = setting(name, default)
+    decision = ratelimit.check(action, rate_key(request, action), rate)
+    if decision.allowed:
+        return ""
+    return f"Too many {what}: try again in {decision.retry_after_s} s."
+
+
+def cast_vote(room_id: str, question_id: Any, choice: Any, voter: str) -> str:
+    """Store one attendee's vote; "" when counted, else why not (nothing stored)."""
+    try:
+        qid, index = int(question_id), int(choice)
+    except (TypeError, ValueError):
+        return "A vote needs a question and a choice (numbers)."
+    question = Question.objects.filter(id=qid, room_id=room_id).first()
+    if question is None or question.closed_at is not None:
+        return "That question is not open in this room."
+    if question.revealed_at is not None:
+        return "Voting is over: the answer has been revealed."
+    if not 0 <= index < len(question.choices):
+        return f"That question has choices 0 to {len(question.choices) - 1}."
+    try:
+        with transaction.atomic():
+            Vote.objects.create(question=question, voter=voter, choice=index)
+    except IntegrityError:
+        return "You have already voted on this question: one vote per person."
+    return ""
+
+
+def my_vote_fragment(question: Question | None, index: int) -> str:
+    text = question.choices[index] if question is not None else str(index)
+    return format_html(
+        '<p id="my-vote" class="my-vote" hx-swap-oob="true">Your vote: <strong>{}</strong></p>',
+        text,
+    )
+
+
+def my_rooms(session: Any) -> list[LabRoom]:
+    ids = session.get(rooms.SESSION_PRESENTS, [])
+    found = {r.id: r for r in LabRoom.objects.filter(id__in=ids, kind="workshop")}
+    return [found[i] for i in ids if i in found and not found[i].expired()]
+
+
+def my_runs(session: Any) -> list[SavedRun]:
+    ids = session.get(rooms.SESSION_RUNS, [])
+    found = {r.id: r for r in SavedRun.objects.filter(id__in=ids)}
+    return [found[i] for i in ids if i in found]
