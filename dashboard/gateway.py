@@ -40,7 +40,8 @@ async def call(op: str, **args: Any) -> dict[str, Any]:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeUnavailable("LAB_RUNTIME=worker needs a channel layer (REDIS_URL).")
-    reply = await layer.new_channel("lab-reply.")
+    # The default prefix: channels-redis runs one receive loop per layer, for one prefix.
+    reply = await layer.new_channel()
     await layer.send(RUNTIME_CHANNEL, {"type": "lab.call", "op": op, "args": args, "reply": reply})
     timeout = float(setting("LAB_RUNTIME_TIMEOUT_S", 10))
     try:
@@ -150,7 +151,7 @@ async def _relay(room_id: str) -> Relay:
             return relay
         layer = get_channel_layer()
         assert layer is not None
-        channel = await layer.new_channel("lab-relay.")
+        channel = await layer.new_channel()
         await layer.group_add(f"room-{room_id}", channel)
         relay = Relay(room_id, channel)
         relay.task = asyncio.get_running_loop().create_task(
@@ -164,7 +165,14 @@ async def _forward(relay: Relay) -> None:
     layer = get_channel_layer()
     assert layer is not None
     while True:
-        message = await layer.receive(relay.channel)
+        try:
+            message = await layer.receive(relay.channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the channel layer (Redis) failed: wait and carry on
+            logger.exception("relay %s: receiving failed; retrying in 1 s", relay.room_id)
+            await asyncio.sleep(1.0)
+            continue
         if message.get("type") != "room.frame":
             continue
         try:

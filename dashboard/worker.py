@@ -37,6 +37,13 @@ async def serve(stop: asyncio.Event | None = None) -> None:
             if receive not in done:
                 receive.cancel()
                 return
+            if receive.exception() is not None:
+                # Redis went away or timed out: keep serving once it is back.
+                logger.error(
+                    "runtime worker: receive failed (%s); retrying in 1 s", receive.exception()
+                )
+                await asyncio.sleep(1.0)
+                continue
             # One task per call: a room that must load first does not hold up the others.
             # Calls for a loaded room start in arrival order and queue without waiting, so
             # one browser's controls apply in the order pressed.

@@ -37,7 +37,7 @@ def create_workshop(spec: ScenarioSpec, toml: str) -> tuple[LabRoom, str]:
 def rate_key(request: Any, action: str) -> str:
     """Per address for what creates rooms, per browser session for the rest."""
     if action in ("room", "fork"):
-        return ratelimit.client_ip(request)
+        return ratelimit.client_key(request)  # an IPv4 address, or an IPv6 /64
     return rooms.voter_id(request.session)
 
 
