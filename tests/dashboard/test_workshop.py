@@ -15,7 +15,7 @@ from dashboard import rooms, service
 from dashboard.asgi import application
 from dashboard.models import CODE_ALPHABET, LabRoom, Question, SavedRun, Vote, hash_key
 from dashboard.runtime import Control, registry
-from tests.dashboard.conftest import session_headers
+from tests.dashboard.conftest import ORIGIN, session_headers
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 pytestmark = pytest.mark.django_db
@@ -492,3 +492,47 @@ def test_a_watched_room_does_not_expire(client: Client) -> None:
 class _Viewer:
     async def base_send(self, message: dict) -> None:
         pass
+
+
+# -- security --
+
+
+@pytest.mark.parametrize("path", ["control/", "ask/", "reveal/", "vote/", "fork/"])
+def test_every_room_post_needs_the_csrf_token(client: Client, path: str) -> None:
+    room = open_workshop(client)
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = client.cookies  # the presenter's own session, without the token
+
+    response = strict.post(f"/rooms/{room.id}/{path}", {"action": "step", "kind": "view"})
+
+    assert response.status_code == 403
+    assert "CSRF" in response.text
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(LAB_MAX_CONNECTIONS_PER_ROOM=1)
+async def test_a_full_room_refuses_one_more_connection() -> None:
+    room = await sync_to_async(_workshop)()
+    first = WebsocketCommunicator(application, f"/ws/rooms/{room.id}/", headers=[ORIGIN])
+    second = WebsocketCommunicator(application, f"/ws/rooms/{room.id}/", headers=[ORIGIN])
+    await first.connect()
+    await first.receive_from(timeout=5)
+
+    await second.connect()
+
+    assert "This room is full (1 connections)." in await second.receive_from(timeout=5)
+    assert (await second.receive_output(timeout=5))["code"] == 4429
+    assert registry.rooms[room.id].viewers == 1
+    await first.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_websocket_from_another_site_is_refused() -> None:
+    room = await sync_to_async(_workshop)()
+    ws = WebsocketCommunicator(
+        application, f"/ws/rooms/{room.id}/", headers=[(b"origin", b"http://evil.example")]
+    )
+
+    connected, _ = await ws.connect()
+
+    assert not connected
