@@ -14,6 +14,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from dashboard import gateway, ratelimit, rooms, workshop
 from dashboard.fragments import error_frame
@@ -38,9 +39,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
-        self.presenter, self.voter = await database_sync_to_async(_roles)(
-            self.scope.get("session"), room_id
-        )
+        if settings.SESSION_COOKIE_NAME in self.scope.get("cookies", {}):
+            self.presenter, self.voter = await database_sync_to_async(_roles)(
+                self.scope.get("session"), room_id
+            )
         limit = int(setting("LAB_MAX_CONNECTIONS_PER_ROOM", 500))
         if gateway.local_viewers(room_id) >= limit:
             await self.accept()

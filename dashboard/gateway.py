@@ -70,6 +70,8 @@ class Relay:
 
 relays: dict[str, Relay] = {}
 _relay_locks: dict[str, asyncio.Lock] = {}
+_toucher: asyncio.Task[None] | None = None
+TOUCH_EVERY_S = 60.0
 
 
 async def watch(room_id: str, viewer: Any, presenter: bool) -> str | None:
@@ -121,6 +123,7 @@ async def unwatch(room_id: str, viewer: Any) -> None:
         async with _lock(room_id):
             if relays.get(room_id) is relay and len(relay.audience) == 0:
                 del relays[room_id]
+                _relay_locks.pop(room_id, None)
                 await _close(relay)
 
 
@@ -158,7 +161,30 @@ async def _relay(room_id: str) -> Relay:
             _forward(relay), name=f"relay-{room_id}"
         )
         relays[room_id] = relay
+        _ensure_toucher()
         return relay
+
+
+def _ensure_toucher() -> None:
+    """Watched rooms are in use: keep pushing their idle expiry back (the worker cannot see
+    this process's viewers)."""
+    global _toucher
+    loop = asyncio.get_running_loop()
+    if _toucher is None or _toucher.done() or _toucher.get_loop() is not loop:
+        _toucher = loop.create_task(_touch_watched(), name="lab-touch-watched")
+
+
+async def _touch_watched() -> None:
+    from asgiref.sync import sync_to_async
+
+    from dashboard.rooms import touch_many
+
+    while relays:
+        try:
+            await sync_to_async(touch_many)(list(relays))
+        except Exception:
+            logger.exception("could not mark the watched rooms as used")
+        await asyncio.sleep(TOUCH_EVERY_S)
 
 
 async def _forward(relay: Relay) -> None:

@@ -178,6 +178,10 @@ def touch(room_id: str) -> None:
     LabRoom.objects.filter(id=room_id).update(last_active=timezone.now())
 
 
+def touch_many(room_ids: list[str]) -> None:
+    LabRoom.objects.filter(id__in=room_ids).update(last_active=timezone.now())
+
+
 def touch_if_stale(room: LabRoom, every_s: float = 30.0) -> None:
     if timezone.now() - room.last_active > timedelta(seconds=every_s):
         touch(room.id)

@@ -33,7 +33,8 @@ from dashboard.timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
-SAVE_EVERY_S = 1.0
+SAVE_EVERY_S = 1.0  # a new command is saved within a second
+POSITION_EVERY_S = 10.0  # where a playing room is (to resume there), every ten seconds
 SWEEP_EVERY_S = 60.0
 MAX_ANOMALIES_SAVED = 100
 
@@ -110,8 +111,11 @@ def _state(room: Room) -> tuple[Any, ...]:
 
 
 async def _maybe_save(room: Room) -> None:
-    """After a tick: save the run when it changed, at most once a second."""
-    if time.monotonic() - getattr(room, "_saved_at", 0.0) >= SAVE_EVERY_S:
+    """After a tick: save the run soon after a command, and the room's position now and then."""
+    since = time.monotonic() - getattr(room, "_saved_at", 0.0)
+    saved = getattr(room, "_saved_state", None)
+    commands_changed = saved is None or saved[0] != tuple(room.timeline.commands)
+    if since >= (SAVE_EVERY_S if commands_changed else POSITION_EVERY_S):
         await save_now(room)
 
 
@@ -175,9 +179,9 @@ async def _sweep_forever() -> None:
 
 async def sweep() -> list[str]:
     """Drop the rooms whose idle time ran out (their saved runs stay); the ids dropped."""
-    for room in list(registry.rooms.values()):
-        if room.viewers and room.kind != "view":
-            await sync_to_async(rooms.touch)(room.id)  # watched: not idle
+    watched = [room.id for room in registry.rooms.values() if room.viewers]
+    if watched:
+        await sync_to_async(rooms.touch_many)(watched)  # watched here: not idle
     gone = await sync_to_async(rooms.purge_expired)()
     for room_id in gone:
         room = registry.drop(room_id)

@@ -1,7 +1,19 @@
-"""The fan-out benchmark's scenarios are valid and say what they measure."""
+"""The fan-out benchmark: its scenarios, its arithmetic, and a small run of the whole command."""
+
+import io
+import re
+
+import pytest
+from django.core.management import CommandError, call_command
 
 from broker.scenario import load_text
-from dashboard.management.commands.bench_fanout import BENCH_SCENARIO, bench_scenario
+from dashboard.management.commands.bench_fanout import (
+    BENCH_SCENARIO,
+    Result,
+    bench_scenario,
+    percentile,
+    sequence_faults,
+)
 
 
 def test_without_a_backlog_the_benchmark_streams_orders_only() -> None:
@@ -19,3 +31,60 @@ def test_a_backlog_is_written_to_one_partition_at_once_before_the_stream() -> No
     assert backlog.params["interval_ms"] == 0
     assert backlog.params["partition"] == 0
     assert stream.params["count"] == 3000
+
+
+def test_sequence_faults_count_gaps_and_repeats_after_the_snapshot() -> None:
+    assert sequence_faults([6, 7, 8], start=5) == (0, 0)
+    assert sequence_faults([], start=5) == (0, 0)
+    assert sequence_faults([5, 6, 7], start=5) == (0, 1)  # the snapshot's own frame again
+    assert sequence_faults([6, 8, 9], start=5) == (1, 0)
+    assert sequence_faults([6, 7, 7, 9, 8], start=5) == (1, 2)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    ordered = [float(i) for i in range(1, 101)]
+    assert percentile(ordered, 0.99) == 100.0
+    assert percentile(ordered, 0.5) == 51.0
+    assert percentile([3.0], 0.99) == 3.0
+
+
+def test_the_report_says_what_was_measured() -> None:
+    result = Result(
+        clients=2,
+        urls=["http://127.0.0.1:1", "http://127.0.0.1:2"],
+        speed="1",
+        elapsed=2.0,
+        connect_s=0.1,
+        frames_sent=40,
+        delivered=[40, 39],
+        delays=[1.0, 2.0, 3.0],
+        gaps=0,
+        repeats=0,
+        cpu={"clients (this process)": 5.0, "daphne-A": 30.0},
+    )
+    text = result.text()
+    assert "2 attendees + 1 presenter over 2 URLs" in text
+    assert "frames sent by the room: 40 (20.0/s)" in text
+    assert "frames delivered: 79 (40/s in all, 39..40 per client)" in text
+    assert "p50 2.0 ms, p99 3.0 ms, max 3.0 ms" in text
+    assert "0 gaps, 0 repeats" in text
+    assert "daphne-A 30%" in text
+
+
+def test_a_small_run_on_the_embedded_set_up() -> None:
+    """The whole command, briefly: its own Daphne (rooms in-process), a presenter who plays,
+    a few attendees; every attendee gets every frame once."""
+    out = io.StringIO()
+    call_command("bench_fanout", clients=3, seconds=1.0, stdout=out)
+    text = out.getvalue()
+    assert "3 attendees + 1 presenter over 1 URL" in text
+    assert re.search(r"frames sent by the room: [1-9]\d*", text), text
+    assert "sequence: 0 gaps, 0 repeats" in text, text
+    assert "daphne-A" in text  # the CPU line covers the set-up it started
+
+
+def test_the_command_refuses_contradictory_options() -> None:
+    with pytest.raises(CommandError, match="not both"):
+        call_command("bench_fanout", url=["http://127.0.0.1:9"], setup="scaleout")
+    with pytest.raises(CommandError, match="--backlog"):
+        call_command("bench_fanout", backlog=-1)

@@ -16,6 +16,9 @@ from tests.dashboard.conftest import Headers
 PresenterHeaders = Callable[..., Awaitable[Headers]]
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+# Channels checks the database connections around every consumer message (closing stale ones),
+# so these tests may touch the database even when the browser has no session.
+pytestmark = pytest.mark.django_db(transaction=True)
 SEQ = re.compile(r'^<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)"')
 
 
@@ -150,7 +153,6 @@ async def test_a_connection_from_another_origin_is_refused() -> None:
     assert room.viewers == 0
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_an_unknown_room_says_so_and_is_closed() -> None:
     ws = WebsocketCommunicator(application, "/ws/rooms/nope/", headers=[ORIGIN])
 

@@ -1,9 +1,22 @@
-"""``manage.py bench_fanout --clients 200``: how well one room's frames fan out to many browsers.
+"""``manage.py bench_fanout --clients 300``: how well one room's frames fan out to many browsers.
 
-Opens a room on a running lab (``--url``; without it, a Daphne subprocess on a free port),
-connects N WebSocket clients, presses play, and measures for each frame the delay from the
-runtime's send (``data-sent`` on ``#frame-seq``) to its receipt, plus frames per second delivered.
-Clients are minimal asyncio WebSocket readers, so that the benchmark measures the server.
+The workshop case: one presenter drives a room (play, at ``--speed``; a playing room sends a
+frame per 50 ms tick, 20 a second) and N attendees watch it. The command opens a room like a
+person would (uploads the benchmark scenario; that browser session is the room's presenter),
+connects N attendee WebSocket clients and the presenter's, presses play on the presenter's
+socket, and for ``--seconds`` times every delta frame an attendee gets, from the runtime's send
+(``data-sent`` on ``#frame-seq``, epoch ms) to its receipt. It prints frames/s sent and
+delivered, p50/p99/max delay, and checks that each attendee got each frame once, in order.
+
+Where it runs:
+
+- ``--setup embedded`` (the default without ``--url``): one Daphne that runs the rooms itself.
+- ``--setup scaleout``: Redis, one ``manage.py labworker`` and ``--webs`` Daphne processes.
+- ``--url URL`` (repeatable): a running lab; clients are spread over the URLs round robin.
+
+A set-up it starts gets a fresh SQLite file, DJANGO_DEBUG=0, and its processes' CPU use is
+reported. Clients are minimal asyncio WebSocket readers in this process, so that the benchmark
+measures the server; they still share the machine's cores with it.
 """
 
 from __future__ import annotations
@@ -14,19 +27,18 @@ import http.cookiejar
 import json
 import os
 import re
-import socket
 import statistics
 import struct
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+
+from dashboard.management.commands.scaleout import Lab, LabError
 
 SEQ = re.compile(rb'<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)" data-sent="(\d+)"')
 
@@ -82,26 +94,37 @@ def bench_scenario(backlog: int) -> str:
 
 
 class Client:
-    """A bare WebSocket reader: the handshake, then whole text messages."""
+    """A bare WebSocket client: the handshake, then whole text messages (pings answered)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
 
     @classmethod
-    async def connect(cls, host: str, port: int, path: str, origin: str) -> Client:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def connect(
+        cls, base: str, path: str, cookie: str = "", origin: str | None = None
+    ) -> Client:
+        url = urllib.parse.urlsplit(base)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        reader, writer = await asyncio.open_connection(host, port, limit=2**22)
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
-            ).encode()
-        )
+        # The Origin must name one of ALLOWED_HOSTS (no cross-site WebSockets).
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            f"Origin: {origin or base}",
+        ]
+        if cookie:
+            lines.append(f"Cookie: {cookie}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         status = await reader.readline()
         if b" 101 " not in status:
-            raise CommandError(f"WebSocket refused: {status.decode().strip()}")
+            writer.close()
+            raise CommandError(f"WebSocket refused by {base}: {status.decode().strip()!r}")
         while (await reader.readline()) not in (b"\r\n", b""):
             pass
         return cls(reader, writer)
@@ -119,35 +142,35 @@ class Client:
             payload = await self.reader.readexactly(length)
             if opcode == 0x8:
                 raise ConnectionError("closed by the server")
+            if opcode == 0x9:  # ping: Daphne closes connections that never answer
+                self._write(0xA, payload)
+                continue
             if opcode in (0x1, 0x2, 0x0):
                 message += payload
                 if final:
                     return message
 
-    async def send(self, text: str) -> None:
-        payload = text.encode()
+    def _write(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
-        head = bytes([0x81])
+        head = bytes([0x80 | opcode])
         if len(payload) < 126:
             head += bytes([0x80 | len(payload)])
         else:
             head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         self.writer.write(head + mask + masked)
+
+    async def send(self, text: str) -> None:
+        self._write(0x1, text.encode())
         await self.writer.drain()
 
     def close(self) -> None:
         self.writer.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _open_room(base: str, scenario: str) -> str:
-    """Upload the benchmark scenario like a browser would; returns the room id."""
+def open_room(base: str, scenario: str) -> tuple[str, str]:
+    """Upload the benchmark scenario like a browser would: returns the room id and the Cookie
+    header of that browser's session, which presents the room."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(base + "/").read()
@@ -168,17 +191,258 @@ def _open_room(base: str, scenario: str) -> str:
         },
     )
     response = opener.open(request)
-    match = re.search(r"/rooms/([^/]+)/", response.geturl())
+    match = re.search(r"/rooms/([^/]+)/$", urllib.parse.urlsplit(response.geturl()).path)
     if not match:
         raise CommandError(f"could not open a room: ended at {response.geturl()}")
-    return match.group(1)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar if c.name == "sessionid")
+    if not cookie:
+        raise CommandError("opening the room gave no session cookie")
+    return match.group(1), cookie
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * fraction)))]
+
+
+def sequence_faults(seqs: list[int], start: int) -> tuple[int, int]:
+    """(gaps, repeats) in the delta sequence numbers a client got after its snapshot ``start``:
+    each delta must be exactly the previous one plus one."""
+    gaps = repeats = 0
+    last = start
+    for seq in seqs:
+        if seq <= last:
+            repeats += 1
+            continue
+        if seq != last + 1:
+            gaps += 1
+        last = seq
+    return gaps, repeats
+
+
+@dataclass
+class Viewer:
+    client: Client
+    base: str
+    snapshot_seq: int = -1
+    seqs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    clients: int
+    urls: list[str]
+    speed: str
+    elapsed: float
+    connect_s: float
+    frames_sent: int
+    delivered: list[int]
+    delays: list[float]
+    gaps: int
+    repeats: int
+    cpu: dict[str, float] = field(default_factory=dict)
+    late_joiners: int = 0
+    late_faulty: int = 0  # late joiners that saw a gap or a repeat
+    late_gaps: int = 0
+    late_repeats: int = 0
+    late_snapshot_ms: list[float] = field(default_factory=list)
+
+    def text(self) -> str:
+        delays = sorted(self.delays)
+        p50 = statistics.median(delays) if delays else float("nan")
+        total = sum(self.delivered)
+        per_url = len(self.urls)
+        lines = [
+            f"clients: {self.clients} attendees + 1 presenter over {per_url} "
+            f"URL{'s' if per_url > 1 else ''} ({', '.join(self.urls)}); "
+            f"connected in {self.connect_s:.2f} s",
+            f"seconds: {self.elapsed:.1f}, speed: {self.speed}x",
+            f"frames sent by the room: {self.frames_sent} "
+            f"({self.frames_sent / self.elapsed:.1f}/s)",
+            f"frames delivered: {total} ({total / self.elapsed:.0f}/s in all, "
+            f"{min(self.delivered)}..{max(self.delivered)} per client)",
+            f"delay send -> receipt: p50 {p50:.1f} ms, p99 {percentile(delays, 0.99):.1f} ms, "
+            f"max {delays[-1]:.1f} ms",
+            f"sequence: {self.gaps} gaps, {self.repeats} repeats (each client: one snapshot, "
+            f"then every delta once)",
+        ]
+        if self.late_joiners:
+            waits = sorted(self.late_snapshot_ms)
+            lines.append(
+                f"late joiners: {self.late_joiners} connected while the room played (snapshot "
+                f"p50 {statistics.median(waits):.0f} ms, max {waits[-1]:.0f} ms); "
+                f"{self.late_faulty} saw a gap or a repeat ({self.late_gaps} gaps, "
+                f"{self.late_repeats} repeats)"
+            )
+        if self.cpu:
+            lines.append(
+                "CPU during the run (100% = one core): "
+                + ", ".join(f"{name} {share:.0f}%" for name, share in self.cpu.items())
+            )
+        return "\n".join(lines) + "\n"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """CPU shares of this process and of the set-up's processes between start and stop."""
+
+    def __init__(self, lab: Lab | None) -> None:
+        self.pids = {"clients (this process)": os.getpid()}
+        if lab is not None:
+            self.pids.update({name: p.pid for name, p, _ in lab.processes})
+        self.before: dict[str, float] = {}
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = max(1e-9, time.monotonic() - self.started)
+        return {
+            name: 100 * (cpu_seconds(pid) - self.before[name]) / wall
+            for name, pid in self.pids.items()
+        }
+
+
+async def run_bench(
+    urls: list[str],
+    room: str,
+    cookie: str,
+    clients: int,
+    seconds: float,
+    speed: str = "1",
+    *,
+    concurrency: int = 25,
+    late_joiners: int = 0,
+    meter: CpuMeter | None = None,
+) -> Result:
+    """Connect the presenter (``cookie``) and ``clients`` attendees, spread over ``urls``; press
+    play; read for ``seconds``. ``late_joiners`` more attendees connect while the room plays
+    (spread over the first half of the run): they check the join, not the delays."""
+    path = f"/ws/rooms/{room}/"
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def join(base: str) -> Viewer:
+        async with gate:
+            viewer = Viewer(await Client.connect(base, path), base)
+            snapshot = await viewer.client.receive()
+        match = SEQ.match(snapshot)
+        if not match or match.group(2) != b"full":
+            raise CommandError(f"the first frame from {base} is not a full snapshot")
+        viewer.snapshot_seq = int(match.group(1))
+        return viewer
+
+    started = time.monotonic()
+    presenter = await Client.connect(urls[0], path, cookie=cookie)
+    await presenter.receive()  # its snapshot
+    viewers = await asyncio.gather(*(join(urls[i % len(urls)]) for i in range(clients)))
+    connect_s = time.monotonic() - started
+    delays: list[float] = []
+    stop_at = 0.0
+
+    async def read(viewer: Viewer, timed: bool = True) -> None:
+        client = viewer.client
+        while True:
+            left = stop_at - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(client.receive(), left)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return
+            match = SEQ.match(message)
+            if match and match.group(2) == b"delta":
+                if timed:
+                    delays.append(time.time() * 1000 - int(match.group(3)))
+                viewer.seqs.append(int(match.group(1)))
+
+    async def drain(client: Client) -> None:
+        try:
+            async with asyncio.timeout(max(0.0, stop_at - time.monotonic())):
+                while True:
+                    message = await client.receive()
+                    if message.startswith(b'<div id="ws-error"'):
+                        raise CommandError(f"the presenter's control was refused: {message!r}")
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return
+
+    late: list[Viewer] = []
+    late_waits: list[float] = []
+
+    async def join_late(index: int) -> None:
+        await asyncio.sleep(seconds / 2 * index / max(1, late_joiners))
+        asked = time.monotonic()
+        viewer = await join(urls[index % len(urls)])
+        late_waits.append((time.monotonic() - asked) * 1000)
+        late.append(viewer)
+        await read(viewer, timed=False)
+
+    await presenter.send(json.dumps({"action": "speed", "speed": speed}))
+    await presenter.send(json.dumps({"action": "play"}))
+    if meter is not None:
+        meter.start()
+    begun = time.monotonic()
+    stop_at = begun + seconds
+    await asyncio.gather(
+        drain(presenter),
+        *(read(v) for v in viewers),
+        *(join_late(i) for i in range(late_joiners)),
+    )
+    elapsed = time.monotonic() - begun
+    cpu = meter.stop() if meter is not None else {}
+    for client in (presenter, *(v.client for v in viewers), *(v.client for v in late)):
+        client.close()
+    if not delays:
+        raise CommandError("no frame arrived")
+    gaps = repeats = 0
+    for viewer in viewers:
+        g, r = sequence_faults(viewer.seqs, viewer.snapshot_seq)
+        gaps, repeats = gaps + g, repeats + r
+    late_gaps = late_repeats = late_faulty = 0
+    for viewer in late:
+        g, r = sequence_faults(viewer.seqs, viewer.snapshot_seq)
+        late_gaps, late_repeats = late_gaps + g, late_repeats + r
+        late_faulty += 1 if g or r else 0
+    return Result(
+        clients=clients,
+        urls=urls,
+        speed=speed,
+        elapsed=elapsed,
+        connect_s=connect_s,
+        frames_sent=len({s for v in viewers for s in v.seqs}),
+        delivered=[len(v.seqs) for v in viewers],
+        delays=delays,
+        gaps=gaps,
+        repeats=repeats,
+        cpu=cpu if len(cpu) > 1 else {},
+        late_joiners=len(late),
+        late_faulty=late_faulty,
+        late_gaps=late_gaps,
+        late_repeats=late_repeats,
+        late_snapshot_ms=late_waits,
+    )
 
 
 class Command(BaseCommand):
-    help = "Connect N WebSocket clients to one playing room; print frames/s and delays."
+    help = (
+        "Connect N attendee WebSocket clients to one room a presenter plays; print frames/s, "
+        "p50/p99 delays and sequence checks (embedded, scale-out, or a running lab)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--clients", type=int, default=200)
+        parser.add_argument("--clients", type=int, default=200, help="attendees (default 200)")
         parser.add_argument("--seconds", type=float, default=10.0)
         parser.add_argument("--speed", default="1", help="playback speed (default 1)")
         parser.add_argument(
@@ -191,114 +455,81 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--url",
+            action="append",
+            default=[],
+            help="a running lab, e.g. http://127.0.0.1:8000; repeat it to spread the clients "
+            "over several web processes (the room is opened on the first)",
+        )
+        parser.add_argument(
+            "--setup",
+            choices=("embedded", "scaleout"),
             default="",
-            help="a running lab, e.g. http://127.0.0.1:8000 (default: start one)",
+            help="without --url, start this set-up: embedded (one Daphne running the rooms, "
+            "the default) or scaleout (Redis + labworker + --webs Daphne processes)",
+        )
+        parser.add_argument("--webs", type=int, default=2, help="Daphne processes for scaleout")
+        parser.add_argument(
+            "--connect-concurrency",
+            type=int,
+            default=25,
+            help="WebSocket handshakes in flight at once while connecting (default 25)",
+        )
+        parser.add_argument(
+            "--late-joiners",
+            type=int,
+            default=0,
+            help="attendees who connect while the room plays (spread over the first half of "
+            "the run); each must get its snapshot, then every later frame once",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         backlog = options["backlog"]
         if not 0 <= backlog <= 150_000:
             raise CommandError("--backlog must be between 0 and 150000 (the run's record limit)")
-        server = None
-        base = options["url"].rstrip("/")
-        if not base:
-            port = _free_port()
-            env = {**os.environ, "LAB_SERVE_STATIC": "0", "DJANGO_DEBUG": "0"}
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "dashboard.asgi:application",
-                ],
-                cwd=Path(__file__).resolve().parents[3],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            base = f"http://127.0.0.1:{port}"
-            self._wait_for(port, server)
-        try:
-            room = _open_room(base, bench_scenario(backlog))
-            result = asyncio.run(
-                self._bench(base, room, options["clients"], options["seconds"], options["speed"])
-            )
-            if backlog:
-                result += asyncio.run(self._late_joiner(base, room, backlog))
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=10)
-        self.stdout.write(result)
-
-    def _wait_for(self, port: int, server: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise CommandError("daphne exited at start")
+        if options["clients"] < 1 or options["seconds"] <= 0:
+            raise CommandError("--clients must be at least 1 and --seconds above 0")
+        urls = [u.rstrip("/") for u in options["url"]]
+        if urls and options["setup"]:
+            raise CommandError("--setup starts a lab; --url uses a running one: not both")
+        lab = None
+        if not urls:
+            scaleout = options["setup"] == "scaleout"
+            if options["webs"] < 1:
+                raise CommandError("--webs must be at least 1")
+            lab = Lab(webs=options["webs"] if scaleout else 1, redis=scaleout, debug=False)
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise CommandError("daphne did not start within 20 s")
-
-    async def _bench(self, base: str, room: str, clients: int, seconds: float, speed: str) -> str:
-        url = urllib.parse.urlsplit(base)
-        host, port = url.hostname or "127.0.0.1", url.port or 80
-        connected = []
-        for _ in range(clients):
-            connected.append(await Client.connect(host, port, f"/ws/rooms/{room}/", base))
-        for client in connected:
-            await client.receive()  # the full snapshot
-        delays: list[float] = []
-        received = [0] * clients
-        seqs: set[int] = set()
-        stop_at = time.monotonic() + seconds
-
-        async def read(i: int, client: Client) -> None:
-            while time.monotonic() < stop_at:
-                try:
-                    message = await asyncio.wait_for(client.receive(), stop_at - time.monotonic())
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                    return
-                match = SEQ.match(message)
-                if match and match.group(2) == b"delta":
-                    delays.append(time.time() * 1000 - int(match.group(3)))
-                    received[i] += 1
-                    seqs.add(int(match.group(1)))
-
-        await connected[0].send(json.dumps({"action": "speed", "speed": speed}))
-        await connected[0].send(json.dumps({"action": "play"}))
-        started = time.monotonic()
-        await asyncio.gather(*(read(i, c) for i, c in enumerate(connected)))
-        elapsed = time.monotonic() - started
-        for client in connected:
-            client.close()
-        if not delays:
-            raise CommandError("no frame arrived")
-        delays.sort()
-        p50 = statistics.median(delays)
-        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-        frames = len(seqs)
-        return (
-            f"clients: {clients}, seconds: {elapsed:.1f}, speed: {speed}x\n"
-            f"frames sent by the room: {frames} ({frames / elapsed:.1f}/s)\n"
-            f"frames delivered: {sum(received)} ({sum(received) / elapsed:.0f}/s in all, "
-            f"{min(received)}..{max(received)} per client)\n"
-            f"delay send -> receipt: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {delays[-1]:.1f} ms\n"
-        )
+                lab.start()
+            except LabError as exc:
+                lab.cleanup()
+                raise CommandError(str(exc)) from None
+            urls = lab.urls
+        try:
+            room, cookie = open_room(urls[0], bench_scenario(backlog))
+            result = asyncio.run(
+                run_bench(
+                    urls,
+                    room,
+                    cookie,
+                    options["clients"],
+                    options["seconds"],
+                    options["speed"],
+                    concurrency=options["connect_concurrency"],
+                    late_joiners=options["late_joiners"],
+                    meter=CpuMeter(lab),
+                )
+            )
+            text = result.text()
+            if backlog:
+                text += asyncio.run(self._late_joiner(urls[-1], room, backlog))
+        finally:
+            if lab is not None:
+                lab.cleanup()
+        self.stdout.write(text)
 
     async def _late_joiner(self, base: str, room: str, backlog: int) -> str:
         """After the stream: what a browser that arrives now waits for."""
-        url = urllib.parse.urlsplit(base)
-        host, port = url.hostname or "127.0.0.1", url.port or 80
         started = time.monotonic()
-        client = await Client.connect(host, port, f"/ws/rooms/{room}/", base)
+        client = await Client.connect(base, f"/ws/rooms/{room}/")
         snapshot = await client.receive()
         joined = (time.monotonic() - started) * 1000
         client.close()
