@@ -269,6 +269,7 @@ async def fork(room_id: str, kind: str) -> dict[str, Any]:
     room = Room(
         record.id, source.spec, source.seed, timeline=timeline, kind=kind, info=_info(record)
     )
+    room.clock_ms = source.clock_ms  # a paused room's clock may be past its last event
     registry.add(room)
     _watch(room)
     return {"room_id": record.id, "key": key}

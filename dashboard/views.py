@@ -160,7 +160,7 @@ def _record(room_id: str) -> Any:
 def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
     record = _record(room_id)
     presenter = rooms.is_presenter(request.session, room_id)
-    rooms.voter_id(request.session)  # the WebSocket reads this browser's token from the session
+    voter = rooms.voter_id(request.session)  # the WebSocket reads it from the session too
     page = call("page", room_id=room_id, presenter=presenter)
     if page.get("error"):
         return HttpResponse(page["error"], status=503, content_type="text/plain; charset=utf-8")
@@ -188,7 +188,8 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
             request.build_absolute_uri(reverse("present", args=[room_id, key])) if key else ""
         ),
         "run_id": record.run_id,
-        "ask": AskForm() if presenter and record.kind != "view" else None,
+        "ask": AskForm() if presenter and record.kind == "workshop" else None,
+        "my_vote": workshop.my_vote(room_id, voter),
         "expiry_minutes": record.idle_expiry_s // 60,
     }
     return render(request, "dashboard/room.html", context)

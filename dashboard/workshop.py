@@ -72,12 +72,29 @@ def cast_vote(room_id: str, question_id: Any, choice: Any, voter: str) -> str:
     return ""
 
 
-def my_vote_fragment(question: Question | None, index: int) -> str:
-    text = question.choices[index] if question is not None else str(index)
+def my_vote_fragment(question: Question | None, index: int | None, oob: bool = True) -> str:
+    """"Your vote: …" for one browser; the page marks that choice's button from it."""
+    if question is None or index is None or not 0 <= index < len(question.choices):
+        return '<p id="my-vote" class="my-vote"></p>'
     return format_html(
-        '<p id="my-vote" class="my-vote" hx-swap-oob="true">Your vote: <strong>{}</strong></p>',
-        text,
+        '<p id="my-vote" class="my-vote" data-question="{}" data-choice="{}"{}>'
+        "Your vote: <strong>{}</strong></p>",
+        question.id,
+        index,
+        format_html(' hx-swap-oob="{}"', "true") if oob else "",
+        question.choices[index],
     )
+
+
+def my_vote(room_id: str, voter: str) -> str:
+    """This browser's vote on the room's open question, for the page it opens."""
+    question = Question.objects.filter(room_id=room_id, closed_at=None).order_by("-id").first()
+    vote = (
+        Vote.objects.filter(question=question, voter=voter).first()
+        if question is not None
+        else None
+    )
+    return my_vote_fragment(question, vote.choice if vote is not None else None, oob=False)
 
 
 def my_rooms(session: Any) -> list[LabRoom]:

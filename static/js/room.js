@@ -173,21 +173,18 @@
   var notes = localStorage.getItem("lab-notes");
   if (notes) root.dataset.notes = notes;
 
-  // Mark the choice this browser voted for (the server counts one vote per person).
-  document.addEventListener("click", function (evt) {
-    var button = evt.target.closest ? evt.target.closest("button.vote") : null;
-    if (!button) return;
-    var panel = button.closest("#question");
-    if (panel) sessionStorage.setItem("lab-vote-" + panel.dataset.question, button.dataset.choice);
-  });
+  // Mark the choice this browser voted for: the server says which in #my-vote (on the page,
+  // and in its answer to a vote it counted), so a refused second vote marks nothing.
   function reapplyVote() {
     var panel = document.getElementById("question");
-    if (!panel || !panel.dataset.question) return;
-    var mine = sessionStorage.getItem("lab-vote-" + panel.dataset.question);
+    var mine = document.getElementById("my-vote");
+    if (!panel) return;
+    var choice = mine && mine.dataset.question === panel.dataset.question ? mine.dataset.choice : null;
     panel.querySelectorAll("button.vote").forEach(function (b) {
-      b.classList.toggle("is-mine", b.dataset.choice === mine);
+      b.classList.toggle("is-mine", b.dataset.choice === choice);
     });
   }
+  document.addEventListener("htmx:oobAfterSwap", reapplyVote);
   document.addEventListener("htmx:wsAfterMessage", reapplyVote);
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.getElementById("theme-toggle");

@@ -1,8 +1,9 @@
 """Browser tests: Debian's Chromium driven by the plain ``playwright`` package.
 
-The live server is a Daphne subprocess on a free port (one per test session); each test gets its
-own browser through a function-scoped ``sync_playwright`` (pytest-playwright's session-wide event
-loop clashes with pytest-django and pytest-asyncio). Chromium never gets downloaded.
+The live server is a Daphne subprocess on a free port (one per test session), on a temporary
+SQLite database migrated first; each test gets its own browser through a function-scoped
+``sync_playwright`` (pytest-playwright's session-wide event loop clashes with pytest-django and
+pytest-asyncio). Chromium never gets downloaded.
 """
 
 import os
@@ -18,6 +19,8 @@ from playwright.sync_api import Browser, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
+# Settings from the environment that would point the live server at shared services.
+ISOLATED = frozenset({"DATABASE_URL", "REDIS_URL", "LAB_RUNTIME"})
 
 
 def _free_port() -> int:
@@ -32,13 +35,30 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("needs Debian's chromium (apt-get install -y chromium); .ci/run installs it")
     port = _free_port()
     env = {
-        **os.environ,
+        # A temporary SQLite file and in-memory layers, whatever this shell points at.
+        **{k: v for k, v in os.environ.items() if k not in ISOLATED},
         "DJANGO_SETTINGS_MODULE": "dashboard.settings",
         "LAB_SERVE_STATIC": "1",
         "LAB_SQLITE_PATH": str(tmp_path_factory.mktemp("db") / "db.sqlite3"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        # Every test opens rooms (and forks) from 127.0.0.1: the per-address limits would refuse
+        # them a few tests in. The limits have tests of their own (tests/dashboard).
+        "LAB_RATE_ROOM_CREATE": "1000/60",
+        "LAB_RATE_FORK": "1000/60",
     }
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    # The sessions and the lab's tables (rooms, runs, questions, votes) first.
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+        check=False,
+    )
+    if migrate.returncode != 0:
+        raise RuntimeError(f"migrate failed:\n{migrate.stdout.decode(errors='replace')}")
     with log.open("wb") as out:
         server = subprocess.Popen(
             [

@@ -48,6 +48,7 @@ def new_page(browser: Browser) -> Page:
 
 
 def open_builtin(page: Page, url: str, title: str) -> None:
+    """Open a built-in scenario from the catalogue: a new workshop room, this page presents it."""
     page.goto(url + "/")
     page.get_by_role("button", name=f"Open {title}").click()
     expect(page.locator("#conn")).to_have_text("live")
@@ -99,9 +100,13 @@ def test_two_browsers_see_the_same_frames(browser: Browser, live_url: str) -> No
     open_builtin(
         first, live_url, "At-least-once: a lost acknowledgement makes the retry a duplicate"
     )
+    # Opening a scenario makes a workshop room: the opener presents it, and a second browser
+    # (a context of its own, so another session) watches it as an attendee.
+    expect(first.locator("#role-badge")).to_have_text("presenter")
     second = new_page(browser)
     second.goto(first.url)
     expect(second.locator("#conn")).to_have_text("live")
+    expect(second.locator("#role-badge")).to_have_text("attendee")
 
     for n in range(1, 5):
         first.keyboard.press("ArrowRight")
