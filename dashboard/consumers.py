@@ -111,6 +111,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=error_frame(result["error"]))
 
     async def _vote(self, data: dict[str, Any]) -> None:
+        if self.presenter:
+            await self.send(text_data=error_frame(workshop.PRESENTERS_DO_NOT_VOTE))
+            return
         if not self.voter:
             await self.send(text_data=error_frame("Voting needs cookies (a session)."))
             return

@@ -305,6 +305,8 @@ def reveal(request: HttpRequest, room_id: str) -> HttpResponse:
 @require_POST
 def vote(request: HttpRequest, room_id: str) -> HttpResponse:
     _record(room_id)
+    if rooms.is_presenter(request.session, room_id):
+        return _refuse(request, workshop.PRESENTERS_DO_NOT_VOTE, 403)
     refusal = workshop.rate_refusal(request, "vote")
     if refusal:
         return _refuse(request, refusal, 429)

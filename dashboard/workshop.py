@@ -17,6 +17,8 @@ NOT_PRESENTER = (
     "(Presenters open the room through its presenter link.)"
 )
 
+PRESENTERS_DO_NOT_VOTE = "Presenters do not vote: the tally is the attendees' prediction."
+
 # Which setting limits which action, and the words for a refusal.
 RATES = {
     "room": ("LAB_RATE_ROOM_CREATE", (10, 60.0), "room creations from your address"),

@@ -301,6 +301,17 @@ def _ask_default(room: LabRoom) -> Question:
     return ask(presenter, room)
 
 
+def test_presenters_do_not_vote(client: Client) -> None:
+    room = open_workshop(client)
+    question = ask(client, room)
+
+    response = client.post(f"/rooms/{room.id}/vote/", {"question": question.id, "choice": 0})
+
+    assert response.status_code == 403
+    assert response.text == "Presenters do not vote: the tally is the attendees' prediction."
+    assert not Vote.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("data", "error"),
     [
