@@ -35,6 +35,7 @@ from dashboard.timeline import Command
 SESSION_PRESENTS = "lab_presents"  # room ids this browser session may control
 SESSION_VOTER = "lab_voter"  # this browser's anonymous attendee token (votes)
 SESSION_RUNS = "lab_runs"  # saved runs made in this browser, newest first
+SESSION_KEYS = "lab_keys"  # presenter keys of rooms this browser made, to show them to it
 MAX_SESSION_ROOMS = 64
 MAX_SESSION_RUNS = 50
 
@@ -217,6 +218,21 @@ def remember_run(session: Any, run_id: str) -> None:
     runs = [r for r in session.get(SESSION_RUNS, []) if r != run_id]
     runs.insert(0, run_id)
     session[SESSION_RUNS] = runs[:MAX_SESSION_RUNS]
+
+
+def take_presenter(session: Any, room: LabRoom, key: str) -> None:
+    """The browser that made ``room`` presents it, sees its key, and lists its run."""
+    grant_presenter(session, room.id)
+    remember_run(session, room.run_id)
+    keys = dict(session.get(SESSION_KEYS, {}))
+    keys[room.id] = key
+    session[SESSION_KEYS] = dict(list(keys.items())[-MAX_SESSION_ROOMS:])
+
+
+def shown_key(session: Any, room_id: str) -> str | None:
+    """The presenter key of a room this browser made (the only place it can be shown)."""
+    key = session.get(SESSION_KEYS, {}).get(room_id)
+    return str(key) if key else None
 
 
 def role_of(session: Any, room: LabRoom) -> str:

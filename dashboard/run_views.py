@@ -18,13 +18,7 @@ from broker.scenario import ScenarioSpec
 from dashboard import workshop
 from dashboard.models import SavedRun
 from dashboard.observe import scenario_info, verdict_of
-from dashboard.rooms import (
-    MAX_SESSION_ROOMS,
-    commands_of,
-    create_room,
-    grant_presenter,
-    remember_run,
-)
+from dashboard.rooms import commands_of, create_room, remember_run, take_presenter
 from dashboard.runs import (
     MAX_UPLOAD_BYTES,
     RunError,
@@ -42,7 +36,6 @@ from dashboard.runs import (
 )
 from dashboard.runtime import LimitError, setting
 from dashboard.timeline import Timeline
-from dashboard.views import SESSION_KEYS
 
 
 def max_upload_bytes() -> int:
@@ -141,17 +134,8 @@ def run_replay(request: HttpRequest, run_id: str) -> HttpResponse:
             room, key = create_room(copy)
     except (RunError, LimitError) as exc:
         return _run_page(request, run, error=str(exc), status=400)
-    grant_presenter(request.session, room.id)
-    remember_run(request.session, copy.id)
-    _keep_key(request.session, room.id, key)
+    take_presenter(request.session, room, key)
     return redirect("room", room_id=room.id)
-
-
-def _keep_key(session: Any, room_id: str, key: str) -> None:
-    """As views._open_room does: the room page shows its creator the presenter link."""
-    keys = dict(session.get(SESSION_KEYS, {}))
-    keys[room_id] = key
-    session[SESSION_KEYS] = dict(list(keys.items())[-MAX_SESSION_ROOMS:])
 
 
 @require_GET

@@ -29,7 +29,6 @@ from dashboard.runtime import LimitError
 # Modules whose absence means "the engine is not written yet" rather than a bug in it.
 _ENGINE_MODULES = {"broker", "broker.scenario"}
 CSRF_MARK = "<!--csrf-->"
-SESSION_KEYS = "lab_keys"  # presenter keys of rooms this session created, to show them once
 
 
 def builtin_scenarios() -> list[Any] | None:
@@ -77,11 +76,7 @@ def _open_room(request: HttpRequest, spec: ScenarioSpec, toml: str) -> HttpRespo
         room, key = workshop.create_workshop(spec, toml)
     except LimitError as exc:
         return str(exc)
-    rooms.grant_presenter(request.session, room.id)
-    rooms.remember_run(request.session, room.run_id)
-    keys = dict(request.session.get(SESSION_KEYS, {}))
-    keys[room.id] = key
-    request.session[SESSION_KEYS] = dict(list(keys.items())[-rooms.MAX_SESSION_ROOMS :])
+    rooms.take_presenter(request.session, room, key)
     return redirect("room", room_id=room.id)
 
 
@@ -172,7 +167,7 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
         key.replace("-", "_"): html.replace(CSRF_MARK, token)
         for key, html in page["panels"].items()
     }
-    key = request.session.get(SESSION_KEYS, {}).get(room_id) if presenter else None
+    key = rooms.shown_key(request.session, room_id) if presenter else None
     context = {
         "room": {"id": room_id, "kind": record.kind, "code": record.code},
         "scenario": {"transactional": page["transactional"], "consumers": page["consumers"]},
