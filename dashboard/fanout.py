@@ -18,9 +18,11 @@ logger = logging.getLogger(__name__)
 
 try:
     from autobahn.websocket.protocol import PreparedMessage
+    from channels.sessions import InstanceSessionWrapper
     from daphne.ws_protocol import WebSocketProtocol
 except ImportError:  # pragma: no cover - Daphne is a dependency; be safe without it
     PreparedMessage = None  # type: ignore[assignment,misc]
+    InstanceSessionWrapper = None  # type: ignore[assignment,misc]
     WebSocketProtocol = None  # type: ignore[assignment,misc]
 
 
@@ -44,7 +46,14 @@ class Direct:
 
 
 def direct(base_send: Any) -> Direct | None:
-    """The Daphne connection behind an ASGI ``send``, or None when it is something else."""
+    """The Daphne connection behind an ASGI ``send``, or None when it is something else.
+
+    Channels' session middleware wraps ``send`` to save sessions on HTTP responses; it does
+    nothing for WebSocket frames, so a frame may go to the server's send underneath it.
+    """
+    wrapper = getattr(base_send, "__self__", None)
+    if InstanceSessionWrapper is not None and isinstance(wrapper, InstanceSessionWrapper):
+        base_send = wrapper.real_send
     if WebSocketProtocol is None or not isinstance(base_send, partial):
         return None
     server = getattr(base_send.func, "__self__", None)
@@ -68,6 +77,8 @@ class Member:
     presenter: bool
     # Frames that arrived before this viewer's snapshot was sent (scale-out joins), or None.
     pending: list[tuple[int, str, str]] | None = None
+    # The snapshot's sequence number: a frame at or below it is already in the snapshot.
+    after_seq: int = -1
 
 
 class Audience:
@@ -100,6 +111,7 @@ class Audience:
         if member is None or member.pending is None:
             return
         queued, member.pending = member.pending, None
+        member.after_seq = after_seq
         for seq, public, private in queued:
             if seq > after_seq:
                 await self._send_one(member, private if member.presenter else public, None)
@@ -111,6 +123,10 @@ class Audience:
         for member in tuple(self.members.values()):
             if member.pending is not None:
                 member.pending.append((seq, public, private))
+                continue
+            if seq <= member.after_seq:
+                # In scale-out, the worker may answer a snapshot call before the frame of the
+                # same number reaches this process: the snapshot already has it.
                 continue
             text = private if member.presenter else public
             if member.direct is not None and member.presenter not in prepared:

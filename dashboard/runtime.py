@@ -52,6 +52,12 @@ def setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 
 
+def seq_base() -> int:
+    """A starting frame number past any earlier copy's: the wall clock in milliseconds (a room
+    sends at most one frame per tick, far fewer than one a millisecond)."""
+    return int(time.time() * 1000)
+
+
 def remote_viewers() -> bool:
     """Scale-out: rooms run in a worker; browsers are connected to other processes."""
     return bool(setting("LAB_RUNTIME", "embedded") == "worker")
@@ -108,6 +114,7 @@ class Room:
         timeline: Timeline | None = None,
         kind: str = "workshop",
         info: dict[str, Any] | None = None,
+        seq_base: int = 0,
     ) -> None:
         self.id = room_id
         self.group = f"room-{room_id}"
@@ -124,7 +131,9 @@ class Room:
         self._anchor_virtual = 0
         self._seek_target: int | None = None
         self.pending: deque[Control] = deque(maxlen=256)
-        self.seq = 0
+        # Frame numbers. A room that loads again (a new worker, a reload after eviction) must
+        # number its frames past anything browsers saw from the earlier copy: see seq_base().
+        self.seq = seq_base
         self.model: fragments.PageModel | None = None
         self._verdict: dict[str, Any] | None = None
         self._verdict_cost = 0.0

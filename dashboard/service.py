@@ -28,7 +28,7 @@ from dashboard import fragments, rooms
 from dashboard.forms import ControlForm
 from dashboard.models import LabRoom, Question, SavedRun
 from dashboard.presenters import LANE_WINDOW, slug, window_cells
-from dashboard.runtime import Control, LimitError, Room, check_limits, registry
+from dashboard.runtime import Control, LimitError, Room, check_limits, registry, seq_base
 from dashboard.timeline import Timeline
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,15 @@ def _build(room_id: str) -> Room | None:
     while timeline.steps < record.start_steps and timeline.step_engine():
         pass
     timeline.limit_steps = record.limit_steps
-    room = Room(record.id, spec, run.seed, timeline=timeline, kind=record.kind, info=_info(record))
+    room = Room(
+        record.id,
+        spec,
+        run.seed,
+        timeline=timeline,
+        kind=record.kind,
+        info=_info(record),
+        seq_base=seq_base(),
+    )
     room.saved_commands = len(timeline.commands)
     _load_question(room)
     return room
@@ -267,7 +275,13 @@ async def fork(room_id: str, kind: str) -> dict[str, Any]:
     timeline = source.timeline.fork(limit=kind == "view")
     record, key = await sync_to_async(_fork_records)(source, timeline, kind)
     room = Room(
-        record.id, source.spec, source.seed, timeline=timeline, kind=kind, info=_info(record)
+        record.id,
+        source.spec,
+        source.seed,
+        timeline=timeline,
+        kind=kind,
+        info=_info(record),
+        seq_base=seq_base(),
     )
     room.clock_ms = source.clock_ms  # a paused room's clock may be past its last event
     registry.add(room)

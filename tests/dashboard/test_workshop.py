@@ -101,6 +101,20 @@ def test_a_wrong_presenter_key_is_refused(client: Client) -> None:
     assert "role-attendee" in stranger.get(f"/rooms/{room.id}/").text
 
 
+def test_a_reloaded_room_numbers_its_frames_past_the_earlier_copy(client: Client) -> None:
+    room = open_workshop(client)
+    before = registry.rooms[room.id]
+    for _ in range(5):
+        before.submit(Control("step"))
+        before.tick(0.0)
+    registry.clear()  # a new worker, or the room dropped from memory
+
+    client.get(f"/rooms/{room.id}/")
+
+    # Browsers still show the earlier copy's frames: the new ones must not look older.
+    assert registry.rooms[room.id].seq > before.seq
+
+
 def test_keys_are_compared_by_their_hash_in_constant_time() -> None:
     stored = hash_key("right")
 
@@ -126,6 +140,7 @@ def test_an_attendees_control_is_refused_and_changes_nothing(
 ) -> None:
     room = open_workshop(client)
     live = registry.rooms[room.id]
+    first_seq = live.seq
     attendee = attendee_of(room)
 
     plain = attendee.post(f"/rooms/{room.id}/{path}", data)
@@ -136,7 +151,7 @@ def test_an_attendees_control_is_refused_and_changes_nothing(
     assert htmx["HX-Retarget"] == "#ws-error"
     live.tick(0.0)
     assert (live.seq, live.timeline.steps, live.timeline.commands, live.question) == (
-        0,
+        first_seq,
         0,
         [],
         None,
@@ -148,6 +163,7 @@ def test_an_attendees_control_is_refused_and_changes_nothing(
 async def test_an_attendees_forged_websocket_controls_are_refused() -> None:
     room = await sync_to_async(_workshop)()
     live = registry.rooms[room.id]
+    first_seq = live.seq
     attendee = await sync_to_async(session_headers)([], "attendee-1")
     ws = WebsocketCommunicator(application, f"/ws/rooms/{room.id}/", headers=attendee)
     await ws.connect()
@@ -165,7 +181,7 @@ async def test_an_attendees_forged_websocket_controls_are_refused() -> None:
         assert "only the room&#x27;s presenters can do that" in refusal
 
     assert await ws.receive_nothing(timeout=0.3)
-    assert (live.seq, live.timeline.steps, list(live.pending)) == (0, 0, [])
+    assert (live.seq, live.timeline.steps, list(live.pending)) == (first_seq, 0, [])
     await ws.disconnect()
 
 
@@ -185,8 +201,10 @@ async def test_a_presenters_websocket_controls_work() -> None:
     await ws.send_to(text_data=json.dumps({"action": "step"}))
     frame = await ws.receive_from(timeout=5)
 
+    first_seq = registry.rooms[room.id].seq - 1
     assert 'id="speaker-notes"' in snapshot
-    assert 'data-seq="1" data-kind="delta"' in frame
+    assert f'data-seq="{first_seq}" data-kind="full"' in snapshot
+    assert f'data-seq="{first_seq + 1}" data-kind="delta"' in frame
     assert registry.rooms[room.id].timeline.steps > 0
     await ws.disconnect()
 
