@@ -340,7 +340,8 @@ async def run_bench(
             snapshot = await viewer.client.receive()
         match = SEQ.match(snapshot)
         if not match or match.group(2) != b"full":
-            raise CommandError(f"the first frame from {base} is not a full snapshot")
+            said = re.sub(rb"<[^>]+>", b"", snapshot[:300]).decode(errors="replace").strip()
+            raise CommandError(f"the first frame from {base} is not a full snapshot: {said!r}")
         viewer.snapshot_seq = int(match.group(1))
         return viewer
 
