@@ -286,7 +286,7 @@ async def fork(room_id: str, kind: str) -> dict[str, Any]:
     room.clock_ms = source.clock_ms  # a paused room's clock may be past its last event
     registry.add(room)
     _watch(room)
-    return {"room_id": record.id, "key": key}
+    return {"room_id": record.id, "key": key, "run_id": record.run_id}
 
 
 def _fork_records(source: Room, timeline: Timeline, kind: str) -> tuple[LabRoom, str]:

@@ -261,6 +261,8 @@ def fork(request: HttpRequest, room_id: str) -> HttpResponse:
     if result.get("error"):
         return _refuse(request, result["error"], 400)
     rooms.grant_presenter(request.session, result["room_id"])
+    if kind == "sandbox":
+        rooms.remember_run(request.session, result["run_id"])  # "Saved runs" on the home page
     url = reverse("room", args=[result["room_id"]])
     if request.htmx:  # type: ignore[attr-defined]
         response = HttpResponse(status=204)

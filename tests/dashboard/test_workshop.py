@@ -330,6 +330,21 @@ def test_presenters_do_not_vote(client: Client) -> None:
     assert not Vote.objects.exists()
 
 
+@override_settings(LAB_RATE_VOTE=(2, 60.0))
+def test_votes_are_rate_limited_per_browser(client: Client) -> None:
+    room = open_workshop(client)
+    question = ask(client, room)
+    attendee = attendee_of(room)
+
+    codes = [
+        attendee.post(f"/rooms/{room.id}/vote/", {"question": question.id, "choice": 0}).status_code
+        for _ in range(3)
+    ]
+
+    assert codes == [302, 400, 429]  # counted, "already voted", then too many tries
+    assert Vote.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     ("data", "error"),
     [
@@ -418,6 +433,8 @@ def test_try_it_yourself_forks_the_run_at_the_same_state(client: Client) -> None
     assert sandbox.timeline.steps > live.timeline.steps
     page = attendee.get(f"/rooms/{sandbox_id}/").text
     assert "Your sandbox." in page and f'href="/rooms/{room.id}/"' in page
+    # The attendee finds the sandbox's saved run on the home page.
+    assert f'href="/runs/{record.run_id}/"' in attendee.get("/").text
 
 
 def test_a_sandbox_is_private(client: Client) -> None:
