@@ -51,7 +51,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         self.room_id = room_id
-        frame = await gateway.watch(room_id, self, self.presenter)
+        try:
+            frame = await gateway.watch(room_id, self, self.presenter)
+        except gateway.RuntimeUnavailable as exc:
+            await self.send(text_data=error_frame(str(exc)))
+            await self.close(code=1011)
+            return
         if frame is None:
             await self.send(text_data=error_frame("No such room: it may have expired."))
             await self.close(code=4404)
@@ -81,9 +86,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         action = data.get("action")
         if action == "resync":
-            snap = await gateway.call("snapshot", room_id=self.room_id, presenter=self.presenter)
-            if not snap.get("error"):
-                await self.send(text_data=snap["frame"])
+            snap = await self._call("snapshot", room_id=self.room_id, presenter=self.presenter)
+            await self.send(text_data=snap.get("frame") or error_frame(snap["error"]))
             return
         if action == "vote":
             await self._vote(data)
@@ -101,7 +105,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         if not await self._allowed("control"):
             return
-        result = await gateway.call(
+        result = await self._call(
             "control",
             room_id=self.room_id,
             fields={k: str(v) for k, v in fields.items()},
@@ -126,7 +130,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if error:
             await self.send(text_data=error_frame(error))
             return
-        await gateway.call("tally", room_id=self.room_id)
+        await self._call("tally", room_id=self.room_id)
+
+    async def _call(self, op: str, **args: Any) -> dict[str, Any]:
+        """A runtime operation; an unreachable worker is said in an error frame."""
+        try:
+            return await gateway.call(op, **args)
+        except gateway.RuntimeUnavailable as exc:
+            return {"error": str(exc)}
 
     async def _allowed(self, action: str) -> bool:
         name, default, what = workshop.RATES[action]

@@ -149,8 +149,9 @@ class Room:
         self.presenter_frame: str | None = None  # the presenter variant of the last frame
         # Predict-then-reveal: the open question (see workshop.py), shown to everyone.
         self.question: dict[str, Any] | None = None
-        self.saved_commands = len(self.timeline.commands)
-        self.run_dirty = False
+        # When the run was last saved, and what it was then (service.py saves it).
+        self.saved_at = 0.0
+        self.saved_state: tuple[Any, ...] | None = None
         self.on_change: Any = None  # awaited after every tick (saving the run: service.py)
         self._poked = False
 

@@ -92,7 +92,6 @@ def _build(room_id: str) -> Room | None:
         info=_info(record),
         seq_base=seq_base(),
     )
-    room.saved_commands = len(timeline.commands)
     _load_question(room)
     return room
 
@@ -109,8 +108,8 @@ def _info(record: LabRoom) -> dict[str, Any]:
 
 def _watch(room: Room) -> None:
     room.on_change = _maybe_save
-    room._saved_at = time.monotonic()  # type: ignore[attr-defined]
-    room._saved_state = _state(room)  # type: ignore[attr-defined]
+    room.saved_at = time.monotonic()
+    room.saved_state = _state(room)
 
 
 # -- saving --------------------------------------------------------------------------------
@@ -120,8 +119,8 @@ def _state(room: Room) -> tuple[Any, ...]:
 
 async def _maybe_save(room: Room) -> None:
     """After a tick: save the run soon after a command, and the room's position now and then."""
-    since = time.monotonic() - getattr(room, "_saved_at", 0.0)
-    saved = getattr(room, "_saved_state", None)
+    since = time.monotonic() - room.saved_at
+    saved = room.saved_state
     commands_changed = saved is None or saved[0] != tuple(room.timeline.commands)
     if since >= (SAVE_EVERY_S if commands_changed else POSITION_EVERY_S):
         await save_now(room)
@@ -133,9 +132,9 @@ async def save_now(room: Room) -> None:
         return  # a view records nothing: its parent's run is the record
     state = _state(room)
     now = time.monotonic()
-    if state == getattr(room, "_saved_state", None):
+    if state == room.saved_state:
         return
-    room._saved_at, room._saved_state = now, state  # type: ignore[attr-defined]
+    room.saved_at, room.saved_state = now, state
     commands = rooms.commands_json(room.timeline.commands)
     verdict = _verdict_summary(room)
     try:

@@ -129,3 +129,15 @@ def test_without_a_worker_the_page_says_what_is_missing() -> None:
     assert response.status_code == 503
     assert "runtime worker did not answer within 0.2 s" in response.text
     assert "labworker" in response.text
+
+
+@override_settings(LAB_RUNTIME="worker", LAB_RUNTIME_TIMEOUT_S=0.2)
+async def test_without_a_worker_a_websocket_is_told_and_closed() -> None:
+    room = await sync_to_async(_new_room)()
+    ws = WebsocketCommunicator(application, f"/ws/rooms/{room.id}/", headers=[ORIGIN])
+
+    await ws.connect()
+
+    assert "runtime worker did not answer within 0.2 s" in await ws.receive_from(timeout=5)
+    assert (await ws.receive_output(timeout=5))["code"] == 1011
+    assert not gateway.relays  # nothing left behind
