@@ -6,12 +6,16 @@ reference to it. Each tick (``LAB_TICK_MS``) applies the controls pressed since 
 advances the engine for at most ``LAB_TICK_BUDGET_MS`` of CPU, and sends at most one frame (the
 changed fragments, with a sequence number) to the room's viewers.
 
-Fan-out: the frame is rendered and encoded once per tick, then the same message goes to every
-WebSocket consumer of this process watching the room (``Room.local``, filled by
-``RoomConsumer.connect``): no per-client rendering and no trip through the channel layer per
-browser. The frame also goes to the room's channel group, for viewers connected to other
-processes (scale-out: a runtime worker behind several Daphne processes); local consumers do not
-join that group, so nobody gets a frame twice.
+Fan-out: the frame is rendered and encoded once per tick (in two variants with the same
+number: presenters' with the speaker notes, attendees' without), then the same bytes go to every
+WebSocket consumer of this process watching the room (``Room.audience``, filled through
+``gateway.watch``): no per-client rendering and no trip through the channel layer per browser.
+In the scale-out set-up (``LAB_RUNTIME=worker``) rooms run in the runtime worker, which has no
+viewers of its own: the frame goes to the room's channel group instead, where each web process's
+relay fans it out (gateway.py).
+
+The registry is a cache: rooms live in the database (models.py) and load on first use
+(service.py).
 """
 
 from __future__ import annotations
