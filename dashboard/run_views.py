@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +79,28 @@ class Replayed:
         return verdict_of(self.timeline.sim) if self.timeline is not None else None
 
 
+# The last few replays, by run and version: a run page, its report and its export replay the
+# same run one after the other, and a large run takes seconds to replay.
+REPLAY_CACHE_SIZE = 4
+_replays: OrderedDict[tuple[str, Any, int], Replayed] = OrderedDict()
+_replays_lock = threading.Lock()
+
+
 def _replayed(run: SavedRun) -> Replayed:
+    key = (run.id, run.updated_at, len(run.commands))
+    with _replays_lock:
+        if key in _replays:
+            _replays.move_to_end(key)
+            return _replays[key]
+    replayed = _replay_now(run)
+    with _replays_lock:
+        _replays[key] = replayed
+        while len(_replays) > REPLAY_CACHE_SIZE:
+            _replays.popitem(last=False)
+    return replayed
+
+
+def _replay_now(run: SavedRun) -> Replayed:
     try:
         spec = load_scenario(run.scenario_toml, run.scenario_name)
     except RunError as exc:

@@ -468,3 +468,29 @@ def test_replaying_counts_against_the_room_creation_rate(client: Client) -> None
     assert response.status_code == 429
     assert "Too many room creations from your address" in response.text
     assert LabRoom.objects.count() == 1
+
+
+def test_a_run_is_replayed_once_for_its_page_report_and_export(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.utils import timezone
+
+    from dashboard import run_views
+
+    run_views._replays.clear()
+    calls: list[str] = []
+    replay_now = run_views._replay_now
+
+    def counted(run: SavedRun) -> Any:
+        calls.append(run.id)
+        return replay_now(run)
+
+    monkeypatch.setattr(run_views, "_replay_now", counted)
+    run = saved(live_run())
+
+    for path in ("", "report/", "export.json"):
+        assert client.get(f"/runs/{run.id}/{path}").status_code == 200
+    SavedRun.objects.filter(id=run.id).update(updated_at=timezone.now())  # the room saved again
+    client.get(f"/runs/{run.id}/")
+
+    assert calls == [run.id, run.id]
