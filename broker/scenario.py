@@ -81,11 +81,17 @@ STEP_ACTIONS = (
 )
 
 
-class ScenarioError(ValueError):
+class PathError(ValueError):
+    """Bad input, with the path of the field at fault ("" for the whole) and the problem."""
+
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path}: {problem}" if path else problem)
         self.path = path
         self.problem = problem
+
+
+class ScenarioError(PathError):
+    """A scenario file (or a command) the engine cannot run."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from broker.scenario import (
     MAX_DURATION_MS,
+    PathError,
     ScenarioError,
     ScenarioSpec,
     load_text,
@@ -49,13 +50,8 @@ REPORT_DIAGRAM_EVENTS = 240
 MAX_EXPORTED_ANOMALIES = 100
 
 
-class RunError(ValueError):
+class RunError(PathError):
     """A run that cannot be imported or replayed; ``path`` names the field at fault, if any."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}" if path else problem)
-        self.path = path
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
