@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from dashboard import gateway, ratelimit, rooms, workshop
+from dashboard import gateway, rooms, workshop
 from dashboard.fragments import error_frame
 from dashboard.runtime import setting
 
@@ -140,13 +140,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return {"error": str(exc)}
 
     async def _allowed(self, action: str) -> bool:
-        name, default, what = workshop.RATES[action]
-        decision = await ratelimit.acheck(
-            action, self.voter or str(id(self)), setting(name, default)
-        )
-        if decision.allowed:
-            return True
-        await self.send(
-            text_data=error_frame(f"Too many {what}: try again in {decision.retry_after_s} s.")
-        )
-        return False
+        refusal = await workshop.arate_refusal(action, self.voter or str(id(self)))
+        if refusal:
+            await self.send(text_data=error_frame(refusal))
+        return not refusal

@@ -233,7 +233,3 @@ def shown_key(session: Any, room_id: str) -> str | None:
     """The presenter key of a room this browser made (the only place it can be shown)."""
     key = session.get(SESSION_KEYS, {}).get(room_id)
     return str(key) if key else None
-
-
-def role_of(session: Any, room: LabRoom) -> str:
-    return "presenter" if is_presenter(session, room.id) else "attendee"

@@ -218,8 +218,6 @@ async def page(room_id: str, presenter: bool = False) -> dict[str, Any]:
         "title": room.scenario["title"],
         "transactional": bool(room.scenario.get("transactional")),
         "consumers": bool(room.scenario.get("consumers")),
-        "kind": room.kind,
-        "info": room.info,
     }
 
 
@@ -304,7 +302,6 @@ def _fork_records(source: Room, timeline: Timeline, kind: str) -> tuple[LabRoom,
         start_steps=timeline.steps,
         limit_steps=timeline.limit_steps,
     )
-    record.parent = parent
     return record, key
 
 

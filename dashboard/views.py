@@ -3,6 +3,8 @@ through ``gateway.call`` to wherever the rooms run (this process, or the runtime
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -208,12 +210,24 @@ def _done(request: HttpRequest, room_id: str) -> HttpResponse:
 NOT_PRESENTER = workshop.NOT_PRESENTER
 
 
-@require_POST
+def presenters_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A POST to a live room that only its presenters may make (the role is checked here,
+    on the server, whatever the page showed)."""
+
+    @require_POST
+    @wraps(view)
+    def checked(request: HttpRequest, room_id: str) -> HttpResponse:
+        _record(room_id)
+        if not rooms.is_presenter(request.session, room_id):
+            return _refuse(request, NOT_PRESENTER, 403)
+        return view(request, room_id)
+
+    return checked
+
+
+@presenters_only
 def control(request: HttpRequest, room_id: str) -> HttpResponse:
     """A playback control or fault button (htmx: 204, the change arrives in the next frame)."""
-    _record(room_id)
-    if not rooms.is_presenter(request.session, room_id):
-        return _refuse(request, NOT_PRESENTER, 403)
     refusal = workshop.rate_refusal(request, "control")
     if refusal:
         return _refuse(request, refusal, 429)
@@ -271,12 +285,9 @@ def fork(request: HttpRequest, room_id: str) -> HttpResponse:
     return redirect(url)
 
 
-@require_POST
+@presenters_only
 def ask(request: HttpRequest, room_id: str) -> HttpResponse:
     """Predict, then reveal: put a question to the room (presenters only)."""
-    _record(room_id)
-    if not rooms.is_presenter(request.session, room_id):
-        return _refuse(request, NOT_PRESENTER, 403)
     form = AskForm(request.POST)
     if not form.is_valid():
         return _refuse(request, form.error_text(), 400)
@@ -288,11 +299,9 @@ def ask(request: HttpRequest, room_id: str) -> HttpResponse:
     return _done(request, room_id)
 
 
-@require_POST
+@presenters_only
 def reveal(request: HttpRequest, room_id: str) -> HttpResponse:
-    _record(room_id)
-    if not rooms.is_presenter(request.session, room_id):
-        return _refuse(request, NOT_PRESENTER, 403)
+    """Reveal (the run plays on), or with close=1 take the question down."""
     result = call("reveal", room_id=room_id, close=request.POST.get("close") == "1")
     if result.get("error"):
         return _refuse(request, result["error"], 400)

@@ -44,13 +44,22 @@ def rate_key(request: Any, action: str) -> str:
 
 
 def rate_refusal(request: Any, action: str) -> str:
-    """ "" when allowed; otherwise the sentence to show."""
-    name, default, what = RATES[action]
-    rate = setting(name, default)
-    decision = ratelimit.check(action, rate_key(request, action), rate)
+    """Empty when allowed; otherwise the sentence to show."""
+    name, default, _what = RATES[action]
+    key = rate_key(request, action)
+    return _refusal(action, ratelimit.check(action, key, setting(name, default)))
+
+
+async def arate_refusal(action: str, key: str) -> str:
+    """The same, from async code (a WebSocket consumer) that knows its key."""
+    name, default, _what = RATES[action]
+    return _refusal(action, await ratelimit.acheck(action, key, setting(name, default)))
+
+
+def _refusal(action: str, decision: ratelimit.Decision) -> str:
     if decision.allowed:
         return ""
-    return f"Too many {what}: try again in {decision.retry_after_s} s."
+    return f"Too many {RATES[action][2]}: try again in {decision.retry_after_s} s."
 
 
 def cast_vote(room_id: str, question_id: Any, choice: Any, voter: str) -> str:
@@ -75,7 +84,7 @@ def cast_vote(room_id: str, question_id: Any, choice: Any, voter: str) -> str:
 
 
 def my_vote_fragment(question: Question | None, index: int | None, oob: bool = True) -> str:
-    """"Your vote: …" for one browser; the page marks that choice's button from it."""
+    """ "Your vote: …" for one browser; the page marks that choice's button from it."""
     if question is None or index is None or not 0 <= index < len(question.choices):
         return '<p id="my-vote" class="my-vote"></p>'
     return format_html(
