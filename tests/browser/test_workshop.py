@@ -475,3 +475,14 @@ def test_presenter_keys_work_and_do_nothing_for_attendees(
     presenter.keyboard.press("b")
     expect(state).to_contain_text("paused")
     assert_follows(presenter, watcher)
+
+    # Presenter comfort: L for large text, N to hide the speaker notes on a shared screen.
+    html = presenter.locator("html")
+    presenter.keyboard.press("l")
+    expect(html).to_have_attribute("data-size", "large")
+    presenter.keyboard.press("n")
+    expect(presenter.locator("#speaker-notes")).to_be_hidden()
+    presenter.keyboard.press("n")
+    expect(presenter.locator("#speaker-notes")).to_be_visible()
+    presenter.keyboard.press("l")
+    expect(html).to_have_attribute("data-size", "normal")

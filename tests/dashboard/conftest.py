@@ -5,8 +5,10 @@ from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
+from django.test import Client
 
 from dashboard import gateway, ratelimit
+from dashboard.models import LabRoom
 from dashboard.runtime import registry
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -48,3 +50,17 @@ def presenter_headers(transactional_db: None) -> Callable[..., Awaitable[Headers
         return await sync_to_async(session_headers)(list(room_ids))
 
     return make
+
+
+def open_room(client: Client, name: str = "producer-retry-duplicate") -> str:
+    """Open a built-in scenario as a workshop room (the client becomes its presenter), load its
+    page (which loads the live room) and return the room's URL."""
+    response = client.post("/", {"scenario": name})
+    assert response.status_code == 302
+    assert client.get(response["Location"]).status_code == 200
+    return str(response["Location"])
+
+
+def open_workshop(client: Client, name: str = "producer-retry-duplicate") -> LabRoom:
+    """The same, returning the room's database record."""
+    return LabRoom.objects.get(id=open_room(client, name).strip("/").split("/")[-1])

@@ -13,18 +13,11 @@ from broker.scenario import load
 from dashboard import service
 from dashboard.models import SavedRun
 from dashboard.runtime import Control, registry
+from tests.dashboard.conftest import open_room
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 pytestmark = pytest.mark.django_db
-
-
-def open_room(client: Client, name: str = "producer-retry-duplicate") -> str:
-    """Open a workshop room (the client becomes its presenter) and load its page."""
-    response = client.post("/", {"scenario": name})
-    assert response.status_code == 302
-    assert client.get(response["Location"]).status_code == 200
-    return response["Location"]
 
 
 def test_the_catalogue_offers_each_builtin_scenario(client: Client) -> None:

@@ -15,17 +15,10 @@ from dashboard import rooms, service
 from dashboard.asgi import application
 from dashboard.models import CODE_ALPHABET, LabRoom, Question, SavedRun, Vote, hash_key
 from dashboard.runtime import Control, registry
-from tests.dashboard.conftest import ORIGIN, session_headers
+from tests.dashboard.conftest import ORIGIN, open_workshop, session_headers
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 pytestmark = pytest.mark.django_db
-
-
-def open_workshop(client: Client, name: str = "producer-retry-duplicate") -> LabRoom:
-    response = client.post("/", {"scenario": name})
-    assert response.status_code == 302
-    assert client.get(response["Location"]).status_code == 200
-    return LabRoom.objects.get(id=response["Location"].strip("/").split("/")[-1])
 
 
 def attendee_of(room: LabRoom) -> Client:
@@ -74,6 +67,15 @@ def test_an_attendee_sees_the_room_without_controls_or_notes(client: Client) -> 
     assert 'id="btn-sandbox"' in page and 'id="btn-detach"' in page
     assert 'id="speaker-notes"' not in page
     assert 'id="share"' not in page and "/present/" not in page
+
+
+def test_the_home_page_lists_the_rooms_this_browser_presents(client: Client) -> None:
+    room = open_workshop(client)
+
+    mine, theirs = client.get("/").text, Client().get("/").text
+
+    assert f'href="/rooms/{room.id}/"' in mine and f"code <strong>{room.code}</strong>" in mine
+    assert f"/rooms/{room.id}/" not in theirs
 
 
 def test_the_presenter_link_makes_another_browser_a_presenter(client: Client) -> None:
@@ -525,6 +527,22 @@ def test_an_idle_room_expires_but_its_run_stays(client: Client) -> None:
     assert SavedRun.objects.filter(id=room.run_id).exists()
 
 
+def test_whoever_is_still_connected_is_told_the_room_expired(client: Client) -> None:
+    room = open_workshop(client)
+    viewer = _Viewer()
+    registry.rooms[room.id].audience.add(viewer, presenter=False)
+    # An expiry of 0 s: even a room being watched is past it at the next sweep.
+    LabRoom.objects.filter(id=room.id).update(idle_expiry_s=0)
+
+    assert async_to_sync(service.sweep)() == [room.id]
+
+    assert room.id not in registry.rooms
+    assert viewer.sent == [
+        '<div id="ws-error" class="ws-error" role="alert">'
+        "This room expired: nobody used it for a while.</div>"
+    ]
+
+
 @override_settings(LAB_ROOM_IDLE_EXPIRY_S=60)
 def test_a_watched_room_does_not_expire(client: Client) -> None:
     room = open_workshop(client)
@@ -536,8 +554,11 @@ def test_a_watched_room_does_not_expire(client: Client) -> None:
 
 
 class _Viewer:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
     async def base_send(self, message: dict) -> None:
-        pass
+        self.sent.append(message["text"])
 
 
 # -- security --
@@ -582,3 +603,21 @@ async def test_a_websocket_from_another_site_is_refused() -> None:
     connected, _ = await ws.connect()
 
     assert not connected
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(LAB_RATE_CONTROL=(1, 60.0))
+async def test_websocket_controls_are_rate_limited_too() -> None:
+    room = await sync_to_async(_workshop)()
+    headers = await sync_to_async(session_headers)([room.id])
+    ws = WebsocketCommunicator(application, f"/ws/rooms/{room.id}/", headers=headers)
+    await ws.connect()
+    await ws.receive_from(timeout=5)
+
+    await ws.send_to(text_data=json.dumps({"action": "step"}))
+    await ws.receive_from(timeout=5)  # its frame
+    await ws.send_to(text_data=json.dumps({"action": "step"}))
+
+    assert "Too many controls from this browser: try again in" in await ws.receive_from(5)
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
