@@ -26,8 +26,9 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Shared by every SQLite configuration: a file, not memory, because a live server in another
-# process (the browser tests) must see the test database.
-_SQLITE_TEST_NAME = BASE_DIR / "db-test.sqlite3"
+# process (the browser tests) must see the test database. LAB_TEST_DB names another file, so
+# that two test runs in one checkout do not share (and destroy) each other's database.
+_SQLITE_TEST_NAME = Path(os.environ.get("LAB_TEST_DB") or BASE_DIR / "db-test.sqlite3")
 _DEV_SECRET_KEY = "django-insecure-delivery-lab-dev-key-do-not-use-in-production"
 
 _TRUE = {"1", "true", "yes", "on"}
