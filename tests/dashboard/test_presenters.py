@@ -9,6 +9,7 @@ from broker.scenario import load, load_text
 from dashboard import fragments, presenters
 from dashboard.diagram import sequence_diagram
 from dashboard.observe import observe, scenario_info, verdict_of
+from dashboard.panels import run as run_panels
 from dashboard.timeline import Timeline
 
 
@@ -190,7 +191,7 @@ def test_missing_snapshot_parts_render_nothing() -> None:
 
 
 def test_new_engine_parts_appear_as_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(presenters, "EXTRA_PARTS", (("quotas", "Quotas"),))
+    monkeypatch.setattr(run_panels, "EXTRA_PARTS", (("quotas", "Quotas"),))
     obs = finished("producer-idempotent")
     obs["snapshot"]["quotas"] = [{"client_id": "p1", "produce_byte_rate": 1024}]
 

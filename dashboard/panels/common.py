@@ -1,0 +1,23 @@
+"""What every panel module shares: names made safe for HTML ids, the lane window, speeds."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+LANE_WINDOW = 40
+SPEEDS = ("0.25", "0.5", "1", "2", "4", "8", "16", "end")
+
+
+def slug(name: str) -> str:
+    """An HTML id fragment for a partition or actor name ("orders.v2-0" -> "orders_2e_v2-0")."""
+    return re.sub(r"[^A-Za-z0-9_-]", lambda m: f"_{ord(m.group()):x}_", name)
+
+
+def speed_label(speed: str) -> str:
+    return "to the end" if speed == "end" else f"{speed}\u00d7"
+
+
+def dash(value: Any) -> Any:
+    """A missing value (None, "", -1) as an em dash."""
+    return "\u2014" if value in (None, "", -1) else value

@@ -1,0 +1,284 @@
+"""The fault buttons: what a presenter may press for this scenario's actors, right now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FaultOption:
+    id: str
+    label: str
+    group: str
+    command: dict[str, Any]
+    available: bool
+    why_not: str = ""
+
+
+def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
+    """The fault buttons offered for this scenario's actors, with what makes sense right now."""
+    options: list[FaultOption] = []
+    producers = snapshot.get("producers") or []
+    alive = {p["name"]: p.get("alive", True) for p in producers}
+    names = [p["name"] for p in scenario.get("producers", [])]
+    several = len(names) > 1
+    for name in names:
+        suffix = f" from {name}" if several else ""
+        to = f" to {name}" if several else ""
+        options.append(
+            FaultOption(
+                f"drop-request:{name}",
+                f"Drop the next produce request{suffix}",
+                "network",
+                {"do": "drop-request", "api": "Produce", "client": name},
+                True,
+            )
+        )
+        options.append(
+            FaultOption(
+                f"drop-response:{name}",
+                f"Drop the next produce response{to}",
+                "network",
+                {"do": "drop-response", "api": "Produce", "client": name},
+                True,
+            )
+        )
+    for name in names:
+        up = alive.get(name, True)
+        options.append(
+            FaultOption(
+                f"crash-producer:{name}",
+                f"Crash producer app {name}",
+                "producers",
+                {"do": "crash-producer", "producer": name},
+                up,
+                "" if up else f"{name} is already down",
+            )
+        )
+        options.append(
+            FaultOption(
+                f"restart-producer:{name}",
+                f"Restart producer app {name}",
+                "producers",
+                {"do": "restart-producer", "producer": name},
+                not up,
+                "" if not up else f"{name} is running",
+            )
+        )
+    options.extend(transaction_fault_options(scenario, snapshot))
+    options.extend(consumer_fault_options(scenario, snapshot))
+    brokers = {b["id"]: b.get("alive", True) for b in snapshot.get("brokers") or []}
+    for broker in scenario.get("brokers", []):
+        up = brokers.get(broker, True)
+        options.append(
+            FaultOption(
+                f"crash-broker:{broker}",
+                f"Crash broker-{broker}",
+                "brokers",
+                {"do": "crash-broker", "broker": broker},
+                up,
+                "" if up else f"broker-{broker} is already down",
+            )
+        )
+        options.append(
+            FaultOption(
+                f"restart-broker:{broker}",
+                f"Restart broker-{broker}",
+                "brokers",
+                {"do": "restart-broker", "broker": broker},
+                not up,
+                "" if not up else f"broker-{broker} is running",
+            )
+        )
+    leaders = {p["name"]: p.get("leader") for p in snapshot.get("partitions") or []}
+    for partition in scenario.get("partitions", []):
+        leader = leaders.get(partition)
+        options.append(
+            FaultOption(
+                f"crash-leader:{partition}",
+                f"Crash the leader of {partition}",
+                "brokers",
+                {"do": "crash-broker", "broker": f"leader:{partition}"},
+                leader is not None,
+                "" if leader is not None else f"{partition} has no leader",
+            )
+        )
+    return options
+
+
+# A transactional producer's client states in which each command makes sense.
+CAN_BEGIN = frozenset({"UNINITIALIZED", "INITIALIZING", "READY"})
+CAN_COMMIT = frozenset({"IN_TRANSACTION"})
+CAN_ABORT = frozenset({"IN_TRANSACTION", "ABORTABLE_ERROR"})
+PROCESSOR_CRASHES = (
+    ("now", "Crash processor {name} now"),
+    ("after-produce", "Crash {name} mid-transaction (after its next produce)"),
+    ("after-offsets", "Crash {name} after sending its offsets (before the commit)"),
+    ("after-commit", "Crash {name} after its next commit"),
+)
+
+
+def transaction_fault_options(
+    scenario: dict[str, Any], snapshot: dict[str, Any]
+) -> list[FaultOption]:
+    """Begin/commit/abort for transactional producers; crash, restart, stall for processors."""
+    options: list[FaultOption] = []
+    producers = {p["name"]: p for p in snapshot.get("producers") or []}
+    for producer in scenario.get("producers", []):
+        if not producer.get("transactional_id"):
+            continue
+        name = producer["name"]
+        live = producers.get(name, {})
+        up = live.get("alive", True)
+        state = live.get("transaction_state") or "UNINITIALIZED"
+
+        def why(
+            allowed: frozenset[str], up: bool = up, state: str = state, name: str = name
+        ) -> str:
+            if not up:
+                return f"{name} is down"
+            if state == "FATAL_ERROR":
+                return f"{name} was fenced (FATAL_ERROR): restart it"
+            if state not in allowed:
+                return f"{name} is {state}"
+            return ""
+
+        for action, verb, allowed in (
+            ("begin", "Begin a transaction on", CAN_BEGIN),
+            ("commit", "Commit the transaction of", CAN_COMMIT),
+            ("abort", "Abort the transaction of", CAN_ABORT),
+        ):
+            reason = why(allowed)
+            options.append(
+                FaultOption(
+                    f"{action}-transaction:{name}",
+                    f"{verb} {name}",
+                    "transactions",
+                    {"do": f"{action}-transaction", "producer": name},
+                    not reason,
+                    reason,
+                )
+            )
+    alive = {p["name"]: p.get("alive", True) for p in snapshot.get("processors") or []}
+    for processor in scenario.get("processors", []):
+        name = processor["name"]
+        up = alive.get(name, False)
+        down = "" if up else f"{name} is not running"
+        for at, label in PROCESSOR_CRASHES:
+            options.append(
+                FaultOption(
+                    f"crash-processor:{at}:{name}",
+                    label.format(name=name),
+                    "processors",
+                    {"do": "crash-processor", "processor": name, "at": at},
+                    up,
+                    down,
+                )
+            )
+        options.append(
+            FaultOption(
+                f"restart-processor:{name}",
+                f"Restart processor {name}",
+                "processors",
+                {"do": "restart-processor", "processor": name},
+                not up,
+                "" if not up else f"{name} is running",
+            )
+        )
+        duration = stall_ms(processor)
+        options.append(
+            FaultOption(
+                f"stall-processor:{name}",
+                f"Stall {name} for {_seconds(duration)} (past its "
+                f"{_seconds(int(processor.get('session_timeout_ms', 45_000)))} session timeout)",
+                "processors",
+                {"do": "stall-processor", "processor": name, "duration_ms": duration},
+                up,
+                down,
+            )
+        )
+    return options
+
+
+# A stall lasts the session timeout plus this margin, so that the coordinator notices it.
+STALL_MARGIN_MS = 2000
+
+
+def stall_ms(consumer: dict[str, Any]) -> int:
+    """How long "stall past its session timeout" pauses a consumer."""
+    session = int(consumer.get("session_timeout_ms", 45_000))
+    return session + max(STALL_MARGIN_MS, int(consumer.get("heartbeat_interval_ms", 0)))
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g} s"
+
+
+def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
+    """Crash, restart and stall buttons for each consumer; sink faults when there is a sink."""
+    options: list[FaultOption] = []
+    alive = {c["name"]: c.get("alive", True) for c in snapshot.get("consumers") or []}
+    for consumer in scenario.get("consumers", []):
+        name = consumer["name"]
+        up = alive.get(name, False)
+        down = "" if up else f"{name} is not running"
+
+        def crash(at: str, label: str, when: bool = True, name: str = name, up: bool = up) -> None:
+            if when:
+                options.append(
+                    FaultOption(
+                        f"crash-consumer:{at}:{name}",
+                        label,
+                        "consumers",
+                        {"do": "crash-consumer", "consumer": name, "at": at},
+                        up,
+                        "" if up else f"{name} is not running",
+                    )
+                )
+
+        commits = consumer.get("commit", "auto") != "none"
+        sink = consumer.get("sink", "none")
+        crash("now", f"Crash consumer {name} now")
+        crash("after-commit", f"Crash {name} after its next commit", commits)
+        crash("after-processing", f"Crash {name} after processing (before its commit)")
+        crash("after-sink-write", f"Crash {name} after its next sink write", sink != "none")
+        crash(
+            "before-sink-commit",
+            f"Crash {name} between its sink writes (before the sink commit)",
+            sink == "offsets-with-output",
+        )
+        options.append(
+            FaultOption(
+                f"restart-consumer:{name}",
+                f"Restart consumer {name}",
+                "consumers",
+                {"do": "restart-consumer", "consumer": name},
+                not up,
+                "" if not up else f"{name} is running",
+            )
+        )
+        duration = stall_ms(consumer)
+        options.append(
+            FaultOption(
+                f"stall-consumer:{name}",
+                f"Stall {name} for {_seconds(duration)} (past its "
+                f"{_seconds(int(consumer.get('session_timeout_ms', 45_000)))} session timeout)",
+                "consumers",
+                {"do": "stall-consumer", "consumer": name, "duration_ms": duration},
+                up,
+                down,
+            )
+        )
+    sink_name = scenario.get("sink")
+    if sink_name:
+        options.append(
+            FaultOption(
+                "fail-sink",
+                f"Make sink {sink_name} fail its next write",
+                "sink",
+                {"do": "fail-sink", "count": 1},
+                True,
+            )
+        )
+    return options

@@ -1,0 +1,199 @@
+"""The run's own panels: header, playback controls, scrubber, faults, brokers, producers, the
+latest events, and a plain table for engine parts without a panel of their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboard.panels.common import SPEEDS, slug, speed_label
+from dashboard.panels.faults import FaultOption, fault_options
+from dashboard.panels.internal import client_txn_state
+
+
+def header_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    scenario = obs["scenario"]
+    status = obs["status"]
+    if status.get("seeking"):
+        state = "travelling in time\u2026"
+    elif status.get("ended"):
+        state = "run over" if status["ended"] == "settled" else f"run over ({status['ended']})"
+    elif status.get("playing"):
+        state = f"playing at {speed_label(status['speed'])}"
+    else:
+        state = "paused"
+    return {
+        "title": scenario["title"],
+        "name": scenario["name"],
+        "semantics": scenario["semantics"],
+        "seed": scenario["seed"],
+        "clock_ms": status.get("clock_ms", 0),
+        "state": state,
+        "playing": bool(status.get("playing")),
+        "in_past": bool(status.get("in_past")),
+    }
+
+
+def controls_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    status = obs["status"]
+    return {
+        "room_id": status.get("room_id", ""),
+        "playing": bool(status.get("playing")),
+        "speeds": [
+            {
+                "value": s,
+                "label": speed_label(s),
+                "key": str(i + 1),
+                "current": s == status["speed"],
+            }
+            for i, s in enumerate(SPEEDS)
+        ],
+        "in_past": bool(status.get("in_past")),
+        "ended": status.get("ended"),
+        "can_go_back": status.get("position", 0) > 0,
+    }
+
+
+def scrubber_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    status = obs["status"]
+    return {
+        "room_id": status.get("room_id", ""),
+        "position": status.get("position", 0),
+        "length": status.get("length", 0),
+    }
+
+
+def faults_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    options = fault_options(obs["scenario"], obs["snapshot"])
+    groups: dict[str, list[FaultOption]] = {}
+    for option in options:
+        groups.setdefault(option.group, []).append(option)
+    return {
+        "room_id": obs["status"].get("room_id", ""),
+        "groups": [{"name": name, "options": opts} for name, opts in groups.items()],
+        "pressed": list(reversed(obs.get("commands", [])))[:6],
+        "armed": obs["snapshot"].get("faults", []),
+        "in_past": bool(obs["status"].get("in_past")),
+    }
+
+
+def brokers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    snapshot = obs["snapshot"]
+    brokers = snapshot.get("brokers")
+    if not brokers:
+        return None
+    leads: dict[int, list[str]] = {}
+    for partition in snapshot.get("partitions", []):
+        if partition.get("leader") is not None:
+            leads.setdefault(partition["leader"], []).append(partition["name"])
+    return {
+        "brokers": [
+            {
+                "id": b["id"],
+                "alive": b.get("alive", True),
+                "fenced": b.get("fenced", False),
+                "leads": leads.get(b["id"], []),
+            }
+            for b in brokers
+        ]
+    }
+
+
+def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    producers = obs["snapshot"].get("producers")
+    if not producers:
+        return None
+    out = []
+    for p in producers:
+        pid = p.get("producer_id")
+        out.append(
+            {
+                "name": p["name"],
+                "slug": slug(p["name"]),
+                "alive": p.get("alive", True),
+                "incarnation": p.get("incarnation"),
+                "pid": "\u2014" if pid is None or pid < 0 else pid,
+                "epoch": "\u2014" if p.get("producer_epoch") in (None, -1) else p["producer_epoch"],
+                "next_sequence": sorted((p.get("next_sequence") or {}).items()),
+                "in_flight": [
+                    {
+                        "partition": b["partition"],
+                        "records": ", ".join(b.get("records", [])),
+                        "attempts": b.get("attempts", 0),
+                        "last_error": b.get("last_error"),
+                    }
+                    for b in p.get("in_flight", [])
+                ],
+                "queued": p.get("queued", 0),
+                "transactional_id": p.get("transactional_id"),
+                "client_txn": client_txn_state(p.get("transaction_state")),
+                "config": sorted((p.get("config") or {}).items()),
+            }
+        )
+    return {"producers": out}
+
+
+def events_panel(obs: dict[str, Any]) -> dict[str, Any]:
+    events = obs.get("events", [])
+    return {
+        "events": [
+            {
+                **e,
+                "where": (
+                    f"{e['partition']}@{e['offset']}"
+                    if e.get("partition") and e.get("offset") is not None
+                    else (e.get("partition") or "")
+                ),
+                "latest": i == len(events) - 1,
+            }
+            for i, e in enumerate(events)
+        ]
+    }
+
+
+# Engine parts without a dedicated panel yet (consumers, groups, the sink, transaction
+# coordinators and processors have theirs): (snapshot key, title).
+EXTRA_PARTS: tuple[tuple[str, str], ...] = ()
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [v if isinstance(v, dict) else {"value": v} for v in value]
+    if isinstance(value, dict):
+        for inner in value.values():  # a table of rows (a sink's output table)
+            if isinstance(inner, list) and inner and all(isinstance(v, dict) for v in inner):
+                return _rows(inner)
+        if all(isinstance(v, dict) for v in value.values()):
+            return [{"name": k, **v} for k, v in value.items()]
+        return [value]
+    return [{"value": value}]
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_cell_text(v) for v in value)
+    return "\u2014" if value is None else str(value)
+
+
+def extras_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """Engine parts the dashboard has no dedicated view for yet, shown as plain tables."""
+    snapshot = obs["snapshot"]
+    parts = []
+    for key, title in EXTRA_PARTS:
+        value = snapshot.get(key)
+        if not value:
+            continue
+        rows = _rows(value)
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(c for c in row if c not in columns)
+        parts.append(
+            {
+                "key": key,
+                "title": title,
+                "columns": [c.replace("_", " ") for c in columns],
+                "rows": [[_cell_text(row.get(c)) for c in columns] for row in rows],
+            }
+        )
+    return {"parts": parts} if parts else None
