@@ -33,7 +33,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from broker.scenario import ScenarioError, ScenarioSpec
-from dashboard import fanout, fragments
+from dashboard import fanout, fragments, pacing
 from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.presenters import SPEEDS, FaultOption, fault_options
 from dashboard.timeline import Timeline
@@ -144,6 +144,10 @@ class Room:
         self._verdict_dirty = True
         self._verdict_at = 0.0
         self.last_used = time.monotonic()
+        # When someone last watched or drove the room (pacing.py pauses it after a while).
+        self.watched_at = self.last_used
+        # A refusal to tell the room after the tick that refused it (a play over the cap).
+        self.notice: str | None = None
         self._task: asyncio.Task[None] | None = None
         self.frames_sent = 0
         self._details_at = 0.0
@@ -191,7 +195,7 @@ class Room:
     def submit(self, control: Control) -> None:
         """Queue a control; the next tick applies it."""
         self.pending.append(control)
-        self.last_used = time.monotonic()
+        self.last_used = self.watched_at = time.monotonic()
 
     # -- the tick ----------------------------------------------------------------------
     def tick(self, now: float | None = None) -> str | None:
@@ -222,6 +226,7 @@ class Room:
         return public
 
     def page(self) -> fragments.PageModel:
+        self.watched_at = time.monotonic()  # a page or a snapshot: someone is looking
         if self.model is None:
             self.model = self._build()
         return self.model
@@ -347,7 +352,17 @@ class Room:
             timeline.submit(option.command, option.label)
             self._verdict_dirty = True
 
+    def play_refusal(self) -> str:
+        """Why this room may not start playing now: the cap on playing rooms (pacing.py)."""
+        if self.playing:
+            return ""
+        return pacing.playing_refusal(self, registry.rooms.values())
+
     def _play(self, now: float) -> None:
+        refusal = self.play_refusal()
+        if refusal:
+            self.notice = refusal
+            return
         self.playing = True
         self._seek_target = None
         self._anchor_wall = now
@@ -359,7 +374,9 @@ class Room:
 
     # -- pacing --------------------------------------------------------------------------
     def _advance(self, now: float) -> bool:
-        deadline = time.perf_counter() + setting("LAB_TICK_BUDGET_MS", 8) / 1000
+        # A room's own slice, within what is left of every room's budget for this period.
+        budget = min(setting("LAB_TICK_BUDGET_MS", 8) / 1000, pacing.turns.left_s())
+        deadline = time.perf_counter() + max(0.001, budget)
         timeline = self.timeline
         if self._seek_target is not None:
             if timeline.seek(self._seek_target, deadline):
@@ -414,7 +431,20 @@ class Room:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def pause_if_unwatched(self, now: float) -> None:
+        """Pause (keeping the position) once nobody has watched for LAB_PAUSE_UNWATCHED_S.
+
+        Only where the viewers are known: in the scale-out worker they are in other processes.
+        """
+        if self.viewers or remote_viewers():
+            self.watched_at = now
+        elif self.playing and now - self.watched_at > pacing.pause_unwatched_s():
+            logger.info("room %s: nobody watches; pausing at %d", self.id, self.timeline.position)
+            self.playing = False
+            self._poked = True
+
     async def _run(self) -> None:
+        pacing.hook_shutdown()
         tick_s = setting("LAB_TICK_MS", 50) / 1000
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -423,14 +453,24 @@ class Room:
             next_at += tick_s
             if next_at < loop.time():
                 next_at = loop.time()  # too far behind (a long slice): do not rush to catch up
+            # Every room's ticks share one CPU budget per period (pacing.py): wait for a turn.
+            await pacing.turns.take()
+            started = time.perf_counter()
+            self.pause_if_unwatched(time.monotonic())
             try:
                 frame = self.tick()
             except Exception:
                 logger.exception("room %s: tick failed; pausing the run", self.id)
                 self.playing = False
                 frame = None
+            pacing.turns.spent(time.perf_counter() - started)
+            started = time.perf_counter()
             if frame is not None:
                 await self.broadcast(frame, self.presenter_frame)
+            if self.notice is not None:
+                notice, self.notice = self.notice, None
+                await self.broadcast(fragments.error_frame(notice))
+            pacing.turns.spent(time.perf_counter() - started)
             if self.on_change is not None:
                 await self.on_change(self)
             idle = time.monotonic() - self.last_used

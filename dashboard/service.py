@@ -241,6 +241,10 @@ async def control(room_id: str, fields: dict[str, str], presenter: bool) -> dict
             "error": f"Not in a detached view: {command.action!r}. A view only travels in "
             "time; “Try it yourself” makes a sandbox where faults work."
         }
+    starts = command.action == "play" or (command.action == "speed" and command.speed == "end")
+    refusal = room.play_refusal() if starts else ""
+    if refusal:
+        return {"error": refusal}  # the cap on playing rooms (pacing.py): said at once
     room.submit(command)
     room.ensure_running()
     return {"error": None}

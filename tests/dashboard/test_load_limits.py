@@ -1,0 +1,160 @@
+"""Many rooms on one event loop: the shared tick budget, the cap on playing rooms, pausing
+rooms nobody watches (pacing.py)."""
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from broker.scenario import load
+from dashboard import pacing, service
+from dashboard.runtime import Control, Room, registry
+
+
+def busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def test_rooms_share_one_budget_so_the_loop_keeps_answering(settings: Any) -> None:
+    """Eight 'rooms' each wanting 10 ms of work every tick (80 ms per 50 ms period) would
+    starve the loop; with a 20 ms budget per period, a timer set for 10 ms still fires within a
+    period, and every room gets about the same number of turns."""
+    settings.LAB_TICK_MS = 50
+    settings.LAB_LOOP_BUDGET_MS = 20
+    turns = pacing.Turns()
+    counts = [0] * 8
+    stop_at = time.monotonic() + 1.0
+
+    async def room(i: int) -> None:
+        while time.monotonic() < stop_at:
+            await turns.take()
+            started = time.perf_counter()
+            busy(0.010)
+            counts[i] += 1
+            turns.spent(time.perf_counter() - started)
+            await asyncio.sleep(0)
+
+    lateness: list[float] = []
+
+    async def probe() -> None:
+        while time.monotonic() < stop_at:
+            asked = time.monotonic()
+            await asyncio.sleep(0.010)
+            lateness.append(time.monotonic() - asked - 0.010)
+
+    await asyncio.gather(probe(), *(room(i) for i in range(8)))
+    # About 20 periods of 2 or 3 ticks each: some 50 in all, shared out evenly.
+    assert 30 <= sum(counts) <= 80, counts
+    assert max(counts) - min(counts) <= 2, counts
+    assert max(lateness) < 0.06, f"the loop was held for {max(lateness) * 1000:.0f} ms"
+
+
+async def test_a_room_waiting_for_a_turn_can_be_stopped(settings: Any) -> None:
+    settings.LAB_LOOP_BUDGET_MS = 1
+    turns = pacing.Turns()
+    await turns.take()
+    turns.spent(0.005)  # the budget of this period is gone
+    waiter = asyncio.ensure_future(turns.take())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.wait_for(turns.take(), 0.5)  # the line moves on without it
+
+
+def room(kind: str = "workshop", name: str = "producer-retry-duplicate") -> Room:
+    made = Room(f"{kind}-{len(registry.rooms)}", load(name), kind=kind)
+    registry.add(made)
+    return made
+
+
+def play(made: Room) -> None:
+    made.submit(Control("play"))
+    made.tick()
+
+
+def test_past_the_cap_a_room_is_refused_play_and_says_why(settings: Any) -> None:
+    settings.LAB_MAX_PLAYING_ROOMS = 2
+    first, second, third = room(), room(), room()
+    play(first)
+    play(second)
+    assert first.playing and second.playing
+
+    play(third)
+
+    assert not third.playing
+    assert third.notice is not None
+    assert "already playing 2 runs at once (LAB_MAX_PLAYING_ROOMS=2)" in third.notice
+    assert "step and seek still work" in third.notice
+    third.submit(Control("step"))  # stepping is still allowed
+    third.tick()
+    assert third.timeline.position == 1
+    second.submit(Control("pause"))
+    second.tick()
+    play(third)
+    assert third.playing
+
+
+def test_private_copies_cannot_take_the_workshop_rooms_slots(settings: Any) -> None:
+    settings.LAB_MAX_PLAYING_ROOMS = 4
+    sandboxes = [room("sandbox") for _ in range(3)]
+    for sandbox in sandboxes:
+        play(sandbox)
+
+    assert [s.playing for s in sandboxes] == [True, True, False]
+    assert "LAB_MAX_PLAYING_PRIVATE=2" in str(sandboxes[2].notice)
+    workshop = room()
+    play(workshop)
+    assert workshop.playing
+
+
+@pytest.mark.django_db
+async def test_a_presenter_pressing_play_over_the_cap_gets_the_message(settings: Any) -> None:
+    settings.LAB_MAX_PLAYING_ROOMS = 1
+    playing = room()
+    play(playing)
+    other = room()
+
+    result = await service.control(other.id, {"action": "play"}, presenter=True)
+    to_end = await service.control(other.id, {"action": "speed", "speed": "end"}, presenter=True)
+
+    assert "LAB_MAX_PLAYING_ROOMS=1" in str(result["error"])
+    assert "LAB_MAX_PLAYING_ROOMS=1" in str(to_end["error"])
+    assert not other.pending  # nothing was queued
+    slower = await service.control(other.id, {"action": "speed", "speed": "2"}, presenter=True)
+    assert slower["error"] is None  # a speed that does not start the run is not refused
+
+
+def test_a_room_nobody_watches_pauses_where_it_is(settings: Any) -> None:
+    settings.LAB_PAUSE_UNWATCHED_S = 30
+    made = room()
+    play(made)
+    made.tick(time.monotonic() + 0.5)  # half a second of the run at 1x
+    position = made.timeline.position
+    assert made.playing and position > 0
+
+    made.pause_if_unwatched(made.watched_at + 29)
+    assert made.playing
+    made.pause_if_unwatched(made.watched_at + 31)
+
+    assert not made.playing
+    made.tick(time.monotonic() + 5)
+    assert made.timeline.position == position  # paused, not reset
+    assert made.status()["playing"] is False
+
+
+def test_a_watched_room_keeps_playing(settings: Any) -> None:
+    settings.LAB_PAUSE_UNWATCHED_S = 30
+
+    class Browser:
+        async def base_send(self, message: dict[str, Any]) -> None:
+            pass
+
+    made = room()
+    made.attach(Browser())
+    play(made)
+    made.pause_if_unwatched(made.watched_at + 3600)
+    assert made.playing
