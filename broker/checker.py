@@ -41,6 +41,7 @@ OUTCOME_KEYS = (
     "unseen",
     "reprocessed",
     "duplicated_in_sink",
+    "duplicated_in_log",
     "poll_skips",
     "nonmonotonic_polls",
     "aborted",
@@ -485,6 +486,11 @@ def judge(
         "duplicated_in_sink": sum(
             1 for a in anomalies if a.kind == "duplicate" and a.where == "sink"
         ),
+        # duplicated counts every duplicate anomaly; these three split it by where the extra
+        # copy is (the log, a group's processing, the sink), each message in one of them.
+        "duplicated_in_log": sum(
+            1 for a in anomalies if a.kind == "duplicate" and a.where == "log"
+        ),
         "poll_skips": counts["poll-skip"],
         "nonmonotonic_polls": counts["nonmonotonic-poll"],
         "aborted": sum(1 for e in messages.values() if e.status == "aborted"),
@@ -660,7 +666,11 @@ def _aborted_reads(
 
 
 def _explain_lost(ledger: Ledger, entry: MessageEntry) -> str:
-    if entry.status == "acked":
+    if entry.status == "acked" and all(o < 0 for _p, o in entry.acks):
+        # acks=0: the send completed when it was written to the network; no broker answered.
+        partitions = ", ".join(dict.fromkeys(p for p, _o in entry.acks))
+        text = f"sent with acks=0 to {partitions} (no broker answers) but not in the committed log"
+    elif entry.status == "acked":
         acks = ", ".join(
             f"{p}@{o}" if o >= 0 else f"{p} (no offset, acks=0)" for p, o in entry.acks
         )

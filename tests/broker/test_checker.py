@@ -95,7 +95,7 @@ def test_an_acks_0_message_lost_names_no_offset() -> None:
 
     assert summary(verdict) == [("lost", "p1-0", P0, (), True)]
     assert verdict.anomalies[0].explanation == (
-        "acknowledged (orders-0 (no offset, acks=0)) but not in the committed log"
+        "sent with acks=0 to orders-0 (no broker answers) but not in the committed log"
     )
 
 
