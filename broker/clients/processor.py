@@ -304,20 +304,37 @@ class ProcessorApp:
         producer = self.producer
         assert producer is not None and producer.txn is not None
         if producer.txn.state is TxnClientState.FATAL_ERROR:
-            self.fenced = True
-            self.ledger.aborted(self.outputs)
-            self.events.emit(
-                self.instance, "app.fenced", None, None, None, f"{why}: fenced, this instance stops"
-            )
-            self.crash("stopped: fenced by a newer instance")
+            self._stop_fenced(why)
             return
         self.events.emit(
-            self.instance, "processor.abort", None, None, None, f"{why}: aborting the transaction"
+            self.instance,
+            "processor.abort",
+            None,
+            None,
+            producer.txn.last_error.name if producer.txn.last_error else None,
+            f"{why}: aborting the transaction",
         )
         producer.txn.abort(partial(self._aborted, generation))
 
-    def _aborted(self, generation: int, _error: ErrorCode) -> None:
+    def _stop_fenced(self, why: str) -> None:
+        """The transaction manager is in FATAL_ERROR: a newer instance (or the coordinator's
+        timeout) took the epoch. This instance stops; its open transaction is aborted."""
+        producer = self.producer
+        assert producer is not None and producer.txn is not None
+        error = producer.txn.last_error or ErrorCode.PRODUCER_FENCED
+        self.fenced = True
+        self.ledger.aborted(self.outputs)
+        detail = f"{why}: fenced, this instance stops"
+        self.events.emit(self.instance, "app.fenced", None, None, error.name, detail)
+        self.crash("stopped: fenced by a newer instance")
+
+    def _aborted(self, generation: int, error: ErrorCode) -> None:
         if generation != self.generation:
+            return
+        txn = self.producer.txn if self.producer is not None else None
+        if txn is not None and txn.state is TxnClientState.FATAL_ERROR:
+            # The abort's EndTxn was answered PRODUCER_FENCED: a zombie (Kafka >= 2.7).
+            self._stop_fenced(f"abortTransaction failed with {error.name}")
             return
         self.ledger.aborted(self.outputs)
         consumer = self.consumer

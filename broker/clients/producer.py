@@ -569,16 +569,13 @@ class Producer:
             self._fail(batch, error)
 
     def _handle_transactional_error(self, batch: ProducerBatch, error: ErrorCode) -> None:
-        """In a transaction there is no local epoch bump: a fencing error is fatal,
-        any other failure makes the transaction abortable (Kafka's client)."""
+        """In a transaction there is no local epoch bump: the transaction manager decides
+        (PRODUCER_FENCED is fatal; anything else, INVALID_PRODUCER_EPOCH too, abortable)."""
         assert self.txn is not None
         if error.retriable and self._can_retry(batch):
             self._reenqueue(batch, error)
             return
-        if error in (ErrorCode.PRODUCER_FENCED, ErrorCode.INVALID_PRODUCER_EPOCH):
-            self.txn.fatal(error, f"Produce to {batch.tp}")
-        else:
-            self.txn.abortable(error, f"Produce to {batch.tp}")
+        self.txn.produce_failed(error, f"Produce to {batch.tp}")
         self._fail(batch, error)
 
     # -- hooks for the transaction manager ---------------------------------------

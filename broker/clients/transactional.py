@@ -6,7 +6,13 @@ States and the moves between them, as Kafka's client allows them:
     IN_TRANSACTION -> COMMITTING_TRANSACTION -> READY
     IN_TRANSACTION | ABORTABLE_ERROR -> ABORTING_TRANSACTION -> READY
     IN_TRANSACTION | COMMITTING_TRANSACTION -> ABORTABLE_ERROR (only abort is allowed then)
-    any -> FATAL_ERROR (fenced: PRODUCER_FENCED or INVALID_PRODUCER_EPOCH)
+    any -> FATAL_ERROR (fenced: PRODUCER_FENCED from a coordinator)
+
+A Produce refused with INVALID_PRODUCER_EPOCH is abortable, not fatal (Kafka >= 2.7, KIP-588:
+``TransactionManager.maybeTransitionToErrorState`` makes only PRODUCER_FENCED and the
+authorization errors fatal). A partition leader cannot tell a zombie from a producer whose
+transaction the coordinator timed out, so the application is let to abort; the coordinator,
+which can tell, answers that abort's EndTxn with PRODUCER_FENCED, and that is fatal.
 
 ``initTransactions`` asks the coordinator for the producer id and epoch of
 the ``transactional.id`` (fencing older instances); before the first write to
@@ -76,11 +82,15 @@ _RETRY = (
     ErrorCode.REQUEST_TIMED_OUT,
     ErrorCode.NETWORK_EXCEPTION,
 )
+# From a coordinator (old coordinators answer INVALID_PRODUCER_EPOCH where new ones say
+# PRODUCER_FENCED; Kafka's client treats both as fenced).
 _FATAL = (
     ErrorCode.PRODUCER_FENCED,
     ErrorCode.INVALID_PRODUCER_EPOCH,
     ErrorCode.INVALID_PRODUCER_ID_MAPPING,
 )
+# From a partition leader: only these end the producer; anything else there is abortable.
+_FATAL_ON_PRODUCE = (ErrorCode.PRODUCER_FENCED,)
 
 
 class IllegalTxnState(Exception):
@@ -137,6 +147,13 @@ class TransactionManager:
             self.last_error = error
             self.failed_in_txn = error
             self._to(S.ABORTABLE_ERROR, why)
+
+    def produce_failed(self, error: ErrorCode, why: str) -> None:
+        """A batch of the transaction failed for good at its partition leader."""
+        if error in _FATAL_ON_PRODUCE:
+            self.fatal(error, why)
+        else:
+            self.abortable(error, why)
 
     def fatal(self, error: ErrorCode, why: str) -> None:
         if self.state is not S.FATAL_ERROR:

@@ -119,9 +119,19 @@ def test_zombie_fenced_the_old_instance_is_refused_the_new_one_has_epoch_2(seed:
     [late] = events(sim, "produce.failed", "p1")
     assert (late.partition, late.error) == ("orders-0", "INVALID_PRODUCER_EPOCH")
     assert late.detail.startswith("[p1-2] PID 0 epoch 0")
+    # Kafka >= 2.7 (KIP-588): the leader's INVALID_PRODUCER_EPOCH is abortable; the zombie
+    # aborts, and the coordinator answers that EndTxn with PRODUCER_FENCED, which is fatal.
+    states = [(e.detail, e.error) for e in events(sim, "txn.client-state", "p1")]
+    assert states[-3:] == [
+        ("IN_TRANSACTION -> ABORTABLE_ERROR (Produce to orders-0)", "INVALID_PRODUCER_EPOCH"),
+        ("ABORTABLE_ERROR -> ABORTING_TRANSACTION", None),
+        ("ABORTING_TRANSACTION -> FATAL_ERROR (EndTxn)", "PRODUCER_FENCED"),
+    ]
+    [end] = [e for e in events(sim, "txn.response", "p1") if e.detail.startswith("EndTxn")]
+    assert end.error == "PRODUCER_FENCED"
     [fenced] = events(sim, "app.fenced", "p1")
-    assert fenced.error == "INVALID_PRODUCER_EPOCH"
-    assert late.time_ms <= fenced.time_ms
+    assert fenced.error == "PRODUCER_FENCED"
+    assert late.time_ms < end.time_ms == fenced.time_ms
     ready = [
         e.detail for e in events(sim, "txn.client-state", "p1-new") if "-> READY (PID" in e.detail
     ]
