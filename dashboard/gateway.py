@@ -21,7 +21,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from dashboard import fanout, service
+from dashboard import background, fanout, service
 from dashboard.runtime import remote_viewers, setting
 
 logger = logging.getLogger(__name__)
@@ -157,9 +157,7 @@ async def _relay(room_id: str) -> Relay:
         channel = await layer.new_channel()
         await layer.group_add(f"room-{room_id}", channel)
         relay = Relay(room_id, channel)
-        relay.task = asyncio.get_running_loop().create_task(
-            _forward(relay), name=f"relay-{room_id}"
-        )
+        relay.task = background.spawn(_forward(relay), name=f"relay-{room_id}")
         relays[room_id] = relay
         _ensure_toucher()
         return relay
@@ -171,7 +169,7 @@ def _ensure_toucher() -> None:
     global _toucher
     loop = asyncio.get_running_loop()
     if _toucher is None or _toucher.done() or _toucher.get_loop() is not loop:
-        _toucher = loop.create_task(_touch_watched(), name="lab-touch-watched")
+        _toucher = background.spawn(_touch_watched(), name="lab-touch-watched")
 
 
 async def _touch_watched() -> None:

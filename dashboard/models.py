@@ -18,9 +18,11 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-# Join codes are read aloud: no 0/O, 1/I/L, 5/S, 2/Z, 8/B look-alikes.
+# Join codes are read aloud: no 0/O, 1/I/L, 5/S, 2/Z, 8/B look-alikes. Eight of 25 symbols
+# (1.5 * 10^11 codes) make guessing hopeless at the rate failed lookups are allowed (the
+# arithmetic is in docs/workshops.md); typed in any case, with or without spaces or dashes.
 CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
-CODE_LENGTH = 4
+CODE_LENGTH = 8
 
 
 def new_code(length: int = CODE_LENGTH) -> str:
@@ -60,7 +62,8 @@ class SavedRun(models.Model):
     commands = models.JSONField(default=list)
     # The verdict when last saved: {"label": ..., "lost": n, "duplicated": n, ...} or {}.
     verdict = models.JSONField(default=dict)
-    origin = models.CharField(max_length=16, default="room")  # room, sandbox, import, replay
+    # Where it came from: room, sandbox, preview, import or replay.
+    origin = models.CharField(max_length=16, default="room")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -100,6 +103,9 @@ class LabRoom(models.Model):
     idle_expiry_s = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     last_active = models.DateTimeField(default=timezone.now)
+    # Who opened it: a hash of the client's address (rooms.creator_of), never the address
+    # itself. Each address may hold only a few workshop rooms in use at once.
+    creator = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.kind} room {self.id} ({self.code or 'private'})"

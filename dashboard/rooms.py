@@ -12,6 +12,7 @@ controls are refused on the server.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -103,14 +104,79 @@ def purge_expired(now: Any = None) -> list[str]:
     return gone
 
 
-def _check_room_limits(kind: str) -> None:
+def watched_window() -> timedelta:
+    """The sweeper marks watched rooms as used every LAB_SWEEP_EVERY_S: a room used within two
+    of those may well be watched."""
+    return timedelta(seconds=2 * float(setting("LAB_SWEEP_EVERY_S", 60)))
+
+
+def hold_s() -> int:
+    return int(setting("LAB_ROOM_HOLD_S", 600))
+
+
+def creator_of(client_key: str) -> str:
+    """What a room keeps of who opened it: a hash of the client's address, not the address."""
+    return hashlib.sha256(f"delivery-lab/creator/{client_key}".encode()).hexdigest()
+
+
+def _minutes(seconds: int) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def _rooms(n: int) -> str:
+    return f"{n} workshop room{'s' if n != 1 else ''}"
+
+
+def _check_room_limits(kind: str, creator: str = "") -> None:
+    """Make room for one more room of ``kind``, or raise LimitError saying why not.
+
+    Workshop rooms count against ``LAB_MAX_ROOMS`` only while in use (watched, or used in the
+    last ``LAB_ROOM_HOLD_S``); a parked room (in use by nobody) expires early when a new room
+    needs its place, so rooms opened and left never lock the lab out. One client address may
+    hold ``LAB_MAX_ROOMS_PER_CLIENT`` rooms in use: past that its own least recently used room
+    is parked first, or, when all of them are in use, the new one is refused.
+    """
     if kind == "workshop":
-        limit = int(setting("LAB_MAX_ROOMS", 32))
-        if LabRoom.objects.filter(kind="workshop").count() >= limit:
-            raise LimitError(
-                f"The lab already has {limit} workshop rooms, the most it keeps. Rooms idle for "
-                f"{idle_expiry_s() // 60} minutes expire; try again later."
+        now = timezone.now()
+        hold = timedelta(seconds=hold_s())
+        live = [
+            r
+            for r in LabRoom.objects.filter(kind="workshop").only(
+                "id", "last_active", "idle_expiry_s", "creator"
             )
+            if not r.expired(now)
+        ]
+        in_use = [r for r in live if now - r.last_active < hold]
+        parked = sorted((r for r in live if now - r.last_active >= hold), key=_last_active)
+        per_client = int(setting("LAB_MAX_ROOMS_PER_CLIENT", 6))
+        mine = sorted((r for r in in_use if creator and r.creator == creator), key=_last_active)
+        to_park: list[LabRoom] = []
+        if len(mine) >= per_client:
+            # An instructor trying scenario after scenario: their oldest room nobody is
+            # watching (not touched by the sweeper lately) makes way.
+            idle = [r for r in mine if now - r.last_active >= watched_window()]
+            if not idle:
+                raise LimitError(
+                    f"You already have {_rooms(len(mine))} in use, the most one address may hold "
+                    f"(each is watched or was used in the last {_minutes(hold_s())}). End a "
+                    "room you no longer need (“End this room” on its page), or close its tabs."
+                )
+            to_park.append(idle[0])
+            in_use.remove(idle[0])
+            parked.insert(0, idle[0])
+        limit = int(setting("LAB_MAX_ROOMS", 32))
+        if len(in_use) >= limit:
+            raise LimitError(
+                f"The lab already runs {_rooms(len(in_use))} in use, the most it runs at "
+                f"once. A room that nobody watches or uses for {_minutes(hold_s())} stops "
+                "counting: try again then, or preview the scenario on your own instead."
+            )
+        excess = len(live) - len(to_park) + 1 - limit
+        to_park.extend([r for r in parked if r not in to_park][: max(0, excess)])
+        if to_park:
+            # Parked rooms whose place is needed expire now (their saved runs stay).
+            LabRoom.objects.filter(id__in=[r.id for r in to_park]).delete()
     else:
         limit = int(setting("LAB_MAX_PRIVATE_ROOMS", 400))
         if LabRoom.objects.exclude(kind="workshop").count() >= limit:
@@ -120,21 +186,27 @@ def _check_room_limits(kind: str) -> None:
                 oldest.delete()
 
 
+def _last_active(room: LabRoom) -> Any:
+    return room.last_active
+
+
 def create_room(
     run: SavedRun,
     kind: str = "workshop",
     parent: LabRoom | None = None,
     start_steps: int = 0,
     limit_steps: int | None = None,
+    creator: str = "",
 ) -> tuple[LabRoom, str]:
     """A new room showing ``run``; returns it and its presenter key (shown once, stored hashed).
 
-    Workshop rooms get a join code; private rooms (sandbox, view) do not.
+    Workshop rooms get a join code; private rooms (sandbox, view) do not. ``creator``: see
+    ``creator_of``. Expired rooms are left to the runtime's sweeper, which knows which rooms are
+    watched (and tells their viewers); here they only stop counting.
     """
     if kind not in LabRoom.KINDS:
         raise ValueError(f"unknown room kind {kind!r}")
-    purge_expired()
-    _check_room_limits(kind)
+    _check_room_limits(kind, creator)
     key = new_key()
     for _attempt in range(50):
         room = LabRoom(
@@ -147,6 +219,7 @@ def create_room(
             start_steps=start_steps,
             limit_steps=limit_steps,
             idle_expiry_s=idle_expiry_s(),
+            creator=creator,
         )
         try:
             with transaction.atomic():
@@ -155,6 +228,11 @@ def create_room(
             continue  # a code or id already taken: draw again
         return room, key
     raise LimitError("Could not find a free join code; too many rooms are open.")
+
+
+def end_room(room_id: str) -> None:
+    """A presenter ended the room: it goes with its forks' links to it (its saved run stays)."""
+    LabRoom.objects.filter(id=room_id).delete()
 
 
 def find_by_code(code: str) -> LabRoom | None:

@@ -33,7 +33,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from broker.scenario import ScenarioError, ScenarioSpec
-from dashboard import fanout, fragments, pacing
+from dashboard import background, fanout, fragments, pacing
 from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.presenters import SPEEDS, FaultOption, fault_options
 from dashboard.timeline import Timeline
@@ -422,7 +422,7 @@ class Room:
         task = self._task
         if task is not None and not task.done() and task.get_loop() is loop:
             return
-        self._task = loop.create_task(self._run(), name=f"room-{self.id}")
+        self._task = background.spawn(self._run(), name=f"room-{self.id}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

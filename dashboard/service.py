@@ -6,7 +6,9 @@ results are plain JSON-like values, so they can cross the channel layer.
 
 Rooms load lazily from the database (models.LabRoom and its SavedRun): a room created by one
 process, or dropped from memory, comes back at the engine step it was at. Each live room saves
-its run (commands, verdict, position) a moment after it changes.
+its run (commands, verdict, position) at the tick after a command or a stop (pause, step, seek,
+the end of the run), and every ``POSITION_EVERY_S`` while it plays: a crash (kill -9) loses at
+most the last tick's command and, of a playing room, the last few seconds of its progress.
 """
 
 from __future__ import annotations
@@ -24,18 +26,29 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from broker.scenario import ScenarioError
-from dashboard import fragments, rooms
+from dashboard import background, fragments, rooms
 from dashboard.forms import ControlForm
 from dashboard.models import LabRoom, Question, SavedRun
 from dashboard.presenters import LANE_WINDOW, slug, window_cells
-from dashboard.runtime import Control, LimitError, Room, check_limits, registry, seq_base
+from dashboard.runtime import (
+    Control,
+    LimitError,
+    Room,
+    check_limits,
+    registry,
+    seq_base,
+    setting,
+)
 from dashboard.timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
-SAVE_EVERY_S = 1.0  # a new command is saved within a second
-POSITION_EVERY_S = 10.0  # where a playing room is (to resume there), every ten seconds
-SWEEP_EVERY_S = 60.0
+POSITION_EVERY_S = 5.0  # where a playing room is (to resume there), every five seconds
+def sweep_every_s() -> float:
+    """How often the sweeper expires idle rooms and marks the watched ones as used."""
+    return float(setting("LAB_SWEEP_EVERY_S", 60))
+
+
 MAX_ANOMALIES_SAVED = 100
 
 
@@ -118,11 +131,15 @@ def _state(room: Room) -> tuple[Any, ...]:
 
 
 async def _maybe_save(room: Room) -> None:
-    """After a tick: save the run soon after a command, and the room's position now and then."""
-    since = time.monotonic() - room.saved_at
+    """After a tick: save a new command at once, the position whenever the room stops (pause,
+    step, the end of the run), and a playing room's position every few seconds."""
     saved = room.saved_state
-    commands_changed = saved is None or saved[0] != tuple(room.timeline.commands)
-    if since >= (SAVE_EVERY_S if commands_changed else POSITION_EVERY_S):
+    if saved is None or saved[0] != tuple(room.timeline.commands):
+        await save_now(room)
+    elif room.playing:
+        if time.monotonic() - room.saved_at >= POSITION_EVERY_S:
+            await save_now(room)
+    elif not room.status()["seeking"] and saved[1] != room.timeline.steps:
         await save_now(room)
 
 
@@ -172,12 +189,12 @@ def ensure_sweeper() -> None:
     loop = asyncio.get_running_loop()
     if _sweeper is not None and not _sweeper.done() and _sweeper.get_loop() is loop:
         return
-    _sweeper = loop.create_task(_sweep_forever(), name="lab-room-sweeper")
+    _sweeper = background.spawn(_sweep_forever(), name="lab-room-sweeper")
 
 
 async def _sweep_forever() -> None:
     while True:
-        await asyncio.sleep(SWEEP_EVERY_S)
+        await asyncio.sleep(sweep_every_s())
         try:
             await sweep()
         except Exception:
@@ -191,12 +208,15 @@ async def sweep() -> list[str]:
         await sync_to_async(rooms.touch_many)(watched)  # watched here: not idle
     gone = await sync_to_async(rooms.purge_expired)()
     for room_id in gone:
-        room = registry.drop(room_id)
-        if room is not None:
-            await room.broadcast(
-                fragments.error_frame("This room expired: nobody used it for a while.")
-            )
+        await _close_room(room_id, "This room expired: nobody used it for a while.")
     return gone
+
+
+async def _close_room(room_id: str, why: str) -> None:
+    """Take a room out of memory and tell whoever still watches it (its saved run stays)."""
+    room = registry.drop(room_id)
+    if room is not None:
+        await room.broadcast(fragments.error_frame(why))
 
 
 # -- operations ------------------------------------------------------------------------------
@@ -392,7 +412,17 @@ async def tally(room_id: str) -> dict[str, Any]:
     return {"tally": counts}
 
 
+async def end(room_id: str) -> dict[str, Any]:
+    """The presenter ends the room: its run is saved, viewers are told, the room is gone."""
+    room = await _room(room_id)
+    await save_now(room)
+    await sync_to_async(rooms.end_room)(room_id)
+    await _close_room(room_id, "The presenter ended this room. Its run is saved.")
+    return {"error": None, "run_id": room.info.get("run_id")}
+
+
 OPS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    "end": end,
     "page": page,
     "snapshot": snapshot,
     "control": control,

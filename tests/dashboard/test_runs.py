@@ -453,7 +453,9 @@ def test_a_refused_room_leaves_no_copy_behind(client: Client) -> None:
     response = client.post(f"/runs/{run.id}/replay/")
 
     assert response.status_code == 400
-    assert "workshop rooms, the most it keeps" in unescape(response.text)
+    assert "The lab already runs 0 workshop rooms in use, the most it runs at once" in unescape(
+        response.text
+    )
     assert list(SavedRun.objects.values_list("id", flat=True)) == [run.id]
     assert "lab_presents" not in client.session
 

@@ -108,7 +108,9 @@ def test_past_the_room_limit_a_new_workshop_room_is_refused(client: Client) -> N
     response = client.post("/", {"scenario": "producer-idempotent"})
 
     assert response.status_code == 400
-    assert "The lab already has 1 workshop rooms, the most it keeps." in response.text
+    assert "The lab already runs 1 workshop room in use, the most it runs at once." in (
+        response.text
+    )
     assert client.get(first).status_code == 200
 
 
