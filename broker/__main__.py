@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from broker.scenario import ScenarioError, builtin_scenarios, load
+from broker.scenario import ScenarioError, ScenarioSpec, builtin_scenarios, load
 from broker.simulation import Simulation
 
 
@@ -70,15 +70,33 @@ def _run(name: str, seed: int | None, as_json: bool, trace: bool) -> int:
     }
     if as_json:
         if trace:
-            result["trace"] = sim.trace()
+            result["trace"] = _trace(spec, sim)
         print(json.dumps(result, indent=2))
     else:
         if trace:
-            for line in sim.trace():
+            for line in _trace(spec, sim):
                 print(line)
             print()
         _print_summary(result)
     return 0 if verdict.verdict == "as-expected" else 1
+
+
+def _trace(spec: ScenarioSpec, sim: Simulation) -> list[str]:
+    """One line per event; a ``note`` step's line carries the note's text (its only content)."""
+    notes: dict[int, list[str]] = {}
+    for step in spec.steps:
+        if step.action == "note":
+            notes.setdefault(step.at_ms, []).append(step.narration)
+    lines = []
+    for event in sim.events:
+        if event.quiet:
+            continue
+        line = event.trace_line()
+        waiting = notes.get(event.time_ms)
+        if event.actor == "script" and event.kind == "step.note" and waiting:
+            line += f"  {waiting.pop(0)}"
+        lines.append(line)
+    return lines
 
 
 def _print_summary(result: dict[str, Any]) -> None:

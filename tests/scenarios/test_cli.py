@@ -146,7 +146,14 @@ def test_run_json_with_trace_carries_the_trace(capsys: pytest.CaptureFixture[str
     sim = Simulation.from_scenario(load("producer-idempotent"))
     sim.run()
     assert code == 0
-    assert json.loads(out)["trace"] == sim.trace()
+    assert json.loads(out)["trace"] == with_notes(sim.trace(), "producer-idempotent")
+
+
+def with_notes(trace: list[str], name: str) -> list[str]:
+    """The engine's trace with each ``note`` step's text on its line, as --trace prints it."""
+    notes = [s.narration for s in load(name).steps if s.action == "note"]
+    assert notes, f"{name} has no note step"
+    return [f"{line}  {notes.pop(0)}" if " step.note " in line else line for line in trace]
 
 
 # -- run: the text output -------------------------------------------------------------
@@ -157,7 +164,13 @@ def test_trace_prints_one_line_per_event_then_the_summary() -> None:
     sim.run()
     trace, summary = result.stdout.split("\n\n", 1)
     lines = trace.splitlines()
-    assert lines == sim.trace()
+    assert lines == with_notes(sim.trace(), "producer-retry-duplicate")
+    # The note's text, which the trace line alone does not carry (only "note").
+    assert any(
+        "step.note" in line and line.endswith("p1 gives up waiting, and retries. The broker "
+        "appends the same message again.")
+        for line in lines
+    )
     assert len(lines) == sum(1 for e in sim.events if not e.quiet)
     assert all(TRACE_LINE.match(line) for line in lines)
     assert summary.splitlines()[0] == (
