@@ -262,6 +262,23 @@ async def acheck(scope: str, key: str, rate: Rate | str, *, now: float | None = 
     return _decide(hit, count)
 
 
+def peek(scope: str, key: str, rate: Rate | str, *, now: float | None = None) -> Decision:
+    """Would the next hit be refused? Counts nothing (``count`` is the hits so far).
+
+    For limits on failures: peek before the attempt (a client past the limit is refused even
+    if this attempt would succeed), count with ``check`` only when it fails.
+    """
+    hit = _prepare(scope, key, rate, now)
+    known = _known_refusal(hit)
+    if known is not None:
+        return known
+    try:
+        count = int(_cache().get(hit.cache_key) or 0)
+    except Exception:  # the cache failed: allow, as counting does
+        count = 0
+    return Decision(count < hit.limit, hit.limit, count, hit.reset_at, hit.now)
+
+
 def allow(scope: str, key: str, rate: Rate | str, *, now: float | None = None) -> bool:
     """True if this hit is within the rate (and counted); see ``check`` for the details."""
     return check(scope, key, rate, now=now).allowed

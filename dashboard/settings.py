@@ -521,6 +521,18 @@ LAB_MAX_REPLAY_STEPS = _env_int("LAB_MAX_REPLAY_STEPS", 1_000_000)
 LAB_TICK_MS = 50
 # CPU time the engine may take per tick, so WebSockets stay responsive on "to the end".
 LAB_TICK_BUDGET_MS = 8
+# Sharing the event loop (dashboard/pacing.py): every room's ticks together get this much of
+# each tick period; rooms playing at once (private copies: at most LAB_MAX_PLAYING_PRIVATE of
+# them); a room nobody watches pauses after LAB_PAUSE_UNWATCHED_S.
+LAB_LOOP_BUDGET_MS = _env_int("LAB_LOOP_BUDGET_MS", 30)
+LAB_MAX_PLAYING_ROOMS = _env_int("LAB_MAX_PLAYING_ROOMS", 4)
+LAB_MAX_PLAYING_PRIVATE = _env_int("LAB_MAX_PLAYING_PRIVATE", max(1, LAB_MAX_PLAYING_ROOMS // 2))
+LAB_PAUSE_UNWATCHED_S = _env_seconds("LAB_PAUSE_UNWATCHED_S", 60.0)
+# "Try it yourself" and detached views (dashboard/forking.py): copies made at once per process
+# (more wait in line, up to LAB_MAX_FORKS_WAITING), and private rooms per browser session.
+LAB_MAX_FORKS_RUNNING = _env_int("LAB_MAX_FORKS_RUNNING", 2)
+LAB_MAX_FORKS_WAITING = _env_int("LAB_MAX_FORKS_WAITING", 8, minimum=0)
+LAB_MAX_PRIVATE_ROOMS_PER_CLIENT = _env_int("LAB_MAX_PRIVATE_ROOMS_PER_CLIENT", 3)
 
 # -- rate limits (dashboard/ratelimit.py): (requests, per seconds) -----------------------------
 LAB_RATE_ROOM_CREATE = _env_rate("LAB_RATE_ROOM_CREATE", "10/60")  # per client address

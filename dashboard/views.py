@@ -22,11 +22,11 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import gateway, rooms, workshop
+from dashboard import gateway, ratelimit, rooms, workshop
 from dashboard.forms import AskForm, ScenarioUploadForm
 from dashboard.fragments import error_frame
 from dashboard.models import Question
-from dashboard.runtime import LimitError
+from dashboard.runtime import LimitError, setting
 
 # Modules whose absence means "the engine is not written yet" rather than a bug in it.
 _ENGINE_MODULES = {"broker", "broker.scenario"}
@@ -117,17 +117,31 @@ def upload(request: HttpRequest) -> HttpResponse:
 # -- joining ---------------------------------------------------------------------------------
 @require_GET
 def join(request: HttpRequest, code: str = "") -> HttpResponse:
-    """The attendee link /r/K7Q2/ (or the join form's ?code=)."""
+    """The attendee link /r/KT4MXQPW/ (or the join form's ?code=)."""
     code = code or request.GET.get("code", "")
-    room = rooms.find_by_code(code)
-    if room is None:
-        return render(
-            request,
-            "dashboard/no_room.html",
-            {"code": rooms.normalize_code(code)},
-            status=404,
-        )
-    return redirect("room", room_id=room.id)
+    # Failed lookups are limited per address, and an address past the limit is refused before
+    # the lookup: a right guess then gets the same answer as a wrong one.
+    address, rate = ratelimit.client_key(request), setting("LAB_RATE_JOIN_FAIL", (30, 60.0))
+    decision = ratelimit.peek("join-fail", address, rate)
+    if decision:
+        room = rooms.find_by_code(code)
+        if room is not None:
+            return redirect("room", room_id=room.id)
+        decision = ratelimit.check("join-fail", address, rate)
+        if decision:
+            return render(
+                request,
+                "dashboard/no_room.html",
+                {"code": rooms.normalize_code(code)[:16]},
+                status=404,
+            )
+    response = HttpResponse(
+        f"Too many wrong room codes from your address: try again in {decision.retry_after_s} s.",
+        status=429,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["Retry-After"] = str(decision.retry_after_s)
+    return response
 
 
 @require_GET
@@ -313,10 +327,13 @@ def vote(request: HttpRequest, room_id: str) -> HttpResponse:
     _record(room_id)
     if rooms.is_presenter(request.session, room_id):
         return _refuse(request, workshop.PRESENTERS_DO_NOT_VOTE, 403)
-    refusal = workshop.rate_refusal(request, "vote")
+    question, choice = request.POST.get("question", ""), request.POST.get("choice", "")
+    address = ratelimit.client_key(request)
+    refusal = workshop.rate_refusal(request, "vote") or workshop.key_refusal(
+        "vote-ip", workshop.vote_ip_key(address, room_id, question)
+    )
     if refusal:
         return _refuse(request, refusal, 429)
-    question, choice = request.POST.get("question", ""), request.POST.get("choice", "")
     error = workshop.cast_vote(room_id, question, choice, rooms.voter_id(request.session))
     if error:
         return _refuse(request, error, 400)

@@ -25,6 +25,10 @@ RATES = {
     "fork": ("LAB_RATE_FORK", (10, 60.0), "copies of a room from your address"),
     "vote": ("LAB_RATE_VOTE", (20, 60.0), "votes from this browser"),
     "control": ("LAB_RATE_CONTROL", (20, 1.0), "controls from this browser"),
+    # Per address and question (``vote_ip_key``): a classroom behind one NAT still votes.
+    "vote-ip": ("LAB_RATE_VOTE_IP", (400, 600.0), "votes on this question from your address"),
+    "resync": ("LAB_RATE_RESYNC", (10, 60.0), "full-page refreshes from this connection"),
+    "resync-ip": ("LAB_RATE_RESYNC_IP", (600, 60.0), "full-page refreshes from your address"),
 }
 
 
@@ -43,10 +47,24 @@ def rate_key(request: Any, action: str) -> str:
     return rooms.voter_id(request.session)
 
 
+def vote_ip_key(address: str, room_id: str, question: Any) -> str:
+    """The "vote-ip" key: one count per client address and question (a question that is not
+    a number counts with every other such one)."""
+    try:
+        number = int(question)
+    except (TypeError, ValueError):
+        number = -1
+    return f"{address} {room_id} {number}"
+
+
 def rate_refusal(request: Any, action: str) -> str:
     """Empty when allowed; otherwise the sentence to show."""
+    return key_refusal(action, rate_key(request, action))
+
+
+def key_refusal(action: str, key: str) -> str:
+    """The same, for a key the caller made."""
     name, default, _what = RATES[action]
-    key = rate_key(request, action)
     return _refusal(action, ratelimit.check(action, key, setting(name, default)))
 
 

@@ -29,11 +29,11 @@ def attendee_of(room: LabRoom) -> Client:
 
 
 # -- rooms, codes and links --
-def test_a_new_room_has_a_short_code_and_a_hashed_presenter_key(client: Client) -> None:
+def test_a_new_room_has_an_eight_symbol_code_and_a_hashed_presenter_key(client: Client) -> None:
     room = open_workshop(client)
     page = client.get(f"/rooms/{room.id}/").text
 
-    assert re.fullmatch(f"[{CODE_ALPHABET}]{{4}}", room.code)
+    assert re.fullmatch(f"[{CODE_ALPHABET}]{{8}}", room.code)
     assert f'<strong id="join-code">{room.code}</strong>' in page
     assert f'href="http://testserver/r/{room.code}/"' in page
     key = re.search(rf"/rooms/{room.id}/present/([\w-]+)/", page).group(1)
