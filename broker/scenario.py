@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broker import guard
 from broker.assignors import STRATEGIES
 from broker.checker import OUTCOME_KEYS, SEMANTICS, Expectation, parse_expectation
 from broker.clients.consumer_app import (
@@ -1086,11 +1087,12 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
 
 
 def load_text(text: str, default_name: str, source: str = "") -> ScenarioSpec:
-    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
-        raise ScenarioError("", f"scenario file larger than {MAX_FILE_BYTES // 1024} KiB")
+    # Size, key length and nesting first: a small hostile file can cost tomllib seconds,
+    # gigabytes or a RecursionError (see broker/guard.py).
+    guard.check_toml(text, ScenarioError, MAX_FILE_BYTES, "the scenario file")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or a number Python will not convert
         raise ScenarioError("", f"not valid TOML: {exc}") from None
     return parse_scenario(data, default_name, source)
 
