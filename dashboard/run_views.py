@@ -17,12 +17,11 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import workshop
+from dashboard import ratelimit, workshop
 from dashboard.models import SavedRun
 from dashboard.observe import scenario_info, verdict_of
 from dashboard.rooms import commands_of, create_room, remember_run, take_presenter
 from dashboard.runs import (
-    MAX_UPLOAD_BYTES,
     RunError,
     command_rows,
     copy_run,
@@ -31,6 +30,7 @@ from dashboard.runs import (
     export_filename,
     import_run,
     load_scenario,
+    max_upload_bytes,
     paragraphs,
     replay,
     settings_of,
@@ -39,9 +39,38 @@ from dashboard.runs import (
 from dashboard.runtime import LimitError, setting
 from dashboard.timeline import Timeline
 
+# Per client address: an import replays a whole run, and so does a run page, report or export
+# that is not in the replay cache. (setting, default, what is refused)
+RATES = {
+    "run-import": ("LAB_RATE_RUN_IMPORT", (10, 60.0), "run imports"),
+    "run-view": ("LAB_RATE_RUN_VIEW", (120, 60.0), "saved-run pages"),
+}
 
-def max_upload_bytes() -> int:
-    return int(setting("LAB_MAX_RUN_UPLOAD_BYTES", MAX_UPLOAD_BYTES))
+
+def _too_many(request: HttpRequest, scope: str) -> tuple[str, int] | None:
+    """None when within the scope's rate; else the refusal and the seconds to wait."""
+    name, default, what = RATES[scope]
+    decision = ratelimit.check(scope, ratelimit.client_key(request), setting(name, default))
+    if decision:
+        return None
+    wait = decision.retry_after_s
+    return f"Too many {what} from your address: try again in {wait} s.", wait
+
+
+def _retry_after(response: HttpResponse, seconds: int) -> HttpResponse:
+    """A rate refusal: 429 Too Many Requests, saying when to come back."""
+    response.status_code = 429
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+def _refused_view(request: HttpRequest) -> HttpResponse | None:
+    """The "run-view" rate for the GET pages of a run; a plain 429 when past it."""
+    refused = _too_many(request, "run-view")
+    if refused is None:
+        return None
+    text, wait = refused
+    return _retry_after(HttpResponse(text, content_type="text/plain; charset=utf-8"), wait)
 
 
 class RunImportForm(forms.Form):
@@ -141,7 +170,7 @@ def _run_page(
 @require_GET
 def run_page(request: HttpRequest, run_id: str) -> HttpResponse:
     """A saved run: its scenario, seed and commands, and the verdict of replaying it."""
-    return _run_page(request, _saved_run(run_id))
+    return _refused_view(request) or _run_page(request, _saved_run(run_id))
 
 
 @require_POST
@@ -150,11 +179,12 @@ def run_replay(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _saved_run(run_id)
     refusal = workshop.rate_refusal(request, "room")
     if refusal:
-        return _run_page(request, run, error=refusal, status=429)
+        wait = ratelimit.retry_after(setting(*workshop.RATES["room"][:2]))
+        return _retry_after(_run_page(request, run, error=refusal), wait)
     try:
         with transaction.atomic():  # no orphan copy when the room is refused
             copy = copy_run(run, origin="replay")
-            room, key = create_room(copy)
+            room, key = create_room(copy, creator=workshop.creator(request))
     except (RunError, LimitError) as exc:
         return _run_page(request, run, error=str(exc), status=400)
     take_presenter(request.session, room, key)
@@ -164,6 +194,9 @@ def run_replay(request: HttpRequest, run_id: str) -> HttpResponse:
 @require_GET
 def run_export(request: HttpRequest, run_id: str) -> HttpResponse:
     """The run as a JSON file (its verdict is empty when the run cannot be replayed here)."""
+    refused = _refused_view(request)
+    if refused is not None:
+        return refused
     run = _saved_run(run_id)
     document = export_document(run, _replayed(run).verdict)
     body = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -178,6 +211,10 @@ def run_import(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _import_page(request, RunImportForm())
     form = RunImportForm(request.POST, request.FILES)
+    refused = _too_many(request, "run-import")
+    if refused is not None:
+        text, wait = refused
+        return _retry_after(_import_page(request, form, RunError("", text)), wait)
     if not form.is_valid():
         return _import_page(request, form, form.error(), status=400)
     try:
@@ -198,6 +235,9 @@ def _import_page(
 @require_GET
 def run_report(request: HttpRequest, run_id: str) -> HttpResponse:
     """A standalone, printable page: settings, commands, the sequence diagram, the verdict."""
+    refused = _refused_view(request)
+    if refused is not None:
+        return refused
     run = _saved_run(run_id)
     replayed = _replayed(run)
     svg, truncated = ("", False)

@@ -327,6 +327,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every HTML response (dashboard/security.py).
+    "dashboard.security.content_security_policy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -506,6 +508,13 @@ LAB_MAX_ROOMS = _env_int("LAB_MAX_ROOMS", 32)  # workshop rooms at once
 # Attendees' sandboxes and detached views; past it, the least recently used one goes.
 LAB_MAX_PRIVATE_ROOMS = _env_int("LAB_MAX_PRIVATE_ROOMS", 400)
 LAB_ROOM_IDLE_EXPIRY_S = _env_int("LAB_ROOM_IDLE_EXPIRY_S", 4 * 3600)
+# A workshop room counts against LAB_MAX_ROOMS only while in use: watched, or used within this
+# long. Past it, the room is parked: it expires early when a new room needs its place.
+LAB_ROOM_HOLD_S = _env_int("LAB_ROOM_HOLD_S", 600)
+# How often idle rooms are expired (and watched ones marked as used).
+LAB_SWEEP_EVERY_S = _env_int("LAB_SWEEP_EVERY_S", 60)
+# Workshop rooms in use that one client address may hold at once.
+LAB_MAX_ROOMS_PER_CLIENT = _env_int("LAB_MAX_ROOMS_PER_CLIENT", 6)
 LAB_MAX_CONNECTIONS_PER_ROOM = _env_int("LAB_MAX_CONNECTIONS_PER_ROOM", 500)
 LAB_MAX_RECORDS_PER_RUN = _env_int("LAB_MAX_RECORDS_PER_RUN", 200_000)
 LAB_MAX_UPLOAD_BYTES = _env_int("LAB_MAX_UPLOAD_BYTES", 64 * 1024)  # a scenario file
@@ -539,5 +548,19 @@ LAB_RATE_ROOM_CREATE = _env_rate("LAB_RATE_ROOM_CREATE", "10/60")  # per client 
 LAB_RATE_VOTE = _env_rate("LAB_RATE_VOTE", "20/60")  # per attendee
 LAB_RATE_CONTROL = _env_rate("LAB_RATE_CONTROL", "20/1")  # per connection or session
 LAB_RATE_FORK = _env_rate("LAB_RATE_FORK", "10/60")  # per attendee
+# Saved runs, per client address: imports, and views of a run's page, report or export (each
+# may replay the run).
+LAB_RATE_RUN_IMPORT = _env_rate("LAB_RATE_RUN_IMPORT", "10/60")
+LAB_RATE_RUN_VIEW = _env_rate("LAB_RATE_RUN_VIEW", "120/60")
+LAB_RATE_FORK_SESSION = _env_rate("LAB_RATE_FORK_SESSION", "4/60")  # per browser session
+# Wrong join codes (/r/<code>/ and /join/) per client address; see docs/workshops.md for why
+# eight-character codes make guessing hopeless at this rate.
+LAB_RATE_JOIN_FAIL = _env_rate("LAB_RATE_JOIN_FAIL", "30/60")
+# Votes per client address on one question: a classroom of ~300 behind one NAT, with retries.
+LAB_RATE_VOTE_IP = _env_rate("LAB_RATE_VOTE_IP", "400/600")
+# Full frames asked for ("resync", 15-20 KB each): per connection, and per client address
+# (where a whole classroom may reconnect at once).
+LAB_RATE_RESYNC = _env_rate("LAB_RATE_RESYNC", "10/60")
+LAB_RATE_RESYNC_IP = _env_rate("LAB_RATE_RESYNC_IP", "600/60")
 # The cache the counters live in: shared by every process when it is Redis.
 LAB_RATELIMIT_CACHE = "default"

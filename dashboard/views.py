@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import gateway, ratelimit, rooms, workshop
+from dashboard import gateway, ratelimit, rooms, workshop, workshop_panels
 from dashboard.forms import AskForm, ScenarioUploadForm
 from dashboard.fragments import error_frame
 from dashboard.models import Question
@@ -69,13 +69,19 @@ def _catalogue(
     return render(request, "dashboard/home.html", context, status=status)
 
 
-def _open_room(request: HttpRequest, spec: ScenarioSpec, toml: str) -> HttpResponse | str:
-    """Create a workshop room; the caller's session presents it. An error text on refusal."""
-    refusal = workshop.rate_refusal(request, "room")
+def _open_room(
+    request: HttpRequest, spec: ScenarioSpec, toml: str, preview: bool = False
+) -> HttpResponse | str:
+    """Create a workshop room (or, to ``preview``, a private one); the caller's session presents
+    it. An error text on refusal."""
+    refusal = workshop.rate_refusal(request, "fork" if preview else "room")
     if refusal:
         return refusal
     try:
-        room, key = workshop.create_workshop(spec, toml)
+        if preview:
+            room, key = workshop.create_preview(spec, toml)
+        else:
+            room, key = workshop.create_workshop(spec, toml, request)
     except LimitError as exc:
         return str(exc)
     rooms.take_presenter(request.session, room, key)
@@ -87,7 +93,8 @@ def home(request: HttpRequest) -> HttpResponse:
     """The scenario catalogue; POST opens a built-in scenario in a new workshop room."""
     if request.method == "GET":
         return _catalogue(request)
-    name = request.POST.get("scenario", "")
+    preview = "preview" in request.POST
+    name = request.POST.get("preview" if preview else "scenario", "")
     from broker.scenario import ScenarioError, builtin_names, load
 
     if name not in builtin_names():
@@ -96,7 +103,7 @@ def home(request: HttpRequest) -> HttpResponse:
         spec = load(name)
     except ScenarioError as exc:
         return _catalogue(request, error=str(exc), status=400)
-    opened = _open_room(request, spec, rooms.builtin_text(name))
+    opened = _open_room(request, spec, rooms.builtin_text(name), preview=preview)
     if isinstance(opened, str):
         return _catalogue(request, error=opened, status=429 if "again in" in opened else 400)
     return opened
@@ -184,6 +191,9 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
         for key, html in page["panels"].items()
     }
     key = rooms.shown_key(request.session, room_id) if presenter else None
+    attendee_url = (
+        request.build_absolute_uri(reverse("join", args=[record.code])) if record.code else ""
+    )
     context = {
         "room": {"id": room_id, "kind": record.kind, "code": record.code},
         "scenario": {"transactional": page["transactional"], "consumers": page["consumers"]},
@@ -192,9 +202,7 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
         "seq": page["seq"],
         "title": page["title"],
         "role": "presenter" if presenter else "attendee",
-        "attendee_url": (
-            request.build_absolute_uri(reverse("join", args=[record.code])) if record.code else ""
-        ),
+        "attendee_url": attendee_url,
         "presenter_url": (
             request.build_absolute_uri(reverse("present", args=[room_id, key])) if key else ""
         ),
@@ -202,6 +210,7 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
         "ask": AskForm() if presenter and record.kind == "workshop" else None,
         "my_vote": workshop.my_vote(room_id, voter),
         "expiry_minutes": record.idle_expiry_s // 60,
+        "join_qr": workshop_panels.join_qr(attendee_url) if presenter else "",
     }
     return render(request, "dashboard/room.html", context)
 
@@ -320,6 +329,20 @@ def reveal(request: HttpRequest, room_id: str) -> HttpResponse:
     if result.get("error"):
         return _refuse(request, result["error"], 400)
     return _done(request, room_id)
+
+
+@presenters_only
+def end(request: HttpRequest, room_id: str) -> HttpResponse:
+    """End the room: viewers are told, the join code stops working, the run stays saved."""
+    result = call("end", room_id=room_id)
+    if result.get("error"):
+        return _refuse(request, result["error"], 503 if result.get("unavailable") else 400)
+    url = reverse("run", args=[result["run_id"]]) if result.get("run_id") else reverse("home")
+    if request.htmx:  # type: ignore[attr-defined]
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
 
 
 @require_POST

@@ -32,12 +32,27 @@ RATES = {
 }
 
 
-def create_workshop(spec: ScenarioSpec, toml: str) -> tuple[LabRoom, str]:
+def creator(request: Any) -> str:
+    """Who is opening a room, as rooms keep it (a hash of the client's address)."""
+    return rooms.creator_of(ratelimit.client_key(request))
+
+
+def create_workshop(spec: ScenarioSpec, toml: str, request: Any = None) -> tuple[LabRoom, str]:
     """A new workshop room and its saved run; raises LimitError past the lab's limits."""
     check_limits(spec)
     with transaction.atomic():
         run = rooms.create_run(spec, toml)
-        return rooms.create_room(run, kind="workshop")
+        made_by = creator(request) if request is not None else ""
+        return rooms.create_room(run, kind="workshop", creator=made_by)
+
+
+def create_preview(spec: ScenarioSpec, toml: str) -> tuple[LabRoom, str]:
+    """A private room (a sandbox of one's own) to try a scenario without a workshop room: it
+    has no join code and does not count against the workshop rooms' limit."""
+    check_limits(spec)
+    with transaction.atomic():
+        run = rooms.create_run(spec, toml, origin="preview")
+        return rooms.create_room(run, kind="sandbox")
 
 
 def rate_key(request: Any, action: str) -> str:
