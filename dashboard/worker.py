@@ -4,35 +4,55 @@
 ``gateway.RUNTIME_CHANNEL`` with a reply channel; the answer goes back there. The rooms' frames
 go to their channel groups (``Room.broadcast``), where each web process's relay picks them up.
 Run exactly one worker: two would each run their own copy of a room.
+
+SIGTERM and SIGINT stop it promptly: it takes no more calls, stops the rooms and saves their
+runs (pacing.shutdown, a few seconds at most), then returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import Any
 
 from channels.layers import get_channel_layer
 
-from dashboard import service
+from dashboard import pacing, service
 from dashboard.gateway import RUNTIME_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(stop: asyncio.Event | None = None) -> None:
+    """Answer calls until ``stop`` is set, or (without one) until SIGTERM or SIGINT."""
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("the runtime worker needs a channel layer (set REDIS_URL)")
+    signals: list[signal.Signals] = []
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+            signals.append(signum)
+    try:
+        await _serve(layer, stop)
+    finally:
+        if signals:  # this process is stopping (a caller's own ``stop`` may mean less)
+            for signum in signals:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+            await pacing.shutdown()
+
+
+async def _serve(layer: Any, stop: asyncio.Event) -> None:
     service.ensure_sweeper()
     pending: set[asyncio.Task[None]] = set()
-    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    stopping = asyncio.ensure_future(stop.wait())
     try:
         while True:
             receive = asyncio.ensure_future(layer.receive(RUNTIME_CHANNEL))
-            waiting: set[asyncio.Future[Any]] = {receive}
-            if stopping is not None:
-                waiting.add(stopping)
+            waiting: set[asyncio.Future[Any]] = {receive, stopping}
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
                 receive.cancel()
@@ -51,8 +71,9 @@ async def serve(stop: asyncio.Event | None = None) -> None:
             pending.add(task)
             task.add_done_callback(pending.discard)
     finally:
-        if stopping is not None:
-            stopping.cancel()
+        stopping.cancel()
+        for task in pending:
+            task.cancel()
 
 
 async def _answer(layer: Any, message: dict[str, Any]) -> None:
