@@ -9,13 +9,14 @@ request; a bad one gets an error frame and changes nothing.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from broker.guard import loads_json
+from broker.scenario import PathError
 from dashboard import gateway, ratelimit, rooms, workshop
 from dashboard.fragments import error_frame
 from dashboard.runtime import setting
@@ -77,9 +78,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=error_frame("Messages must be JSON text, at most 4 KiB."))
             return
         try:
-            data: Any = json.loads(text_data)
-        except ValueError:
-            await self.send(text_data=error_frame("That message is not JSON."))
+            # Refuses deep nesting, NaN, Infinity and 1e400 by name: each would otherwise end
+            # the connection with a traceback (RecursionError, OverflowError in a vote).
+            data: Any = loads_json(text_data, PathError, MAX_MESSAGE_BYTES, "the message")
+        except PathError as exc:
+            await self.send(text_data=error_frame(f"That message was refused: {exc.problem}."))
             return
         if not isinstance(data, dict):
             await self.send(text_data=error_frame("A message must be a JSON object."))

@@ -37,13 +37,21 @@ class ControlForm(forms.Form):
         data["action"] = action
         if action == "speed" and not data.get("speed"):
             self.add_error("speed", "Pick a speed.")
-        if action == "seek" and data.get("position") is None:
-            self.add_error("position", "Seek where? (position is missing)")
+        if action == "seek" and data.get("position") is None and "position" not in self.errors:
+            self.add_error(
+                "position",
+                f"Seek needs a position: an event number from 0 to {self.room.timeline.length}.",
+            )
         if action == "fault":
             fault = data.get("fault")
             options = {o.id: o for o in self.room.fault_options()}
             option = options.get(fault or "")
-            if option is None:
+            if not fault:
+                example = f", such as {next(iter(options))!r}" if options else ""
+                self.add_error(
+                    "fault", f"Which fault? Name one of this scenario's faults{example}."
+                )
+            elif option is None:
                 self.add_error("fault", f"This scenario has no fault {fault!r}.")
             elif not option.available:
                 self.add_error("fault", f"Not now: {option.why_not}.")

@@ -10,13 +10,13 @@ Everything a run file says is checked here before anything is saved: each refusa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
 
+from broker import guard
 from broker.scenario import (
     MAX_DURATION_MS,
     PathError,
@@ -30,7 +30,7 @@ from dashboard.models import SavedRun
 from dashboard.observe import diagram_events, scenario_info
 from dashboard.presenters import verdict_panel
 from dashboard.rooms import commands_json, commands_of, create_run
-from dashboard.runtime import LimitError, check_limits, setting
+from dashboard.runtime import LimitError, check_limits, max_records, records_in, records_of, setting
 from dashboard.timeline import Command, Timeline
 
 FORMAT = "delivery-lab-run"
@@ -78,17 +78,18 @@ def load_scenario(toml: str, name: str, path: str = "scenario.toml") -> Scenario
         raise RunError(path, f"the scenario is not valid: {where}{exc.problem}") from None
 
 
-def _check_limits(spec: ScenarioSpec) -> None:
-    """The live rooms' limits (records per run) apply to saved runs too."""
+def _check_limits(spec: ScenarioSpec, commands: Sequence[Command] = ()) -> None:
+    """The live rooms' limits (records per run, the scenario's and its commands') apply to
+    saved runs too."""
     try:
-        check_limits(spec)
+        check_limits(spec, commands)
     except LimitError as exc:
         raise RunError("", str(exc)) from None
 
 
 def replay(spec: ScenarioSpec, seed: int, commands: Sequence[Command]) -> Timeline:
     """Step a run to its end, the recorded commands applied at their step counts."""
-    _check_limits(spec)
+    _check_limits(spec, commands)
     timeline = Timeline(spec, seed, commands)
     limit = max_replay_steps()
     try:
@@ -126,8 +127,9 @@ def replay_to_end(run: SavedRun) -> Timeline:
 def copy_run(run: SavedRun, origin: str) -> SavedRun:
     """A new saved run with the same scenario, seed and commands."""
     spec = load_scenario(run.scenario_toml, run.scenario_name)
-    _check_limits(spec)
-    return create_run(spec, run.scenario_toml, run.seed, commands_of(run), origin=origin)
+    commands = commands_of(run)
+    _check_limits(spec, commands)
+    return create_run(spec, run.scenario_toml, run.seed, commands, origin=origin)
 
 
 # -- what the pages show -------------------------------------------------------------------------
@@ -249,21 +251,18 @@ def _integer(table: Mapping[str, Any], key: str, path: str, high: int) -> int:
     return value
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+def max_upload_bytes() -> int:
+    return int(setting("LAB_MAX_RUN_UPLOAD_BYTES", MAX_UPLOAD_BYTES))
 
 
 def parse_json(data: bytes) -> Any:
+    """The JSON of a run file; size, nesting and absurd numbers (NaN, 1e400) are refused by
+    broker/guard.py before or while it is parsed."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise RunError("", "the file is not UTF-8 text, so not a run file (JSON)") from None
-    try:
-        return json.loads(text, parse_constant=_no_constants)
-    except RecursionError:
-        raise RunError("", "not JSON this lab reads: nested too deeply") from None
-    except ValueError as exc:
-        raise RunError("", f"not valid JSON: {exc}") from None
+    return guard.loads_json(text, RunError, max_upload_bytes(), "the run file")
 
 
 def _check_header(doc: dict[str, Any]) -> None:
@@ -299,6 +298,8 @@ def _commands(value: Any, spec: ScenarioSpec) -> list[Command]:
         )
     parse = step_parser(spec)
     commands: list[Command] = []
+    own, limit = records_in(spec), max_records()
+    records = own
     for i, item in enumerate(value):
         path = f"commands[{i}]"
         entry = _object(item, path)
@@ -316,6 +317,14 @@ def _commands(value: Any, spec: ScenarioSpec) -> list[Command]:
             parse(raw, f"{path}.raw", time_ms)
         except ScenarioError as exc:
             raise RunError(exc.path, f"the engine refuses this command: {exc.problem}") from None
+        records += records_of(raw)
+        if records > limit:
+            raise RunError(
+                f"{path}.raw.count",
+                f"with this command the run produces {records:,} records ({own:,} from its "
+                f"scenario); the dashboard runs at most {limit:,} per run "
+                f"(LAB_MAX_RECORDS_PER_RUN)",
+            )
         commands.append(Command(step_index, time_ms, dict(raw), label))
     return commands
 
@@ -327,6 +336,7 @@ def parse_run_document(data: bytes) -> RunData:
         raise RunError("", f"the file holds {_kind(doc)}, not a run (a JSON object)")
     _check_header(doc)
     spec, toml = _scenario(doc)
+    _check_limits(spec)
     seed = _integer(doc, "seed", "", MAX_SEED)
     commands = _commands(_field(doc, "commands", "commands"), spec)
     return RunData(spec, toml, seed, commands)

@@ -26,6 +26,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,7 +37,7 @@ from broker.scenario import ScenarioError, ScenarioSpec
 from dashboard import background, fanout, fragments, pacing
 from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.presenters import SPEEDS, FaultOption, fault_options
-from dashboard.timeline import Timeline
+from dashboard.timeline import Command, Timeline
 
 logger = logging.getLogger(__name__)
 
@@ -67,18 +68,31 @@ def remote_viewers() -> bool:
     return bool(setting("LAB_RUNTIME", "embedded") == "worker")
 
 
-def records_in(spec: ScenarioSpec) -> int:
-    return sum(int(s.params.get("count", 0)) for s in spec.steps if s.action == "produce")
+def max_records() -> int:
+    return int(setting("LAB_MAX_RECORDS_PER_RUN", 200_000))
 
 
-def check_limits(spec: ScenarioSpec) -> None:
-    limit = setting("LAB_MAX_RECORDS_PER_RUN", 200_000)
-    records = records_in(spec)
+def records_of(raw: Mapping[str, Any]) -> int:
+    """The records one command produces (its raw table, validated: a produce's count, 1 when
+    not given, as for a scenario step)."""
+    count = raw.get("count", 1) if raw.get("do") == "produce" else 0
+    return count if type(count) is int and count > 0 else 0
+
+
+def records_in(spec: ScenarioSpec, commands: Iterable[Command] = ()) -> int:
+    """The records a run can produce: its scenario's produce steps and its produce commands."""
+    steps = sum(int(s.params.get("count", 0)) for s in spec.steps if s.action == "produce")
+    return steps + sum(records_of(c.raw) for c in commands)
+
+
+def check_limits(spec: ScenarioSpec, commands: Sequence[Command] = ()) -> None:
+    limit = max_records()
+    records = records_in(spec, commands)
     if records > limit:
         raise LimitError(
-            f"This scenario produces {records:,} records; the dashboard runs at most "
-            f"{limit:,} per run. Lower the produce counts, or run it from a terminal "
-            f"(python -m broker run)."
+            f"This {'run' if commands else 'scenario'} produces {records:,} records; the "
+            f"dashboard runs at most {limit:,} per run. Lower the produce counts, or run it "
+            f"from a terminal (python -m broker run)."
         )
 
 

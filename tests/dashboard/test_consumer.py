@@ -111,10 +111,10 @@ async def test_a_resync_request_gets_a_full_snapshot_at_the_current_sequence(
 @pytest.mark.parametrize(
     ("message", "error"),
     [
-        ("not json", "That message is not JSON."),
+        ("not json", "That message was refused: not valid JSON: Expecting value"),
         ("[1, 2]", "A message must be a JSON object."),
         ('{"action": "explode"}', "Select a valid choice. explode is not one of the"),
-        ('{"action": "seek"}', "Seek where? (position is missing)"),
+        ('{"action": "seek"}', "Seek needs a position: an event number from 0 to "),
         ('{"action": "play", "speed": true}', "Control fields must be text or numbers."),
         ('{"action": "fault", "fault": "crash-broker:9"}', "This scenario has no fault"),
         ('{"action": "fault", "fault": "restart-broker:1"}', "Not now: broker-1 is running."),

@@ -169,7 +169,7 @@ def test_a_forged_control_is_refused_and_changes_nothing(client: Client) -> None
     assert plain.text == "This scenario has no fault 'crash-broker:7'."
     assert htmx.status_code == 200
     assert htmx["HX-Retarget"] == "#ws-error"
-    assert "Seek where? (position is missing)" in htmx.text
+    assert "Seek needs a position: an event number from 0 to " in htmx.text
     assert not room.pending
 
 
