@@ -110,21 +110,22 @@ def verdict_of(sim: Simulation) -> dict[str, Any]:
 
 
 def ghosts_of(sim: Simulation) -> dict[str, list[dict[str, Any]]]:
-    """Records some replica truncated away, per partition (the latest at each offset)."""
+    """Records some replica truncated away, per partition, by offset: one ghost per record
+    (offset and message id), at its latest truncation."""
     messages = sim.ledger.messages
-    out: dict[str, dict[int, dict[str, Any]]] = {}
+    out: dict[str, dict[tuple[int, str], dict[str, Any]]] = {}
     for truncation in sim.ledger.truncations:
         lane = out.setdefault(truncation.partition, {})
         for offset, message_id in truncation.removed:
             entry = messages.get(message_id)
-            lane[offset] = {
+            lane[(offset, message_id)] = {
                 "offset": offset,
                 "message_id": message_id,
                 "key": entry.key if entry else None,
                 "broker": truncation.broker,
                 "time_ms": truncation.time_ms,
             }
-    return {p: [lane[o] for o in sorted(lane)] for p, lane in out.items()}
+    return {p: [lane[k] for k in sorted(lane)] for p, lane in out.items()}
 
 
 def _newest_first(sim: Simulation) -> Iterator[Event]:

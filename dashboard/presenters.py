@@ -9,7 +9,7 @@ module per panel family; this module names them all in one place, for the frame 
 from __future__ import annotations
 
 from dashboard.panels.cells import isolation_reads, render_cell, window_cells
-from dashboard.panels.common import LANE_WINDOW, SPEEDS, slug, speed_label
+from dashboard.panels.common import LANE_WINDOW, SPEEDS, ghost_id, slug, speed_label
 from dashboard.panels.faults import (
     FaultOption,
     consumer_fault_options,
@@ -46,19 +46,13 @@ from dashboard.panels.run import (
     scrubber_panel,
 )
 from dashboard.panels.story import narration_panel
-from dashboard.panels.verdict import (
-    ANOMALIES_SHOWN,
-    OUTCOME_LABELS,
-    verdict_panel,
-    where_label,
-)
+from dashboard.panels.verdict import ANOMALIES_SHOWN, verdict_panel, where_label
 
 __all__ = [
     "ANOMALIES_SHOWN",
     "CLIENT_TXN_STATES",
     "INTERNAL_DECODERS",
     "LANE_WINDOW",
-    "OUTCOME_LABELS",
     "SPEEDS",
     "TXN_STATE_WORDS",
     "FaultOption",
@@ -73,6 +67,7 @@ __all__ = [
     "extras_panel",
     "fault_options",
     "faults_panel",
+    "ghost_id",
     "header_panel",
     "internal_log_panel",
     "isolation_reads",

@@ -21,3 +21,9 @@ def speed_label(speed: str) -> str:
 def dash(value: Any) -> Any:
     """A missing value (None, "", -1) as an em dash."""
     return "\u2014" if value in (None, "", -1) else value
+
+
+def ghost_id(partition: str, offset: int, message_id: str) -> str:
+    """The HTML id of a truncated record's ghost cell: where it was, and which record it was
+    (the live cell at that offset may hold another record by now)."""
+    return f"g-{slug(partition)}-{offset}-{slug(message_id)}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard.panels.cells import isolation_reads, leader_log, render_cell
-from dashboard.panels.common import LANE_WINDOW, slug
+from dashboard.panels.common import LANE_WINDOW, ghost_id, slug
 from dashboard.panels.internal import INTERNAL_DECODERS
 
 
@@ -236,7 +236,11 @@ def lane_ghosts(
     partition: str, ghosts: list[dict[str, Any]], start: int, columns: str = ""
 ) -> dict[str, Any]:
     shown = [
-        {**g, "column": g["offset"] - start + 1}
+        {
+            **g,
+            "column": g["offset"] - start + 1,
+            "id": ghost_id(partition, g["offset"], g["message_id"]),
+        }
         for g in ghosts
         if start <= g["offset"] <= start + LANE_WINDOW
     ]

@@ -9,6 +9,22 @@ from dashboard.panels.common import SPEEDS, slug, speed_label
 from dashboard.panels.faults import FaultOption, fault_options
 from dashboard.panels.internal import client_txn_state
 
+NEUTRAL_TITLE = "What happens next?"
+HIDDEN_NAME = "the scenario's name shows after the reveal"
+
+
+def question_open(obs: dict[str, Any]) -> bool:
+    question = (obs.get("room") or {}).get("question")
+    return bool(question) and not question["revealed"]
+
+
+def shown_title(obs: dict[str, Any]) -> dict[str, str]:
+    """The scenario's title and name, or neutral words while a question is open (a title such
+    as "acks=1 loses a message on failover" would answer it)."""
+    if question_open(obs):
+        return {"title": NEUTRAL_TITLE, "name": HIDDEN_NAME}
+    return {"title": obs["scenario"]["title"], "name": obs["scenario"]["name"]}
+
 
 def header_panel(obs: dict[str, Any]) -> dict[str, Any]:
     scenario = obs["scenario"]
@@ -22,8 +38,7 @@ def header_panel(obs: dict[str, Any]) -> dict[str, Any]:
     else:
         state = "paused"
     return {
-        "title": scenario["title"],
-        "name": scenario["name"],
+        **shown_title(obs),
         "semantics": scenario["semantics"],
         "seed": scenario["seed"],
         "clock_ms": status.get("clock_ms", 0),

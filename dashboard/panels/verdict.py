@@ -5,38 +5,14 @@ the scenario's author expected."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from dashboard.panels.common import slug
+from dashboard.panels.common import ghost_id, slug
+from dashboard.panels.counts import count_rows
 
-OUTCOME_LABELS = {
-    "produced": "produced",
-    "acknowledged": "acknowledged",
-    "failed": "failed",
-    "in_log": "in log",
-    "in_flight": "in flight",
-    "processed": "processed",
-    "sunk": "in the sink",
-    "lost": "lost",
-    "duplicated": "duplicated",
-    "reordered": "reordered",
-    "unseen": "unseen (never read)",
-    "reprocessed": "reprocessed",
-    "duplicated_in_sink": "duplicated in sink",
-    "poll_skips": "poll skips",
-    "nonmonotonic_polls": "polls going back",
-    "aborted": "aborted (never committed)",
-    "aborted_reads": "aborted reads",
-}
-# Shown as soon as the scenario has consumers (or a sink), even while zero.
-CONSUMER_OUTCOMES = ("processed", "unseen", "reprocessed")
-SINK_OUTCOMES = ("sunk", "duplicated_in_sink")
-TXN_OUTCOMES = ("aborted", "aborted_reads")
 NUMBER_WORDS = {2: "twice", 3: "three times", 4: "four times"}
 ROW_WORDS = {2: "two", 3: "three", 4: "four"}
-# Shown first and big; the anomaly counts follow.
-HEADLINE_OUTCOMES = ("produced", "acknowledged", "in_log", "in_flight", "processed", "sunk")
-ALWAYS_SHOWN = ("produced", "acknowledged", "in_log", "lost", "duplicated", "reordered")
 
 
 def where_label(anomaly: dict[str, Any]) -> str:
@@ -79,96 +55,198 @@ def _judgement(anomaly: dict[str, Any], semantics: str) -> str:
     return f"a failure under {semantics}"
 
 
+def _judgement(anomaly: dict[str, Any], semantics: str) -> str:
+    if anomaly["allowed"]:
+        return f"expected under {semantics}"
+    return f"a failure under {semantics}"
+
+
+def _cells(anomaly: dict[str, Any], ghost_cells: dict[str, list[str]]) -> list[str]:
+    """The cells an anomaly's button highlights, by record identity."""
+    if anomaly["kind"] == "lost" and anomaly.get("where", "log") == "log":
+        # Not in the live log: a truncated record shows as a ghost where it was (the live cell
+        # at its old offset holds another record now); one never appended has no cell at all.
+        return ghost_cells.get(anomaly["message_id"], [])
+    partition = anomaly.get("partition")
+    if not partition:
+        return []
+    return [f"c-{slug(partition)}-{o}" for o in dict.fromkeys(anomaly.get("offsets", []))]
+
+
+def _row(
+    anomaly: dict[str, Any], semantics: str, ghost_cells: dict[str, list[str]]
+) -> dict[str, Any]:
+    partition = anomaly.get("partition")
+    offsets = list(dict.fromkeys(anomaly.get("offsets", [])))
+    where = ", ".join(f"{partition}@{o}" for o in offsets) if partition else "no offset"
+    cells = _cells(anomaly, ghost_cells)
+    if anomaly["kind"] == "lost" and cells:
+        where += " (truncated away)"
+    return {
+        "kind": anomaly["kind"],
+        "kind_label": anomaly["kind"].replace("-", " "),
+        "message_id": anomaly["message_id"],
+        "where": where,
+        "happened": where_label(anomaly),
+        "cells": " ".join(cells),
+        "judgement": _judgement(anomaly, semantics),
+        "failure": not anomaly["allowed"],
+        "explanation": anomaly.get("explanation", ""),
+    }
+
+
 # A run with a large backlog in flight can hold 100,000 anomalies at once: the panel lists the
 # first ones (each a button that highlights cells) and counts the rest.
 ANOMALIES_SHOWN = 100
+
+
+@dataclass(slots=True)
+class _Rows:
+    rows: list[dict[str, Any]]
+    judged: int  # anomalies listed or counted (not in flight)
+    in_flight: int
+    failures: int  # judged anomalies the semantics does not allow
+
+
 # The rows of the last anomaly list seen: while a run plays, the runtime hands the same list
 # again until the verdict is recomputed, so the rows are built once per verdict, not per frame.
-_rows_cache: tuple[list[Any], str, list[dict[str, Any]], int] | None = None
+_rows_cache: tuple[list[Any], str, tuple[Any, ...], _Rows] | None = None
 
 
-def _anomaly_rows(raw: list[dict[str, Any]], semantics: str) -> tuple[list[dict[str, Any]], int]:
-    """The panel's rows for the first ANOMALIES_SHOWN anomalies, and how many of all the
-    anomalies are still in flight."""
+def _anomaly_rows(
+    raw: list[dict[str, Any]], semantics: str, ghosts: dict[str, list[dict[str, Any]]]
+) -> _Rows:
+    """Rows for the first ANOMALIES_SHOWN judged anomalies. Messages still in flight are
+    counted apart: they are travelling, not lost."""
     global _rows_cache
+    # Ghosts only ever grow within one verdict's run; their counts tell a change.
+    ghost_key = tuple((p, len(lane)) for p, lane in sorted(ghosts.items()))
     cached = _rows_cache
-    if cached is not None and cached[0] is raw and cached[1] == semantics:
-        return cached[2], cached[3]
-    in_flight = sum(1 for anomaly in raw if anomaly.get("in_flight"))
-    rows = []
-    for anomaly in raw[:ANOMALIES_SHOWN]:
-        partition = anomaly.get("partition")
-        offsets = list(dict.fromkeys(anomaly.get("offsets", [])))
-        cells = [f"c-{slug(partition)}-{o}" for o in offsets] if partition else []
-        where = ", ".join(f"{partition}@{o}" for o in offsets) if partition else "no offset"
-        rows.append(
-            {
-                "kind": anomaly["kind"],
-                "kind_label": anomaly["kind"].replace("-", " "),
-                "message_id": anomaly["message_id"],
-                "where": where,
-                "happened": where_label(anomaly),
-                "cells": " ".join(cells),
-                "judgement": _judgement(anomaly, semantics),
-                "failure": not anomaly["allowed"] and not anomaly.get("in_flight"),
-                "in_flight": bool(anomaly.get("in_flight")),
-                "explanation": anomaly.get("explanation", ""),
-            }
+    if cached is not None and cached[0] is raw and cached[1:3] == (semantics, ghost_key):
+        return cached[3]
+    ghost_cells: dict[str, list[str]] = {}
+    for partition, lane in sorted(ghosts.items()):
+        for ghost in lane:
+            ghost_cells.setdefault(ghost["message_id"], []).append(
+                ghost_id(partition, ghost["offset"], ghost["message_id"])
+            )
+    rows: list[dict[str, Any]] = []
+    in_flight = failures = 0
+    for anomaly in raw:
+        if anomaly.get("in_flight"):
+            in_flight += 1
+            continue
+        if not anomaly["allowed"]:
+            failures += 1
+        if len(rows) < ANOMALIES_SHOWN:
+            rows.append(_row(anomaly, semantics, ghost_cells))
+    result = _Rows(rows, len(raw) - in_flight, in_flight, failures)
+    _rows_cache = (raw, semantics, ghost_key, result)
+    return result
+
+
+NO_LOSS = frozenset({"at-least-once", "exactly-once"})
+NO_TWICE = frozenset({"at-most-once", "exactly-once"})
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def what_happened(semantics: str, outcome: dict[str, int], provisional: bool) -> str:
+    """The anomalies in a few words, starting with what the semantics promises."""
+    parts = []
+    lost, unseen = outcome.get("lost", 0), outcome.get("unseen", 0)
+    if lost:
+        parts.append(f"{lost} lost")
+    if unseen:
+        parts.append(f"{unseen} not read yet" if provisional else f"{unseen} never read")
+    if not lost and not unseen and semantics in NO_LOSS:
+        parts.append("nothing lost")
+    twice = [
+        _plural(n, one, many)
+        for n, one, many in (
+            (outcome.get("duplicated_in_log", 0), "duplicate in the log", "duplicates in the log"),
+            (outcome.get("reprocessed", 0), "processed twice", "processed twice"),
+            (
+                outcome.get("duplicated_in_sink", 0),
+                "row too many in the sink",
+                "duplicated in the sink",
+            ),
         )
-    _rows_cache = (raw, semantics, rows, in_flight)
-    return rows, in_flight
+        if n
+    ]
+    if not twice and semantics in NO_TWICE:
+        twice = ["nothing twice"]
+    parts.extend(twice)
+    for key, one, many in (
+        ("reordered", "out of order", "out of order"),
+        ("aborted_reads", "aborted record acted on", "aborted records acted on"),
+        ("poll_skips", "poll skip", "poll skips"),
+        ("nonmonotonic_polls", "poll going back", "polls going back"),
+        ("in_flight", "still in flight", "still in flight"),
+    ):
+        if outcome.get(key):
+            parts.append(_plural(outcome[key], one, many))
+    return ", ".join(parts) or "no anomaly"
+
+
+OPERATORS = {"==": "", ">=": "\u2265 ", "<=": "\u2264 ", ">": "> ", "<": "< "}
+
+
+def expectation_text(expected: dict[str, str]) -> str:
+    """The author's [expected] in words: "lost ≥ 1, duplicated 0"."""
+    out = []
+    for key, value in expected.items():
+        op, _, number = str(value).partition(" ")
+        out.append(f"{key} {OPERATORS.get(op, op + ' ')}{number or op}")
+    return ", ".join(out)
 
 
 def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     verdict = obs.get("verdict")
     if verdict is None:
         return None
+    scenario = obs["scenario"]
     outcome = dict(verdict.get("outcome", {}))
-    semantics = verdict.get("semantics", obs["scenario"]["semantics"])
+    semantics = verdict.get("semantics", scenario["semantics"])
     provisional = bool(verdict.get("provisional"))
-    anomalies, in_flight = _anomaly_rows(verdict.get("anomalies", []), semantics)
-    if in_flight and "lost" in outcome:
+    raw = verdict.get("anomalies", [])
+    found = _anomaly_rows(raw, semantics, obs.get("ghosts") or {})
+    if found.in_flight and "lost" in outcome:
         # Mid-run, a message not yet acknowledged nor failed is travelling, not lost.
-        outcome["lost"] -= in_flight
-        outcome["in_flight"] = in_flight
+        outcome["lost"] -= found.in_flight
+        outcome["in_flight"] = found.in_flight
     expected = verdict.get("expected", {})
-
-    always = ALWAYS_SHOWN
-    if obs["scenario"].get("consumers"):
-        always += CONSUMER_OUTCOMES
-    if obs["scenario"].get("sink"):
-        always += SINK_OUTCOMES
-    if obs["scenario"].get("transactional"):
-        always += TXN_OUTCOMES
-
-    def shown(key: str) -> bool:
-        # Counts for parts the scenario does not use (a sink, consumers) stay out of the way.
-        return key in always or bool(outcome[key]) or key in expected
-
-    keys = [k for k in HEADLINE_OUTCOMES if k in outcome and shown(k)]
-    anomaly_keys = [k for k in outcome if k not in HEADLINE_OUTCOMES and shown(k)]
+    counts, anomaly_counts = count_rows(outcome, scenario, expected)
+    happened = what_happened(semantics, outcome, provisional)
+    held = not found.failures
     if provisional:
-        headline = "so far"
-    elif verdict.get("verdict") == "as-expected":
-        headline = "as the scenario expects"
+        headline, mark, state = f"{semantics}, so far: {happened}", "", "is-provisional"
+    elif held:
+        headline, mark, state = f"{semantics} held: {happened}", "\u2713", "is-held"
     else:
-        headline = "not what the scenario expects"
+        headline, mark, state = f"{semantics} broken: {happened}", "\u2717", "is-broken"
+    as_expected = verdict.get("verdict") == "as-expected"
+    mismatches = [] if provisional else list(verdict.get("mismatches", []))
     return {
         "semantics": semantics,
-        "counts": [
-            {"key": k, "label": OUTCOME_LABELS.get(k, k), "value": outcome[k]} for k in keys
-        ],
-        "anomaly_counts": [
-            {"key": k, "label": OUTCOME_LABELS.get(k, k.replace("_", " ")), "value": outcome[k]}
-            for k in anomaly_keys
-        ],
-        "anomalies": anomalies,
-        "anomalies_hidden": len(verdict.get("anomalies", [])) - len(anomalies),
+        "counts": counts,
+        "anomaly_counts": anomaly_counts,
+        "anomalies": found.rows,
+        "anomalies_hidden": found.judged - len(found.rows),
+        "in_flight": found.in_flight,
         "provisional": provisional,
-        "verdict": verdict.get("verdict"),
+        "held": held,
+        "state": state,
+        "mark": mark,
         "headline": headline,
-        # Judged against the expectations only once the run is over.
-        "mismatches": [] if provisional else verdict.get("mismatches", []),
-        "expected": verdict.get("expected", {}),
+        "verdict": verdict.get("verdict"),
+        # What the author expected: judged, and shown, only once the run is over (mid-run it
+        # would tell a room the answer to "what will happen?").
+        "expected_text": "" if provisional or not expected else expectation_text(expected),
+        "as_expected": as_expected,
+        "mismatches": mismatches,
+        "expected": expected,
         "stale": bool(verdict.get("stale")),
     }

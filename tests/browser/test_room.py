@@ -70,7 +70,7 @@ def test_a_dropped_response_makes_a_duplicate_cell_and_changes_the_verdict(
     page.set_input_files("#id_scenario", str(scenario))
     page.get_by_role("button", name="Open it").click()
     expect(page.locator("#conn")).to_have_text("live")
-    duplicated = page.locator("#verdict .count-duplicated dd")
+    duplicated = page.locator("#verdict .count-duplicated_in_log dd")
     expect(duplicated).to_have_text("0")
 
     page.get_by_role("button", name="▶ play").click()

@@ -282,7 +282,7 @@ def test_the_verdict_counts_rows_in_the_sink() -> None:
         "two rows in the sink",
     }
     html = fragments.build_model(obs).html["verdict"]
-    assert "two rows in the sink" in html and "duplicated in sink" in html
+    assert "two rows in the sink" in html and "duplicated in the sink" in html
     # Processed twice is not a second copy in the log.
     assert "is-duplicate" not in "".join(
         fragments.build_model(obs).lanes["orders-0"].cells.values()

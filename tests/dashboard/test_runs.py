@@ -134,7 +134,7 @@ def test_the_run_page_shows_the_commands_the_replayed_verdict_and_the_links(
     first = live.commands[0]
     assert f'<td class="num">{first.time_ms} ms</td><td class="num">{first.step_index}</td>' in page
     assert "<td>Drop the next produce response</td>" in page
-    assert "as the scenario expects" in page
+    assert "at-least-once held: nothing lost, 3 duplicates in the log" in page
     assert '<code class="anomaly-offsets">orders-0@2, orders-0@4</code>' in page
     assert f'action="/runs/{run.id}/replay/"' in page
     assert 'name="csrfmiddlewaretoken"' in page
@@ -368,7 +368,7 @@ def test_the_report_shows_settings_commands_diagram_and_verdict(client: Client) 
     assert "<td>Crash the leader of orders-0</td>" in page
     assert f'<td class="num">{live.commands[1].time_ms} ms</td>' in page
     assert '<svg class="msd"' in page
-    assert "as the scenario expects" in page
+    assert "at-least-once held: nothing lost, 3 duplicates in the log" in page
     for offsets in DUPLICATE_OFFSETS:
         where = ", ".join(f"orders-0@{o}" for o in offsets)
         assert f'<code class="anomaly-offsets">{where}</code>' in page

@@ -1,0 +1,38 @@
+"""The verdict and the story in a real browser: a lost card lights up the record that was lost."""
+
+from playwright.sync_api import Browser, Page, expect
+
+VIEWPORT = {"width": 1920, "height": 1080}
+ACKS1_FAILOVER = "acks=1: acknowledged records vanish when the leader fails over"
+
+
+def open_builtin(browser: Browser, url: str, title: str) -> Page:
+    page = browser.new_page(viewport=VIEWPORT, reduced_motion="reduce")
+    page.set_default_timeout(10_000)
+    page.goto(url + "/")
+    page.get_by_role("button", name=f"Open {title}").click()
+    expect(page.locator("#conn")).to_have_text("live")
+    return page
+
+
+def test_the_lost_card_highlights_the_truncated_ghost_not_the_live_record(
+    browser: Browser, live_url: str
+) -> None:
+    page = open_builtin(browser, live_url, ACKS1_FAILOVER)
+    page.get_by_role("button", name="to the end").click()
+    expect(page.locator("#run-header")).to_contain_text("run over", timeout=15_000)
+    expect(page.locator("#verdict .verdict-headline")).to_have_text(
+        "\u2717 at-least-once broken: 3 lost"
+    )
+    ghost = page.locator("#ghosts-orders-0 #g-orders-0-0-p1-0")
+    live = page.locator("#c-orders-0-0")
+    expect(ghost).to_have_attribute("data-msg", "p1-0")
+    expect(live).to_have_attribute("data-msg", "p1-3")
+
+    card = page.locator("#verdict .anomaly", has_text="p1-0 at orders-0@0")
+    card.click()
+
+    expect(card).to_have_attribute("aria-pressed", "true")
+    expect(ghost).to_have_class("cell is-ghost is-highlighted")
+    expect(page.locator(".cell.is-highlighted")).to_have_count(1)
+    expect(live).not_to_have_class("is-highlighted")
