@@ -26,7 +26,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from broker.scenario import ScenarioError
-from dashboard import background, fragments, rooms
+from dashboard import background, forking, fragments, rooms
 from dashboard.forms import ControlForm
 from dashboard.models import LabRoom, Question, SavedRun
 from dashboard.presenters import LANE_WINDOW, slug, window_cells
@@ -288,12 +288,16 @@ async def lane(room_id: str, partition: str, offset: int, page: bool) -> dict[st
     return {"status": 200, "html": render_to_string(template, context)}
 
 
-async def fork(room_id: str, kind: str) -> dict[str, Any]:
-    """A private copy of the room at its current point: a sandbox or a detached view."""
+async def fork(room_id: str, kind: str, client: str = "") -> dict[str, Any]:
+    """A private copy of the room at its current point: a sandbox or a detached view.
+
+    The copy is made off the event loop, within the limits on copies (forking.py); ``client``
+    is the asking browser's session token, for the limits per browser.
+    """
     if kind not in ("sandbox", "view"):
         raise ServiceError(f"Unknown fork {kind!r}.")
     source = await _room(room_id)
-    timeline = source.timeline.fork(limit=kind == "view")
+    timeline, clock_ms = await forking.copy_timeline(source, kind == "view", client)
     record, key = await sync_to_async(_fork_records)(source, timeline, kind)
     room = Room(
         record.id,
@@ -304,8 +308,9 @@ async def fork(room_id: str, kind: str) -> dict[str, Any]:
         info=_info(record),
         seq_base=seq_base(),
     )
-    room.clock_ms = source.clock_ms  # a paused room's clock may be past its last event
+    room.clock_ms = clock_ms  # a paused room's clock may be past its last event
     registry.add(room)
+    forking.remember(room.id, client)
     _watch(room)
     return {"room_id": record.id, "key": key, "run_id": record.run_id}
 

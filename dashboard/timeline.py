@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +73,12 @@ class Timeline:
         self._checkpoints_on = True
         self._start(0)
 
-    def fork(self, limit: bool = False) -> Timeline:
+    def fork(self, limit: bool = False, engine: bool = True) -> Timeline:
         """An independent copy at the same point, sharing the checkpoints' immutable engines.
 
         With ``limit``, the copy cannot run past this timeline's furthest step (a view of
-        recorded history, not a new future).
+        recorded history, not a new future). With ``engine=False`` the copy is cheap (lists
+        only) and has no engine yet: ``rebuild()`` makes it, in a thread if need be.
         """
         other = Timeline.__new__(Timeline)
         other.spec, other.seed, other.parse = self.spec, self.seed, self.parse
@@ -88,10 +89,29 @@ class Timeline:
         # Checkpoints are only ever cloned from, never stepped: sharing them is safe.
         other._checkpoints = dict(self._checkpoints)
         other._checkpoints_on = self._checkpoints_on
-        other.sim = clone_simulation(self.sim)
         other.steps = self.steps
         other._applied = self._applied
+        if engine:
+            other.sim = clone_simulation(self.sim)
         return other
+
+    def rebuild(self, check: Callable[[], None] | None = None) -> None:
+        """The engine of a copy forked with ``engine=False``: the nearest checkpoint, replayed
+        to the same step with the same commands applied, so (the engine being deterministic)
+        the state the original had. It reads only checkpoints, which nobody changes, so it may
+        run in a thread while the original plays on. ``check`` is called every few hundred
+        steps and may raise to give up.
+        """
+        target, applied = self.steps, self._applied
+        self._start(target)
+        while self.steps < target:
+            if check is not None and self.steps % 256 == 0:
+                check()
+            if not self.step_engine():
+                break
+        while self._applied < applied:  # pressed at this very step, before the next one
+            self._submit(self.commands[self._applied].raw)
+            self._applied += 1
 
     @property
     def at_limit(self) -> bool:

@@ -294,7 +294,8 @@ def fork(request: HttpRequest, room_id: str) -> HttpResponse:
     refusal = workshop.rate_refusal(request, "fork")
     if refusal:
         return _refuse(request, refusal, 429)
-    result = call("fork", room_id=room_id, kind=kind)
+    # The browser's session token: the runtime limits copies per browser too (forking.py).
+    result = call("fork", room_id=room_id, kind=kind, client=rooms.voter_id(request.session))
     if result.get("error"):
         return _refuse(request, result["error"], 400)
     rooms.grant_presenter(request.session, result["room_id"])
