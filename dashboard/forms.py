@@ -119,6 +119,13 @@ class AskForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="More choices, one per line (at most 60 characters each).",
     )
+    correct = forms.CharField(
+        max_length=60,
+        required=False,
+        label="The right answer (optional)",
+        help_text="One of the choices, as written; the reveal marks it for everyone.",
+        widget=forms.TextInput(attrs={"list": "ask-choices", "autocomplete": "off"}),
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -134,10 +141,26 @@ class AskForm(forms.Form):
                 f"{len(choices)}."
             )
         data["choice_list"] = choices
+        correct = (data.get("correct") or "").strip()
+        data["correct_index"] = None
+        if correct:
+            folded = [c.casefold() for c in choices]
+            if correct.casefold() not in folded:
+                self.add_error(
+                    "correct",
+                    f"The right answer {correct!r} is not one of the choices "
+                    f"({', '.join(choices)}).",
+                )
+            else:
+                data["correct_index"] = folded.index(correct.casefold())
         return data
 
     def choices(self) -> list[str]:
         return list(self.cleaned_data["choice_list"])
+
+    def correct_index(self) -> int | None:
+        index = self.cleaned_data.get("correct_index")
+        return None if index is None else int(index)
 
     def error_text(self) -> str:
         messages = [str(m) for errors in self.errors.values() for m in errors]

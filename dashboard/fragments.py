@@ -26,6 +26,7 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("run-header", "dashboard/panels/header.html", p.header_panel),
     ("room-banner", "dashboard/panels/room_banner.html", wp.room_banner_panel),
     ("question", "dashboard/panels/question.html", wp.question_panel),
+    ("question-tally", "dashboard/panels/question_tally.html", wp.question_tally_panel),
     ("speaker-notes", "dashboard/panels/speaker_notes.html", wp.speaker_notes_panel),
     ("controls", "dashboard/panels/controls.html", p.controls_panel),
     ("scrubber-panel", "dashboard/panels/scrubber.html", p.scrubber_panel),
@@ -45,7 +46,7 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("extras", "dashboard/panels/extras.html", p.extras_panel),
 )
 # Sent to presenters only (a room's frames come in two variants with the same sequence number).
-PRIVATE_PANELS = frozenset({"speaker-notes"})
+PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally"})
 # Past this many cell changes in one lane, one replacement of the lane's cells is cheaper.
 MAX_CELL_CHANGES = p.LANE_WINDOW // 2
 

@@ -62,6 +62,9 @@ class SavedRun(models.Model):
     commands = models.JSONField(default=list)
     # The verdict when last saved: {"label": ..., "lost": n, "duplicated": n, ...} or {}.
     verdict = models.JSONField(default=dict)
+    # The questions asked in its room, with their results (they outlive the room):
+    # [{"id", "prompt", "choices", "correct", "tally", "position", "asked_at", "revealed"}, ...]
+    questions = models.JSONField(default=list)
     # Where it came from: room, sandbox, preview, import or replay.
     origin = models.CharField(max_length=16, default="room")
     created_at = models.DateTimeField(default=timezone.now)
@@ -106,6 +109,9 @@ class LabRoom(models.Model):
     # Who opened it: a hash of the client's address (rooms.creator_of), never the address
     # itself. Each address may hold only a few workshop rooms in use at once.
     creator = models.CharField(max_length=64, blank=True, default="")
+    # Whether its presenters get the speaker notes: not in an attendee's copy of a workshop room
+    # (the notes tell the expected outcome).
+    notes = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return f"{self.kind} room {self.id} ({self.code or 'private'})"
@@ -124,6 +130,7 @@ class Question(models.Model):
     room = models.ForeignKey(LabRoom, on_delete=models.CASCADE, related_name="questions")
     prompt = models.CharField(max_length=200)
     choices = models.JSONField()  # ["lost", "duplicated", "exactly once", ...]
+    correct = models.PositiveSmallIntegerField(null=True, blank=True)  # the right choice's index
     position = models.BigIntegerField()  # the scrubber position when it was asked
     asked_at = models.DateTimeField(default=timezone.now)
     revealed_at = models.DateTimeField(null=True, blank=True)

@@ -197,6 +197,7 @@ def create_room(
     start_steps: int = 0,
     limit_steps: int | None = None,
     creator: str = "",
+    notes: bool = True,
 ) -> tuple[LabRoom, str]:
     """A new room showing ``run``; returns it and its presenter key (shown once, stored hashed).
 
@@ -220,6 +221,7 @@ def create_room(
             limit_steps=limit_steps,
             idle_expiry_s=idle_expiry_s(),
             creator=creator,
+            notes=notes,
         )
         try:
             with transaction.atomic():

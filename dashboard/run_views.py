@@ -17,7 +17,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import ratelimit, workshop
+from dashboard import questions, ratelimit, workshop
 from dashboard.models import SavedRun
 from dashboard.observe import scenario_info, verdict_of
 from dashboard.rooms import commands_of, create_room, remember_run, take_presenter
@@ -160,6 +160,7 @@ def _run_page(
         "run": run,
         "scenario": scenario_info(replayed.spec) if replayed.spec is not None else None,
         "commands": command_rows(run),
+        "questions": questions.result_rows(run),
         "verdict": _verdict(replayed),
         "replay_error": replayed.error,
         "error": error,

@@ -35,7 +35,7 @@ from django.conf import settings
 
 from broker.scenario import ScenarioError, ScenarioSpec
 from dashboard import background, fanout, fragments, pacing
-from dashboard.observe import observe, scenario_info, verdict_of
+from dashboard.observe import observe, scenario_info, snapshot_of, verdict_of
 from dashboard.presenters import SPEEDS, FaultOption, fault_options
 from dashboard.timeline import Command, Timeline
 
@@ -182,6 +182,16 @@ class Room:
         self._poked = True
         self.last_used = time.monotonic()
 
+    @property
+    def notes(self) -> bool:
+        """Whether this room's presenters get the presenter-only panels (speaker notes, the live
+        tally): not in an attendee's copy of a workshop room, where they would spoil it."""
+        return bool(self.info.get("notes", True))
+
+    def private_skip(self, presenter: bool) -> frozenset[str]:
+        """The panels a viewer of this role must not be sent."""
+        return frozenset() if presenter and self.notes else fragments.PRIVATE_PANELS
+
     def room_info(self) -> dict[str, Any]:
         return {
             **self.info,
@@ -204,7 +214,7 @@ class Room:
 
     # -- input ---------------------------------------------------------------------
     def fault_options(self) -> list[FaultOption]:
-        return fault_options(self.scenario, self.timeline.sim.snapshot())
+        return fault_options(self.scenario, snapshot_of(self.timeline.sim))
 
     def submit(self, control: Control) -> None:
         """Queue a control; the next tick applies it."""
@@ -236,7 +246,9 @@ class Room:
         self.seq += 1
         self.frames_sent += 1
         public = fragments.frame(self.seq, "delta", parts)
-        self.presenter_frame = fragments.frame(self.seq, "delta", parts + private)
+        self.presenter_frame = (
+            fragments.frame(self.seq, "delta", parts + private) if self.notes else public
+        )
         return public
 
     def page(self) -> fragments.PageModel:
@@ -251,7 +263,7 @@ class Room:
         cached = self._full.get(presenter)
         if cached is not None and cached[0] == self.seq and cached[1] is model:
             return cached[2]
-        skip = frozenset() if presenter else fragments.PRIVATE_PANELS
+        skip = self.private_skip(presenter)
         text = fragments.frame(self.seq, "full", fragments.full_fragments(model, skip))
         self._full[presenter] = (self.seq, model, text)
         return text

@@ -21,17 +21,16 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models import Count
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from broker.scenario import ScenarioError
-from dashboard import background, forking, fragments, rooms
+from dashboard import background, forking, fragments, questions, rooms
 from dashboard.forms import ControlForm
-from dashboard.models import LabRoom, Question, SavedRun
+from dashboard.models import LabRoom, SavedRun
+from dashboard.panels.run import NEUTRAL_TITLE
 from dashboard.presenters import LANE_WINDOW, slug, window_cells
 from dashboard.runtime import (
-    Control,
     LimitError,
     Room,
     check_limits,
@@ -105,7 +104,7 @@ def _build(room_id: str) -> Room | None:
         info=_info(record),
         seq_base=seq_base(),
     )
-    _load_question(room)
+    questions.load(room)
     return room
 
 
@@ -116,11 +115,12 @@ def _info(record: LabRoom) -> dict[str, Any]:
         "run_id": record.run_id,
         "parent_id": parent.id if parent is not None else None,
         "parent_code": parent.code if parent is not None else None,
+        "notes": record.notes,
     }
 
 
 def _watch(room: Room) -> None:
-    room.on_change = _maybe_save
+    room.on_change = _after_tick
     room.saved_at = time.monotonic()
     room.saved_state = _state(room)
 
@@ -128,6 +128,11 @@ def _watch(room: Room) -> None:
 # -- saving --------------------------------------------------------------------------------
 def _state(room: Room) -> tuple[Any, ...]:
     return (tuple(room.timeline.commands), room.timeline.steps, room.kind)
+
+
+async def _after_tick(room: Room) -> None:
+    await questions.after_tick(room)
+    await _maybe_save(room)
 
 
 async def _maybe_save(room: Room) -> None:
@@ -230,12 +235,14 @@ async def _room(room_id: str) -> Room:
 async def page(room_id: str, presenter: bool = False) -> dict[str, Any]:
     room = await _room(room_id)
     model = room.page()
-    skip = frozenset() if presenter else fragments.PRIVATE_PANELS
+    skip = room.private_skip(presenter)
     return {
         "panels": {k: v for k, v in model.html.items() if k not in skip},
         "lanes_html": model.lanes_html,
         "seq": room.seq,
-        "title": room.scenario["title"],
+        "title": NEUTRAL_TITLE
+        if room.question is not None and not room.question["revealed"]
+        else room.scenario["title"],
         "transactional": bool(room.scenario.get("transactional")),
         "consumers": bool(room.scenario.get("consumers")),
     }
@@ -288,17 +295,31 @@ async def lane(room_id: str, partition: str, offset: int, page: bool) -> dict[st
     return {"status": 200, "html": render_to_string(template, context)}
 
 
-async def fork(room_id: str, kind: str, client: str = "") -> dict[str, Any]:
+async def fork(
+    room_id: str, kind: str, client: str = "", presenter: bool = False
+) -> dict[str, Any]:
     """A private copy of the room at its current point: a sandbox or a detached view.
 
     The copy is made off the event loop, within the limits on copies (forking.py); ``client``
-    is the asking browser's session token, for the limits per browser.
+    is the asking browser's session token, for the limits per browser. ``presenter``: whether
+    the asking browser presents the room; an attendee's copy never carries the speaker notes,
+    and while a question is open it can neither run ahead (no sandbox) nor see past the
+    question (a view stops where the room is).
     """
     if kind not in ("sandbox", "view"):
         raise ServiceError(f"Unknown fork {kind!r}.")
     source = await _room(room_id)
+    asking = source.question is not None and not source.question["revealed"]
+    if asking and not presenter and kind == "sandbox":
+        raise ServiceError(
+            "“Try it yourself” opens after the reveal: a copy now could run ahead to the answer. "
+            "Vote first; “Look around on my own” shows the history so far."
+        )
     timeline, clock_ms = await forking.copy_timeline(source, kind == "view", client)
-    record, key = await sync_to_async(_fork_records)(source, timeline, kind)
+    if asking and not presenter:
+        timeline.limit_steps = timeline.steps  # nothing past the question
+    notes = presenter and source.notes
+    record, key = await sync_to_async(_fork_records)(source, timeline, kind, notes)
     room = Room(
         record.id,
         source.spec,
@@ -315,7 +336,9 @@ async def fork(room_id: str, kind: str, client: str = "") -> dict[str, Any]:
     return {"room_id": record.id, "key": key, "run_id": record.run_id}
 
 
-def _fork_records(source: Room, timeline: Timeline, kind: str) -> tuple[LabRoom, str]:
+def _fork_records(
+    source: Room, timeline: Timeline, kind: str, notes: bool
+) -> tuple[LabRoom, str]:
     parent = rooms.live_room(source.id)
     if parent is None:
         raise ServiceError("This room has expired.")
@@ -330,91 +353,24 @@ def _fork_records(source: Room, timeline: Timeline, kind: str) -> tuple[LabRoom,
         parent=parent,
         start_steps=timeline.steps,
         limit_steps=timeline.limit_steps,
+        notes=notes,
     )
     return record, key
 
 
-# -- predict, then reveal ------------------------------------------------------------------------
-def _question_dict(question: Question, tally: list[int]) -> dict[str, Any]:
-    return {
-        "id": question.id,
-        "prompt": question.prompt,
-        "choices": list(question.choices),
-        "tally": tally,
-        "revealed": question.revealed_at is not None,
-    }
-
-
-def _tally(question: Question) -> list[int]:
-    counts = dict(
-        question.votes.values("choice").annotate(n=Count("id")).values_list("choice", "n")
-    )
-    return [int(counts.get(i, 0)) for i in range(len(question.choices))]
-
-
-def _load_question(room: Room) -> None:
-    question = Question.objects.filter(room_id=room.id).order_by("-asked_at", "-id").first()
-    if question is not None and question.closed_at is None:
-        room.question = _question_dict(question, _tally(question))
-
-
-async def ask(room_id: str, prompt: str, choices: list[str]) -> dict[str, Any]:
-    """Pause the run and put a question to the room (replacing any earlier one)."""
-    room = await _room(room_id)
-    position = room.timeline.position
-
-    def create() -> Question:
-        return Question.objects.create(
-            room_id=room.id, prompt=prompt, choices=choices, position=position
-        )
-
-    question = await sync_to_async(create)()
-    room.submit(Control("pause"))
-    room.question = _question_dict(question, [0] * len(choices))
-    room.poke()
-    room.ensure_running()
-    return {"question_id": question.id}
+# -- predict, then reveal (questions.py) -----------------------------------------------------------
+async def ask(
+    room_id: str, prompt: str, choices: list[str], correct: int | None = None
+) -> dict[str, Any]:
+    return await questions.ask(await _room(room_id), prompt, choices, correct)
 
 
 async def reveal(room_id: str, close: bool = False) -> dict[str, Any]:
-    """Reveal the tally's answer by running on (or, with ``close``, take the question down)."""
-    room = await _room(room_id)
-    question = room.question
-    if question is None:
-        return {"error": "There is no question to reveal."}
-    if close:
-        await sync_to_async(Question.objects.filter(id=question["id"]).update)(
-            closed_at=timezone.now()
-        )
-        room.question = None
-    elif not question["revealed"]:
-        await sync_to_async(Question.objects.filter(id=question["id"], revealed_at=None).update)(
-            revealed_at=timezone.now()
-        )
-        room.question = {**question, "revealed": True}
-        room.submit(Control("play"))
-    room.poke()
-    room.ensure_running()
-    return {"error": None}
+    return await questions.reveal(await _room(room_id), close)
 
 
 async def tally(room_id: str) -> dict[str, Any]:
-    """A vote was stored: recount the open question."""
-    room = await _room(room_id)
-    question = room.question
-    if question is None:
-        return {}
-
-    def count() -> list[int]:
-        stored = Question.objects.filter(id=question["id"]).first()
-        return _tally(stored) if stored is not None else question["tally"]
-
-    counts = await sync_to_async(count)()
-    if room.question is not None and room.question["id"] == question["id"]:
-        room.question = {**room.question, "tally": counts}
-        room.poke()
-        room.ensure_running()
-    return {"tally": counts}
+    return await questions.tally(await _room(room_id))
 
 
 async def end(room_id: str) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return _catalogue(request, error=str(exc), status=400)
     opened = _open_room(request, spec, rooms.builtin_text(name), preview=preview)
     if isinstance(opened, str):
-        return _catalogue(request, error=opened, status=429 if "again in" in opened else 400)
+        return _rated(_catalogue(request, error=opened, status=400), opened)
     return opened
 
 
@@ -117,7 +117,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         return _catalogue(request, upload=form, status=400)
     opened = _open_room(request, form.cleaned_data["scenario"], form.text)
     if isinstance(opened, str):
-        return _catalogue(request, upload=form, error=opened, status=400)
+        return _rated(_catalogue(request, upload=form, error=opened, status=400), opened)
     return opened
 
 
@@ -220,8 +220,19 @@ def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
         response = HttpResponse(error_frame(message), status=200)
         response["HX-Retarget"] = "#ws-error"
         response["HX-Reswap"] = "outerHTML"
-        return response
-    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+        return _rated(response, message)
+    response = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+    return _rated(response, message)
+
+
+def _rated(response: HttpResponse, message: str) -> HttpResponse:
+    """A refusal for going past a rate is a 429 saying when to retry (htmx's 200 aside, which
+    it needs to swap the message in); any other refusal keeps its status."""
+    if isinstance(message, workshop.Refusal):
+        response["Retry-After"] = str(message.retry_after_s)
+        if response.status_code >= 400:
+            response.status_code = 429
+    return response
 
 
 def _done(request: HttpRequest, room_id: str) -> HttpResponse:
@@ -295,7 +306,13 @@ def fork(request: HttpRequest, room_id: str) -> HttpResponse:
     if refusal:
         return _refuse(request, refusal, 429)
     # The browser's session token: the runtime limits copies per browser too (forking.py).
-    result = call("fork", room_id=room_id, kind=kind, client=rooms.voter_id(request.session))
+    result = call(
+        "fork",
+        room_id=room_id,
+        kind=kind,
+        client=rooms.voter_id(request.session),
+        presenter=rooms.is_presenter(request.session, room_id),
+    )
     if result.get("error"):
         return _refuse(request, result["error"], 400)
     rooms.grant_presenter(request.session, result["room_id"])
@@ -316,7 +333,11 @@ def ask(request: HttpRequest, room_id: str) -> HttpResponse:
     if not form.is_valid():
         return _refuse(request, form.error_text(), 400)
     result = call(
-        "ask", room_id=room_id, prompt=form.cleaned_data["prompt"], choices=form.choices()
+        "ask",
+        room_id=room_id,
+        prompt=form.cleaned_data["prompt"],
+        choices=form.choices(),
+        correct=form.correct_index(),
     )
     if result.get("error"):
         return _refuse(request, result["error"], 400)

@@ -89,10 +89,18 @@ async def arate_refusal(action: str, key: str) -> str:
     return _refusal(action, await ratelimit.acheck(action, key, setting(name, default)))
 
 
+class Refusal(str):
+    """A rate refusal's sentence, with the seconds to wait (for a Retry-After header)."""
+
+    retry_after_s = 0
+
+
 def _refusal(action: str, decision: ratelimit.Decision) -> str:
     if decision.allowed:
         return ""
-    return f"Too many {RATES[action][2]}: try again in {decision.retry_after_s} s."
+    refusal = Refusal(f"Too many {RATES[action][2]}: try again in {decision.retry_after_s} s.")
+    refusal.retry_after_s = decision.retry_after_s
+    return refusal
 
 
 def cast_vote(room_id: str, question_id: Any, choice: Any, voter: str) -> str:
@@ -105,7 +113,7 @@ def cast_vote(room_id: str, question_id: Any, choice: Any, voter: str) -> str:
     if question is None or question.closed_at is not None:
         return "That question is not open in this room."
     if question.revealed_at is not None:
-        return "Voting is over: the answer has been revealed."
+        return "Voting is over: the run has moved on to the answer."
     if not 0 <= index < len(question.choices):
         return f"That question has choices 0 to {len(question.choices) - 1}."
     try:

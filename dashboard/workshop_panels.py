@@ -1,4 +1,5 @@
-"""Workshop panels: the room banner, the predict-then-reveal question, the speaker notes.
+"""Workshop panels: the room banner, the predict-then-reveal question, the speaker notes, and
+the join code's QR code.
 
 Like every presenter, each takes the observation (``obs["room"]`` comes from
 ``runtime.Room.room_info``) and returns a template context, or None for an empty panel.
@@ -7,6 +8,8 @@ Like every presenter, each takes the observation (``obs["room"]`` comes from
 from __future__ import annotations
 
 from typing import Any
+
+import segno
 
 # What to point at on the page when a scenario step happens: by step action (or its prefix).
 POINT_AT: tuple[tuple[str, str], ...] = (
@@ -59,32 +62,50 @@ def room_banner_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def question_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
-    question = (obs.get("room") or {}).get("question")
-    if not question:
-        return None
+def _choices(question: dict[str, Any]) -> list[dict[str, Any]]:
     tally = list(question["tally"])
     total = sum(tally)
     leader = max(tally) if total else 0
-    choices = [
+    return [
         {
             "index": i,
             "text": text,
             "count": tally[i],
             "percent": round(100 * tally[i] / total) if total else 0,
             "leading": total > 0 and tally[i] == leader,
+            "correct": question.get("correct") == i,
         }
         for i, text in enumerate(question["choices"])
     ]
+
+
+def question_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """The question as everyone sees it: until the reveal, how many voted but not how (the
+    presenters' tally is ``question_tally_panel``), so nobody votes with the crowd."""
+    question = (obs.get("room") or {}).get("question")
+    if not question:
+        return None
+    revealed = bool(question["revealed"])
+    correct = question.get("correct")
     return {
         "id": question["id"],
         "prompt": question["prompt"],
-        "choices": choices,
-        "total": total,
-        "revealed": question["revealed"],
+        "choices": _choices(question),
+        "total": sum(question["tally"]),
+        "revealed": revealed,
+        "show_tally": revealed,
+        "correct": question["choices"][correct] if revealed and correct is not None else None,
         "room_id": (obs.get("room") or {}).get("id", ""),
-        "verdict": (obs.get("verdict") or {}).get("label") if question["revealed"] else None,
+        "verdict": (obs.get("verdict") or {}).get("label") if revealed else None,
     }
+
+
+def question_tally_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """Presenters only: the live tally of an open question, before the reveal shows it to all."""
+    question = (obs.get("room") or {}).get("question")
+    if not question or question["revealed"]:
+        return None
+    return {"choices": _choices(question), "total": sum(question["tally"])}
 
 
 def speaker_notes_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
@@ -109,3 +130,25 @@ def _note(step: dict[str, Any] | None) -> dict[str, Any] | None:
     if step is None:
         return None
     return {"at_ms": step["at_ms"], "text": step["narration"], "point_at": point_at(step["action"])}
+
+
+def join_qr(url: str) -> str:
+    """The attendee link as a QR code: inline SVG drawn on the server (segno; no network).
+
+    Dark modules on a white square whatever the theme (phones read that best), sized by CSS.
+    """
+    if not url:
+        return ""
+    qr = segno.make(url, error="m")
+    return str(
+        qr.svg_inline(
+            scale=1,
+            border=2,
+            dark="#000",
+            light="#fff",
+            omitsize=True,
+            svgclass="qr",
+            lineclass=None,
+            title=f"QR code: {url}",
+        )
+    )

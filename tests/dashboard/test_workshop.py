@@ -289,7 +289,12 @@ def test_each_attendee_votes_once_and_the_tally_counts_them(client: Client) -> N
     live = registry.rooms[room.id]
     live.tick(0.0)
     assert live.question["tally"] == [0, 2, 0]
-    assert f'<span class="count" id="count-{question.id}-1">2</span>' in live.model.html["question"]
+    # Everyone sees how many voted; only presenters see how, until the reveal.
+    assert '<span id="vote-total">2</span> votes so far' in live.model.html["question"]
+    assert 'class="count"' not in live.model.html["question"]
+    assert '<span class="count" id="tally-1">2</span>' in live.model.html["question-tally"]
+    assert "tally-1" not in live.full_frame(presenter=False)
+    assert '<span class="count" id="tally-1">2</span>' in live.full_frame(presenter=True)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -307,7 +312,8 @@ async def test_a_vote_over_the_websocket_counts_once() -> None:
     await ws.send_to(text_data=json.dumps(vote))
     refused = await ws.receive_from(timeout=5)
 
-    assert f'<span class="count" id="count-{question.id}-0">1</span>' in tally
+    assert '<span id="vote-total">1</span> vote so far' in tally
+    assert "tally-0" not in tally  # an attendee's frame: how the room voted shows at the reveal
     assert "You have already voted on this question" in refused
     assert await sync_to_async(Vote.objects.count)() == 1
     await ws.disconnect()
@@ -381,7 +387,7 @@ def test_reveal_plays_on_and_closes_the_vote(client: Client) -> None:
     assert live.playing
     assert live.question["revealed"]
     assert "Revealed: What happens next?" in live.model.html["question"]
-    assert late.text == "Voting is over: the answer has been revealed."
+    assert late.text == "Voting is over: the run has moved on to the answer."
 
 
 @pytest.mark.parametrize(
