@@ -344,7 +344,7 @@ def test_an_attendee_detaches_looks_around_and_reattaches(
     before, received = view(presenter), len(frames(presenter))
 
     watcher.locator("#btn-detach").click()
-    expect(watcher.locator("#room-banner")).to_contain_text("You have detached")
+    expect(watcher.locator("#room-banner")).to_contain_text("A detached view")
     expect(watcher.locator("#conn")).to_have_text("live")
     assert watcher.url != room.room_url and re.search(r"/rooms/\w+/$", watcher.url)
     expect(watcher.locator("body")).to_have_class(re.compile(r"\bkind-view\b"))

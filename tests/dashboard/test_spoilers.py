@@ -181,3 +181,21 @@ def test_try_it_yourself_waits_for_the_reveal(presenter: Client) -> None:
 
     presenter.post(f"/rooms/{room.id}/reveal/")
     assert attendee.post(f"/rooms/{room.id}/fork/", {"kind": "sandbox"}).status_code == 302
+
+
+def test_words_on_someone_elses_sandbox_match_the_visitors_role(presenter: Client) -> None:
+    room = open_workshop(presenter)
+    ask(presenter, room)
+    presenter.post(f"/rooms/{room.id}/reveal/")
+    maker = attendee_of(room)
+    sandbox = maker.post(f"/rooms/{room.id}/fork/", {"kind": "sandbox"})["Location"]
+
+    visitor_page = Client().get(sandbox).text
+    maker_page = maker.get(sandbox).text
+
+    assert "You are following the presenter" not in visitor_page
+    assert "is yours" not in visitor_page
+    assert "only its maker can control it" in visitor_page
+    assert '<span class="role-badge" id="role-badge">watching</span>' in visitor_page
+    assert '<span class="role-badge" id="role-badge">your sandbox</span>' in maker_page
+    assert "whoever made it has every control and fault" in maker_page

@@ -440,7 +440,7 @@ def test_try_it_yourself_forks_the_run_at_the_same_state(client: Client) -> None
     sandbox.tick(0.0)
     assert sandbox.timeline.steps > live.timeline.steps
     page = attendee.get(f"/rooms/{sandbox_id}/").text
-    assert "Your sandbox." in page and f'href="/rooms/{room.id}/"' in page
+    assert "A sandbox." in page and f'href="/rooms/{room.id}/"' in page
     # The attendee finds the sandbox's saved run on the home page.
     assert f'href="/runs/{record.run_id}/"' in attendee.get("/").text
 
@@ -487,7 +487,7 @@ def test_a_detached_view_travels_in_time_but_takes_no_faults(client: Client) -> 
     # Played forward, it stops where the room was when the attendee detached.
     assert view.timeline.steps == head and view.timeline.commands == live.timeline.commands
     assert live.timeline.steps == head
-    assert "You have detached." in attendee.get(f"/rooms/{view_id}/").text
+    assert "A detached view." in attendee.get(f"/rooms/{view_id}/").text
 
 
 @override_settings(LAB_RATE_FORK=(1, 60.0))
