@@ -303,3 +303,37 @@ def test_a_fault_or_seek_control_without_its_value_says_what_is_missing(client: 
     assert seek.text == (
         f"Seek needs a position: an event number from 0 to {room.timeline.length}."
     )
+
+
+# -- one status for one limit --------------------------------------------------------------------
+@pytest.mark.django_db
+@override_settings(LAB_RATE_ROOM_CREATE=(1, 60))
+def test_the_room_creation_rate_is_a_429_with_retry_after_from_the_catalogue_and_uploads(
+    client: Client,
+) -> None:
+    open_room(client)
+
+    built_in = client.post("/", {"scenario": SCENARIO})
+    uploaded = upload_scenario(client, builtin_text(SCENARIO))  # was a 400
+
+    for response in (built_in, uploaded):
+        assert response.status_code == 429
+        assert 1 <= int(response["Retry-After"]) <= 60
+        assert "Too many room creations from your address: try again in" in page_text(response)
+    assert LabRoom.objects.count() == 1
+
+
+@pytest.mark.django_db
+@override_settings(LAB_RATE_CONTROL=(2, 60))
+def test_bad_input_is_a_400_and_a_control_past_its_rate_a_429_with_retry_after(
+    client: Client,
+) -> None:
+    url = open_room(client)
+
+    bad = client.post(f"{url}control/", {"action": "explode"})
+    done = client.post(f"{url}control/", {"action": "pause"})
+    refused = client.post(f"{url}control/", {"action": "pause"})
+
+    assert (bad.status_code, done.status_code, refused.status_code) == (400, 302, 429)
+    assert "Retry-After" not in bad
+    assert 1 <= int(refused["Retry-After"]) <= 60
