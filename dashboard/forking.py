@@ -22,6 +22,11 @@ Limits, each refusal a ``LimitError`` saying which and what to do:
   unloads that browser's least recently used private room nobody watches (it is saved and
   comes back when opened); if all of them are in use, the copy is refused;
 - per address, ``LAB_RATE_FORK`` (checked by the view, before any of this).
+
+Saved runs are replayed (runs.replay) in the thread of the request that asks, never on the
+event loop; ``replay_slot`` lets ``LAB_MAX_REPLAYS_RUNNING`` of them run at once per process
+(a replay may take up to ``LAB_MAX_REPLAY_STEPS`` engine steps), and the others wait up to
+``REPLAY_WAIT_S`` before being told the lab is busy.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ logger = logging.getLogger(__name__)
 MAX_FORKS_RUNNING = 2
 MAX_FORKS_WAITING = 8
 MAX_PRIVATE_ROOMS_PER_CLIENT = 3
+MAX_REPLAYS_RUNNING = 2
+REPLAY_WAIT_S = 15.0
 RATE_FORK_SESSION = (4, 60.0)
 
 # Private rooms made here, by room id: the browser session that asked for each.
@@ -182,6 +189,31 @@ def rebuild(plan: Timeline) -> None:
     """In a worker thread: the copy's engine (given up if the lab is stopping)."""
     with gc_paused():
         plan.rebuild(pacing.check_stopping)
+
+
+_replays: tuple[int, threading.BoundedSemaphore] | None = None
+_replays_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def replay_slot() -> Iterator[None]:
+    """One of the few replays allowed at once in this process (any thread); LimitError when
+    none frees up within REPLAY_WAIT_S."""
+    global _replays
+    limit = _limit("LAB_MAX_REPLAYS_RUNNING", MAX_REPLAYS_RUNNING)
+    with _replays_lock:
+        if _replays is None or _replays[0] != limit:
+            _replays = (limit, threading.BoundedSemaphore(limit))
+        slots = _replays[1]
+    if not slots.acquire(timeout=REPLAY_WAIT_S):
+        raise LimitError(
+            f"The lab is busy replaying {limit} other saved runs (LAB_MAX_REPLAYS_RUNNING): "
+            "try again in a minute."
+        )
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def remember(room_id: str, client: str) -> None:

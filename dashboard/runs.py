@@ -25,6 +25,7 @@ from broker.scenario import (
     load_text,
     step_parser,
 )
+from dashboard import forking, pacing
 from dashboard.diagram import sequence_diagram
 from dashboard.models import SavedRun
 from dashboard.observe import diagram_events, scenario_info
@@ -90,19 +91,25 @@ def _check_limits(spec: ScenarioSpec, commands: Sequence[Command] = ()) -> None:
 def replay(spec: ScenarioSpec, seed: int, commands: Sequence[Command]) -> Timeline:
     """Step a run to its end, the recorded commands applied at their step counts."""
     _check_limits(spec, commands)
-    timeline = Timeline(spec, seed, commands)
     limit = max_replay_steps()
     try:
-        while timeline.step_engine():
-            if timeline.steps > limit:
-                raise RunError(
-                    "",
-                    f"This run is still going after {limit:,} engine steps, the most a replay "
-                    f"here may take (LAB_MAX_REPLAY_STEPS). Run it from a terminal instead "
-                    f"(python -m broker run).",
-                )
+        # A few replays at once per process (forking.py); each gives up if the lab stops.
+        with forking.replay_slot():
+            timeline = Timeline(spec, seed, commands)
+            while timeline.step_engine():
+                if timeline.steps % 256 == 0:
+                    pacing.check_stopping()
+                if timeline.steps > limit:
+                    raise RunError(
+                        "",
+                        f"This run is still going after {limit:,} engine steps, the most a "
+                        f"replay here may take (LAB_MAX_REPLAY_STEPS). Run it from a terminal "
+                        f"instead (python -m broker run).",
+                    )
     except ScenarioError as exc:
         raise RunError("commands", f"the engine refused a command on replay: {exc}") from None
+    except (LimitError, pacing.Stopping) as exc:
+        raise RunError("", str(exc)) from None
     _check_all_applied(timeline)
     return timeline
 

@@ -1,14 +1,16 @@
 """Copies of a live room are made off the event loop, exactly, and within limits (forking.py)."""
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 import pytest
 
 from broker.scenario import load, load_text
-from dashboard import forking
+from dashboard import forking, pacing
 from dashboard.management.commands.bench_fanout import bench_scenario
+from dashboard.runs import RunError, replay
 from dashboard.runtime import LimitError, Room, registry
 from dashboard.timeline import Timeline
 
@@ -145,3 +147,38 @@ def test_a_browser_at_its_limit_gives_up_its_oldest_idle_copy(settings: Any) -> 
 
     assert old.id not in registry.rooms  # unloaded (its run is saved; it loads again)
     assert kept.id in registry.rooms
+
+
+def test_replays_past_the_limit_wait_then_are_told_the_lab_is_busy(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.LAB_MAX_REPLAYS_RUNNING = 1
+    monkeypatch.setattr(forking, "REPLAY_WAIT_S", 0.1)
+    spec = load("producer-retry-duplicate")
+    started, done = threading.Event(), threading.Event()
+
+    def another_request() -> None:  # a replay still running in another request's thread
+        with forking.replay_slot():
+            started.set()
+            done.wait(10)
+
+    other = threading.Thread(target=another_request)
+    other.start()
+    started.wait(10)
+    try:
+        with pytest.raises(RunError, match=r"busy replaying 1 other saved runs"):
+            replay(spec, spec.seed, [])
+    finally:
+        done.set()
+        other.join()
+    assert replay(spec, spec.seed, []).sim.ended is not None  # and once it is done, fine
+
+
+def test_a_replay_gives_up_when_the_lab_stops() -> None:
+    spec = load_text(bench_scenario(0), "bench")
+    pacing.stopping.set()
+    try:
+        with pytest.raises(RunError, match="shutting down"):
+            replay(spec, spec.seed, [])
+    finally:
+        pacing.stopping.clear()
