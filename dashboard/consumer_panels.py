@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboard.panels.common import NOT_STARTED_ICON, not_started
 from dashboard.presenters import decode_offsets_record, internal_log_panel, slug
 
 SINK_ROWS_SHOWN = 30
@@ -52,7 +53,10 @@ def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     for c in consumers:
         alive = c.get("alive", True)
         stalled = c.get("stalled", False)
-        if not alive:
+        started = c.get("started", True)
+        if not started:
+            icon, state = NOT_STARTED_ICON, not_started(obs, "consumers", c["name"])
+        elif not alive:
             icon, state = "\u2715", "crashed" if c.get("state") != "stopped" else "stopped"
         elif stalled:
             icon, state = "\u23f8", "stalled: no polls, no heartbeats"
@@ -85,6 +89,7 @@ def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "instance": c.get("instance") or c["name"],
                 "group": c.get("group", ""),
                 "alive": alive,
+                "started": started,
                 "stalled": stalled,
                 "icon": icon,
                 "state": state,

@@ -53,6 +53,7 @@ def scenario_info(spec: ScenarioSpec) -> dict[str, Any]:
                 "idempotent": p.config.enable_idempotence,
                 "acks": p.config.acks_name,
                 "transactional_id": p.config.transactional_id,
+                "start_ms": p.start_ms,
             }
             for p in spec.producers
         ],
@@ -65,6 +66,7 @@ def scenario_info(spec: ScenarioSpec) -> dict[str, Any]:
                 "transactional_id": p.producer.transactional_id,
                 "session_timeout_ms": p.consumer.session_timeout_ms,
                 "heartbeat_interval_ms": p.consumer.heartbeat_interval_ms,
+                "start_ms": p.start_ms,
             }
             for p in spec.processors
         ],
@@ -79,6 +81,7 @@ def scenario_info(spec: ScenarioSpec) -> dict[str, Any]:
                 "sink": c.sink,
                 "session_timeout_ms": c.config.session_timeout_ms,
                 "heartbeat_interval_ms": c.config.heartbeat_interval_ms,
+                "start_ms": c.start_ms,
             }
             for c in spec.consumers
         ],
@@ -90,6 +93,22 @@ def scenario_info(spec: ScenarioSpec) -> dict[str, Any]:
         ],
         "expected": {k: str(v) for k, v in spec.expected.items()},
     }
+
+
+def snapshot_of(sim: Simulation) -> dict[str, Any]:
+    """The engine's snapshot, each application marked ``started``: one whose start time has not
+    come yet is not running, but it has not crashed either (the snapshot alone cannot tell)."""
+    snapshot = sim.snapshot()
+    for key, apps in (("consumers", sim.consumers), ("processors", sim.processors)):
+        snapshot[key] = [
+            {**entry, "started": apps[entry["name"]].incarnation > 0}
+            for entry in snapshot.get(key) or []
+        ]
+    snapshot["producers"] = [
+        {**entry, "started": entry.get("incarnation", 1) > 0}
+        for entry in snapshot.get("producers") or []
+    ]
+    return snapshot
 
 
 def verdict_of(sim: Simulation) -> dict[str, Any]:
@@ -169,7 +188,7 @@ def observe(
     sim = timeline.sim
     return {
         "scenario": scenario,
-        "snapshot": sim.snapshot(),
+        "snapshot": snapshot_of(sim),
         "verdict": verdict,
         "ghosts": ghosts_of(sim),
         "events": recent_events(sim, RECENT_EVENTS) if details else [],

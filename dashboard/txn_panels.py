@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboard.panels.common import NOT_STARTED_ICON, not_started
 from dashboard.presenters import (
     TXN_STATE_WORDS,
     client_txn_state,
@@ -73,7 +74,10 @@ def processors_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     for p in processors:
         alive = p.get("alive", True)
         fenced = p.get("fenced", False)
-        if fenced:
+        started = p.get("started", True)
+        if not started:
+            icon, state = NOT_STARTED_ICON, not_started(obs, "processors", p["name"])
+        elif fenced:
             icon, state = "\u26d4", "fenced: a newer instance took its transactional.id"
         elif not alive:
             icon, state = "\u2715", "crashed"
@@ -85,6 +89,7 @@ def processors_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "slug": slug(p["name"]),
                 "instance": p.get("instance") or p["name"],
                 "alive": alive,
+                "started": started,
                 "fenced": fenced,
                 "icon": icon,
                 "state": state,

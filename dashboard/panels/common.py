@@ -27,3 +27,14 @@ def ghost_id(partition: str, offset: int, message_id: str) -> str:
     """The HTML id of a truncated record's ghost cell: where it was, and which record it was
     (the live cell at that offset may hold another record by now)."""
     return f"g-{slug(partition)}-{offset}-{slug(message_id)}"
+
+
+NOT_STARTED_ICON = "\u25cc"  # a dotted circle: not there yet
+
+
+def not_started(obs: dict[str, Any], group: str, name: str) -> str:
+    """ "not started (starts at 500 ms)": an application whose start time has not come."""
+    for actor in obs["scenario"].get(group, []):
+        if actor["name"] == name:
+            return f"not started (starts at {actor.get('start_ms', 0)} ms)"
+    return "not started"

@@ -16,11 +16,31 @@ class FaultOption:
     why_not: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Life:
+    """An application's lifecycle as the buttons see it."""
+
+    up: bool
+    down: str  # why the buttons that need it running are unavailable ("" when up)
+    can_restart: bool
+    restart_why: str
+
+
+def life(actor: dict[str, Any], entry: dict[str, Any] | None, down: str = "is not running") -> Life:
+    """``actor`` from the scenario, ``entry`` its snapshot (None: not in the snapshot)."""
+    name = actor["name"]
+    if entry is not None and not entry.get("started", True):
+        # Its start time has not come: nothing to crash, and "restart" would do nothing.
+        waiting = f"{name} has not started yet (it starts at {actor.get('start_ms', 0)} ms)"
+        return Life(False, waiting, False, waiting)
+    up = bool(entry.get("alive", True)) if entry is not None else False
+    return Life(up, "" if up else f"{name} {down}", not up, "" if not up else f"{name} is running")
+
+
 def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
     """The fault buttons offered for this scenario's actors, with what makes sense right now."""
     options: list[FaultOption] = []
-    producers = snapshot.get("producers") or []
-    alive = {p["name"]: p.get("alive", True) for p in producers}
+    live = {p["name"]: p for p in snapshot.get("producers") or []}
     names = [p["name"] for p in scenario.get("producers", [])]
     several = len(names) > 1
     for name in names:
@@ -44,16 +64,17 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 True,
             )
         )
-    for name in names:
-        up = alive.get(name, True)
+    for producer in scenario.get("producers", []):
+        name = producer["name"]
+        state = life(producer, live.get(name, {}), "is already down")
         options.append(
             FaultOption(
                 f"crash-producer:{name}",
                 f"Crash producer app {name}",
                 "producers",
                 {"do": "crash-producer", "producer": name},
-                up,
-                "" if up else f"{name} is already down",
+                state.up,
+                state.down,
             )
         )
         options.append(
@@ -62,8 +83,8 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 f"Restart producer app {name}",
                 "producers",
                 {"do": "restart-producer", "producer": name},
-                not up,
-                "" if not up else f"{name} is running",
+                state.can_restart,
+                state.restart_why,
             )
         )
     options.extend(transaction_fault_options(scenario, snapshot))
@@ -130,14 +151,14 @@ def transaction_fault_options(
             continue
         name = producer["name"]
         live = producers.get(name, {})
-        up = live.get("alive", True)
+        running = life(producer, live, "is down")
         state = live.get("transaction_state") or "UNINITIALIZED"
 
         def why(
-            allowed: frozenset[str], up: bool = up, state: str = state, name: str = name
+            allowed: frozenset[str], running: Life = running, state: str = state, name: str = name
         ) -> str:
-            if not up:
-                return f"{name} is down"
+            if not running.up:
+                return running.down
             if state == "FATAL_ERROR":
                 return f"{name} was fenced (FATAL_ERROR): restart it"
             if state not in allowed:
@@ -160,11 +181,11 @@ def transaction_fault_options(
                     reason,
                 )
             )
-    alive = {p["name"]: p.get("alive", True) for p in snapshot.get("processors") or []}
+    entries = {p["name"]: p for p in snapshot.get("processors") or []}
     for processor in scenario.get("processors", []):
         name = processor["name"]
-        up = alive.get(name, False)
-        down = "" if up else f"{name} is not running"
+        state = life(processor, entries.get(name))
+        up, down = state.up, state.down
         for at, label in PROCESSOR_CRASHES:
             options.append(
                 FaultOption(
@@ -182,8 +203,8 @@ def transaction_fault_options(
                 f"Restart processor {name}",
                 "processors",
                 {"do": "restart-processor", "processor": name},
-                not up,
-                "" if not up else f"{name} is running",
+                state.can_restart,
+                state.restart_why,
             )
         )
         duration = stall_ms(processor)
@@ -218,13 +239,15 @@ def _seconds(ms: int) -> str:
 def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
     """Crash, restart and stall buttons for each consumer; sink faults when there is a sink."""
     options: list[FaultOption] = []
-    alive = {c["name"]: c.get("alive", True) for c in snapshot.get("consumers") or []}
+    entries = {c["name"]: c for c in snapshot.get("consumers") or []}
     for consumer in scenario.get("consumers", []):
         name = consumer["name"]
-        up = alive.get(name, False)
-        down = "" if up else f"{name} is not running"
+        state = life(consumer, entries.get(name))
+        up, down = state.up, state.down
 
-        def crash(at: str, label: str, when: bool = True, name: str = name, up: bool = up) -> None:
+        def crash(
+            at: str, label: str, when: bool = True, name: str = name, state: Life = state
+        ) -> None:
             if when:
                 options.append(
                     FaultOption(
@@ -232,8 +255,8 @@ def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -
                         label,
                         "consumers",
                         {"do": "crash-consumer", "consumer": name, "at": at},
-                        up,
-                        "" if up else f"{name} is not running",
+                        state.up,
+                        state.down,
                     )
                 )
 
@@ -254,8 +277,8 @@ def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -
                 f"Restart consumer {name}",
                 "consumers",
                 {"do": "restart-consumer", "consumer": name},
-                not up,
-                "" if not up else f"{name} is running",
+                state.can_restart,
+                state.restart_why,
             )
         )
         duration = stall_ms(consumer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.panels.common import SPEEDS, slug, speed_label
+from dashboard.panels.common import SPEEDS, not_started, slug, speed_label
 from dashboard.panels.faults import FaultOption, fault_options
 from dashboard.panels.internal import client_txn_state
 
@@ -125,6 +125,12 @@ def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "name": p["name"],
                 "slug": slug(p["name"]),
                 "alive": p.get("alive", True),
+                "started": p.get("started", True),
+                "state": (
+                    ("running" if p.get("alive", True) else "crashed")
+                    if p.get("started", True)
+                    else not_started(obs, "producers", p["name"])
+                ),
                 "incarnation": p.get("incarnation"),
                 "pid": "\u2014" if pid is None or pid < 0 else pid,
                 "epoch": "\u2014" if p.get("producer_epoch") in (None, -1) else p["producer_epoch"],
