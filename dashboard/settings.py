@@ -329,6 +329,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every HTML response (dashboard/security.py).
     "dashboard.security.content_security_policy",
+    # Content-Security-Policy on every HTML response (dashboard/security.py).
+    "dashboard.security.content_security_policy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
