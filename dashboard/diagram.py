@@ -12,7 +12,9 @@ import re
 from html import escape
 from typing import Any
 
-COLUMN_W = 190
+COLUMN_W = 190  # the widest a column gets; narrower when the labels allow (column_width)
+MIN_COLUMN_W = 120
+CHAR_W = 7.5  # an average character of a 13 px label, in px
 LEFT_W = 96
 TOP_H = 44
 ROW_H = 34
@@ -72,10 +74,29 @@ def _actors(scenario: dict[str, Any], events: list[dict[str, Any]]) -> list[str]
     return actors
 
 
+def column_width(actors: list[str], events: list[dict[str, Any]]) -> int:
+    """As narrow as the labels allow (so five actors fit beside the verdict), never wider than
+    COLUMN_W: an arrow's label fits between its two ends, a note fits in its column."""
+    index = {name: i for i, name in enumerate(actors)}
+    need = float(MIN_COLUMN_W)
+    for event in events:
+        text_w = CHAR_W * len(_label(event)) + 12
+        src, dst = event.get("src"), event.get("dst")
+        if src in index and dst in index and src != dst:
+            span = abs(index[src] - index[dst])
+            if event["kind"].startswith("net.drop"):
+                span /= 2  # a lost message stops half-way
+            need = max(need, text_w / span)
+        else:
+            need = max(need, text_w + 16)
+    return min(COLUMN_W, int(need + 0.999))
+
+
 def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> str:
     actors = _actors(scenario, events)
-    x = {name: LEFT_W + COLUMN_W // 2 + i * COLUMN_W for i, name in enumerate(actors)}
-    width = LEFT_W + COLUMN_W * len(actors)
+    column_w = column_width(actors, events)
+    x = {name: LEFT_W + column_w // 2 + i * column_w for i, name in enumerate(actors)}
+    width = LEFT_W + column_w * len(actors)
     height = TOP_H + ROW_H * (len(events) + 1)
     parts = [
         f'<svg class="msd" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
@@ -132,7 +153,7 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
             if actor not in x:
                 continue
             cx = x[actor]
-            w = min(COLUMN_W - 16, 12 + 8 * len(label))
+            w = min(column_w - 16, int(12 + CHAR_W * len(label)))
             css = "msd-note is-error" if event.get("error") else "msd-note"
             if event["kind"] in ("broker.crash", "app.crash"):
                 css = "msd-note is-crash"

@@ -52,7 +52,31 @@
     rememberScroll();
   });
 
+  // A frame replaces the panels it changes, and with them the focused button or the scrubber:
+  // put the keyboard focus back on the same control (found again by id, or by name and value).
+  var focusKey = null;
+  function keyOf(el) {
+    if (!el || el === document.body || !el.closest || !el.closest("#room")) return null;
+    if (el.id) return "#" + CSS.escape(el.id);
+    if (el.name && el.value !== undefined) {
+      var panel = el.closest("[id]");
+      return (panel ? "#" + CSS.escape(panel.id) + " " : "") + el.tagName.toLowerCase() +
+        '[name="' + CSS.escape(el.name) + '"][value="' + CSS.escape(el.value) + '"]';
+    }
+    return null;
+  }
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    focusKey = keyOf(document.activeElement);
+  });
+  function restoreFocus() {
+    var active = document.activeElement;
+    if (!focusKey || (active && active !== document.body && active.isConnected)) return;
+    var el = document.querySelector(focusKey);
+    if (el && !el.disabled) el.focus({ preventScroll: true });
+  }
+
   document.addEventListener("htmx:wsAfterMessage", function () {
+    restoreFocus();
     var room = document.getElementById("room");
     if (room) room.dataset.seq = String(lastSeq);
     restoreScroll();
@@ -148,6 +172,11 @@
       toggle("notes", "hidden", "shown");
       return;
     }
+    if ((evt.key === "p" || evt.key === "P") && isPresenter()) {
+      toggle("projector", "on", "off");
+      showProjector();
+      return;
+    }
     if (!isPresenter()) return; // attendees follow; their controls would be refused anyway
     if (evt.key === " " || evt.key === "Spacebar" || evt.key === "b" || evt.key === "B" || evt.key === ".") {
       if (tag === "BUTTON" && evt.key !== "b" && evt.key !== "B" && evt.key !== ".") return;
@@ -172,6 +201,68 @@
   if (size) root.dataset.size = size;
   var notes = localStorage.getItem("lab-notes");
   if (notes) root.dataset.notes = notes;
+  // Projector mode (presenters): join code big; presenter link, speaker notes and keys off.
+  var projector = localStorage.getItem("lab-projector");
+  if (projector) root.dataset.projector = projector;
+  function showProjector() {
+    var button = document.getElementById("projector-toggle");
+    if (button) button.setAttribute("aria-pressed", root.dataset.projector === "on" ? "true" : "false");
+  }
+
+  // "Copy presenter link": the link never shows unless the clipboard cannot be reached (a
+  // plain-http address on the network is not a secure context); then it shows, selected, for
+  // as long as it takes to copy it, and hides again.
+  var statusTimer = null;
+  var hideTimer = null;
+  function say(text) {
+    var status = document.getElementById("copy-status");
+    if (!status) return;
+    status.textContent = text;
+    clearTimeout(statusTimer);
+    statusTimer = setTimeout(function () { status.textContent = ""; }, 5000);
+  }
+  function hideLink() {
+    var box = document.getElementById("presenter-link-box");
+    clearTimeout(hideTimer);
+    if (box) box.hidden = true;
+    var selection = window.getSelection();
+    if (selection) selection.removeAllRanges();
+  }
+  function copyBySelection(link, box) {
+    box.hidden = false;
+    var range = document.createRange();
+    range.selectNodeContents(link);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    var copied = false;
+    try {
+      copied = document.execCommand("copy");
+    } catch (e) {
+      copied = false;
+    }
+    if (copied) {
+      hideLink();
+      say("copied");
+    } else {
+      say("copy it now (Ctrl+C): it hides in 15 s");
+      hideTimer = setTimeout(hideLink, 15000);
+    }
+  }
+  function copyPresenterLink() {
+    var link = document.getElementById("presenter-link");
+    var box = document.getElementById("presenter-link-box");
+    if (!link || !box) return;
+    if (!box.hidden) return hideLink();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(link.href).then(
+        function () { say("copied"); },
+        function () { copyBySelection(link, box); }
+      );
+    } else {
+      copyBySelection(link, box);
+    }
+  }
 
   // Mark the choice this browser voted for: the server says which in #my-vote (on the page,
   // and in its answer to a vote it counted), so a refused second vote marks nothing.
@@ -187,9 +278,9 @@
   document.addEventListener("htmx:oobAfterSwap", reapplyVote);
   document.addEventListener("htmx:wsAfterMessage", reapplyVote);
   document.addEventListener("DOMContentLoaded", function () {
-    var toggle = document.getElementById("theme-toggle");
-    if (toggle) {
-      toggle.addEventListener("click", function () {
+    var themeButton = document.getElementById("theme-toggle");
+    if (themeButton) {
+      themeButton.addEventListener("click", function () {
         var dark = root.dataset.theme
           ? root.dataset.theme === "dark"
           : window.matchMedia("(prefers-color-scheme: dark)").matches;
@@ -197,6 +288,16 @@
         localStorage.setItem("lab-theme", root.dataset.theme);
       });
     }
+    var projectorButton = document.getElementById("projector-toggle");
+    if (projectorButton) {
+      projectorButton.addEventListener("click", function () {
+        toggle("projector", "on", "off");
+        showProjector();
+      });
+    }
+    showProjector();
+    var copier = document.getElementById("copy-presenter-link");
+    if (copier) copier.addEventListener("click", copyPresenterLink);
     var sizer = document.getElementById("size-toggle");
     if (sizer) {
       sizer.addEventListener("click", function () {
@@ -208,4 +309,49 @@
     restoreScroll();
     reapplyVote();
   });
+})();
+
+/* Presses on a room's controls (playback, faults, the history scrubber) go out one at a time, in
+   the order they were made, each with the button or position it was made with, and each once.
+   htmx's own queue (hx-sync) cannot promise that here: a waiting press stays on its form and
+   reads the pressed button only when it is finally sent, and the frame answering the press
+   before it often redraws that form (the first step enables "back"); htmx then drops the waiting
+   press without a word. A refusal (rate limit, no worker) still shows in #ws-error. */
+(function () {
+  "use strict";
+
+  var sent = Promise.resolve();
+
+  function isControlForm(form) {
+    return !!form && form.tagName === "FORM" && /\/control\/$/.test(form.getAttribute("hx-post") || "");
+  }
+
+  function press(form, submitter) {
+    var values = {};
+    new FormData(form, submitter || null).forEach(function (value, name) {
+      values[name] = value;
+    });
+    var url = form.getAttribute("hx-post");
+    sent = sent
+      .then(function () {
+        return htmx.ajax("POST", url, { source: document.body, values: values, swap: "none" });
+      })
+      .catch(function () {
+        var error = document.getElementById("ws-error");
+        if (error) error.textContent = "A press did not reach the lab (no connection): press it again.";
+      });
+  }
+
+  // Capture phase: ahead of htmx's own listener on the form (or on the scrubber).
+  document.addEventListener("submit", function (evt) {
+    if (!isControlForm(evt.target)) return;
+    evt.preventDefault();
+    evt.stopPropagation();
+    press(evt.target, evt.submitter);
+  }, true);
+  document.addEventListener("change", function (evt) {
+    if (!evt.target || evt.target.id !== "scrubber" || !isControlForm(evt.target.form)) return;
+    evt.stopPropagation();
+    press(evt.target.form, null);
+  }, true);
 })();
