@@ -9,6 +9,7 @@ key path and the problem.  The format is documented in docs/scenarios.md.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -172,8 +173,29 @@ def _kind(value: Any) -> str:
 def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
     for key in table:
         if key not in allowed:
-            hint = ", ".join(allowed)
-            raise ScenarioError(_join(path, key), f"unknown key (expected one of: {hint})")
+            raise ScenarioError(_join(path, key), _unknown_key(key, table[key], allowed))
+
+
+def _dotted_names(key: str, value: Any) -> list[str]:
+    """The dotted names an unquoted TOML key made into nested tables (enable.idempotence = 1
+    reads as {"enable": {"idempotence": 1}})."""
+    if not isinstance(value, dict):
+        return [key]
+    return [name for sub, inner in value.items() for name in _dotted_names(f"{key}.{sub}", inner)]
+
+
+def _unknown_key(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """Why ``key`` is refused, with the likely fix: Kafka's dotted config names must be quoted
+    in TOML, and a near miss is probably a typo."""
+    quoted = [name for name in _dotted_names(key, value) if name in allowed]
+    if quoted:
+        return (
+            f'unknown key; to set {quoted[0]}, quote it: "{quoted[0]}" = ... (unquoted, TOML '
+            f"reads the dots as nested tables)"
+        )
+    near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    guess = f"did you mean {near[0]!r}? " if near else ""
+    return f"unknown key ({guess}expected one of: {', '.join(allowed)})"
 
 
 def _join(path: str, key: str) -> str:
@@ -392,6 +414,7 @@ _PRODUCER_CONFIG_KEYS = (
     "enable.idempotence",
     "retry.backoff.ms",
     "retry.backoff.max.ms",
+    "metadata.max.age.ms",
     "transactional.id",
     "transaction.timeout.ms",
 )
@@ -467,6 +490,7 @@ def producer_config(raw: Any, path: str) -> ProducerConfig:
         enable_idempotence=idempotent,
         retry_backoff_ms=_int(table, "retry.backoff.ms", path, 100, 0, ms),
         retry_backoff_max_ms=_int(table, "retry.backoff.max.ms", path, 1000, 0, ms),
+        metadata_max_age_ms=_int(table, "metadata.max.age.ms", path, 300000, 1, ms),
         transactional_id=transactional_id,
         transaction_timeout_ms=_int(table, "transaction.timeout.ms", path, 60000, 1, 900_000),
     )

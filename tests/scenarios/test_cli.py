@@ -296,7 +296,8 @@ BAD_SCENARIOS = [
     pytest.param("semantics = \n", "error: not valid TOML: ", id="malformed-toml"),
     pytest.param(
         RETRY_DUPLICATE.replace("acks = ", "ack = "),
-        "error: producers[0].config.ack: unknown key (expected one of: acks, ",
+        "error: producers[0].config.ack: unknown key (did you mean 'acks'? expected one of: "
+        "acks, ",
         id="unknown-producer-config-key",
     ),
     pytest.param(

@@ -9,6 +9,7 @@ import pytest
 
 from broker.config import INT_MAX, ClusterConfig, ProducerConfig
 from broker.scenario import (
+    BUILTIN_DIR,
     MAX_CONSUMERS,
     MAX_FILE_BYTES,
     ScenarioError,
@@ -122,7 +123,8 @@ BAD = [
     pytest.param(
         scenario(cluster='"broker.session.timeout" = 1000'),
         'cluster."broker.session.timeout"',
-        "unknown key (expected one of: brokers, broker.session.timeout.ms,",
+        "unknown key (did you mean 'broker.session.timeout.ms'? expected one of: brokers, "
+        "broker.session.timeout.ms,",
         id="cluster-unknown-key",
     ),
     pytest.param(
@@ -224,7 +226,7 @@ BAD = [
     pytest.param(
         scenario(config="ack = 1"),
         "producers[0].config.ack",
-        "unknown key (expected one of: acks, retries,",
+        "unknown key (did you mean 'acks'? expected one of: acks, retries,",
         id="producer-config-unknown-key",
     ),
     pytest.param(
@@ -518,7 +520,8 @@ BAD = [
     pytest.param(
         scenario(expected="losses = 0"),
         "expected.losses",
-        "unknown key (expected one of: produced, acknowledged, failed, in_log, lost, duplicated, "
+        "unknown key (did you mean 'lost'? expected one of: produced, acknowledged, failed, "
+        "in_log, lost, duplicated, "
         "reordered",
         id="expected-unknown-count",
     ),
@@ -798,3 +801,29 @@ def test_a_processor_reads_one_input_topic_given_as_a_name() -> None:
 
     [processor] = spec.processors
     assert processor.name == "enricher"
+
+
+def test_an_unquoted_dotted_kafka_name_is_explained() -> None:
+    text = (BUILTIN_DIR / "producer-retry-duplicate.toml").read_text()
+    bad = text.replace('"enable.idempotence" = false', "enable.idempotence = false")
+
+    with pytest.raises(ScenarioError) as caught:
+        load_text(bad, "unquoted")
+
+    assert caught.value.path == "producers[0].config.enable"
+    assert caught.value.problem == (
+        'unknown key; to set enable.idempotence, quote it: "enable.idempotence" = ... '
+        "(unquoted, TOML reads the dots as nested tables)"
+    )
+
+
+def test_a_near_miss_suggests_the_kafka_name() -> None:
+    text = (BUILTIN_DIR / "producer-retry-duplicate.toml").read_text()
+    bad = text.replace('"enable.idempotence" = false', '"enable.idempotency" = false')
+
+    with pytest.raises(ScenarioError) as caught:
+        load_text(bad, "typo")
+
+    assert caught.value.problem.startswith(
+        "unknown key (did you mean 'enable.idempotence'? expected one of: acks,"
+    )
