@@ -90,8 +90,9 @@ def _build(room_id: str) -> Room | None:
         return None
     run = record.run
     spec = rooms.spec_of(run)
-    check_limits(spec)
-    timeline = Timeline(spec, run.seed, rooms.commands_of(run))
+    commands = rooms.commands_of(run)
+    check_limits(spec, commands)  # produce commands count too (an imported run's)
+    timeline = Timeline(spec, run.seed, commands)
     while timeline.steps < record.start_steps and timeline.step_engine():
         pass
     timeline.limit_steps = record.limit_steps

@@ -19,7 +19,7 @@ from broker.guard import MAX_NESTING
 from broker.scenario import load
 from dashboard.asgi import application
 from dashboard.models import LabRoom, SavedRun
-from dashboard.rooms import builtin_text, create_run
+from dashboard.rooms import builtin_text, create_room, create_run
 from dashboard.runtime import records_in, registry
 from dashboard.timeline import Command
 from tests.dashboard.conftest import Headers, open_room
@@ -337,3 +337,16 @@ def test_bad_input_is_a_400_and_a_control_past_its_rate_a_429_with_retry_after(
     assert (bad.status_code, done.status_code, refused.status_code) == (400, 302, 429)
     assert "Retry-After" not in bad
     assert 1 <= int(refused["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db
+def test_a_room_whose_run_commands_break_the_records_limit_is_not_loaded(client: Client) -> None:
+    spec = load(SCENARIO)
+    command = Command(0, 0, produce(900_000)["raw"], "produce")
+    run = create_run(spec, builtin_text(SCENARIO), 7, [command])
+    room, _key = create_room(run, kind="sandbox")
+
+    response = client.get(f"/rooms/{room.id}/")
+
+    assert f"This run produces {900_000 + records_in(spec):,} records" in page_text(response)
+    assert room.id not in registry.rooms
