@@ -544,6 +544,8 @@ LAB_PAUSE_UNWATCHED_S = _env_seconds("LAB_PAUSE_UNWATCHED_S", 60.0)
 LAB_MAX_FORKS_RUNNING = _env_int("LAB_MAX_FORKS_RUNNING", 2)
 LAB_MAX_FORKS_WAITING = _env_int("LAB_MAX_FORKS_WAITING", 8, minimum=0)
 LAB_MAX_PRIVATE_ROOMS_PER_CLIENT = _env_int("LAB_MAX_PRIVATE_ROOMS_PER_CLIENT", 3)
+# Saved runs replayed at once per process (dashboard/runs.py); more wait up to 15 s.
+LAB_MAX_REPLAYS_RUNNING = _env_int("LAB_MAX_REPLAYS_RUNNING", 2)
 
 # -- rate limits (dashboard/ratelimit.py): (requests, per seconds) -----------------------------
 LAB_RATE_ROOM_CREATE = _env_rate("LAB_RATE_ROOM_CREATE", "10/60")  # per client address
