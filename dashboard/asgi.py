@@ -12,16 +12,15 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from dashboard.security import NoSniff, SameOriginWebSocket  # noqa: E402
+from dashboard.static_serving import StaticFiles  # noqa: E402
 
 # Daphne on its own does not serve /static/; runserver does, and wrapping twice is harmless.
-# Static files skip Django's middleware: NoSniff gives them X-Content-Type-Options.
-http_app = (
-    NoSniff(ASGIStaticFilesHandler(django_asgi_app)) if settings.SERVE_STATIC else django_asgi_app
-)
+# Static files skip Django's middleware: NoSniff gives them X-Content-Type-Options. StaticFiles
+# answers 404 (not 500) to a path that leaves the static folders (/static/../settings.py).
+http_app = NoSniff(StaticFiles(django_asgi_app)) if settings.SERVE_STATIC else django_asgi_app
 
 application = ProtocolTypeRouter(
     {
