@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.http import (
     Http404,
     HttpRequest,
@@ -22,7 +23,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import gateway, ratelimit, rooms, workshop, workshop_panels
+from dashboard import catalogue, gateway, ratelimit, rooms, workshop, workshop_panels
 from dashboard.forms import AskForm, ScenarioUploadForm
 from dashboard.fragments import error_frame
 from dashboard.models import Question
@@ -58,8 +59,10 @@ def _catalogue(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
+    scenarios = builtin_scenarios()
     context = {
-        "scenarios": builtin_scenarios(),
+        "scenarios": scenarios,
+        "legs": catalogue.grouped(scenarios or []),
         "upload": upload or ScenarioUploadForm(),
         "error": error,
         "scenario_error": getattr(upload, "scenario_error", None),
@@ -107,6 +110,16 @@ def home(request: HttpRequest) -> HttpResponse:
     if isinstance(opened, str):
         return _rated(_catalogue(request, error=opened, status=400), opened)
     return opened
+
+
+@require_GET
+def scenario_format(request: HttpRequest) -> HttpResponse:
+    """docs/scenarios.md, the scenario file format, as the repository has it (works offline)."""
+    try:
+        text = (settings.BASE_DIR / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Http404("The scenario format document is not installed here.") from exc
+    return render(request, "dashboard/scenario_format.html", {"text": text})
 
 
 @require_POST
