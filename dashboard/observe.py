@@ -15,6 +15,7 @@ from typing import Any
 from broker.events import Event
 from broker.scenario import ScenarioSpec
 from broker.simulation import Simulation
+from dashboard.panels.story import story_of
 from dashboard.timeline import Timeline
 
 RECENT_EVENTS = 12
@@ -189,6 +190,7 @@ def observe(
     return {
         "scenario": scenario,
         "snapshot": snapshot_of(sim),
+        "story": story_of(sim, scenario),
         "verdict": verdict,
         "ghosts": ghosts_of(sim),
         "events": recent_events(sim, RECENT_EVENTS) if details else [],

@@ -167,7 +167,11 @@ def events_panel(obs: dict[str, Any]) -> dict[str, Any]:
                 "latest": i == len(events) - 1,
             }
             for i, e in enumerate(events)
-        ]
+        ],
+        # The scrubber counts moments (engine steps that showed something); a trace counts
+        # events, several of which can happen in one step: both numbers, side by side.
+        "total": (obs.get("story") or {}).get("visible_events"),
+        "moments": obs["status"].get("position", 0),
     }
 
 
