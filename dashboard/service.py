@@ -117,6 +117,8 @@ def _info(record: LabRoom) -> dict[str, Any]:
         "parent_id": parent.id if parent is not None else None,
         "parent_code": parent.code if parent is not None else None,
         "notes": record.notes,
+        # "replay": the room plays a copy of a saved run, its recorded presses included.
+        "origin": record.run.origin if record.run_id else "room",
     }
 
 

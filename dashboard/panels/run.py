@@ -45,6 +45,8 @@ def header_panel(obs: dict[str, Any]) -> dict[str, Any]:
         "state": state,
         "playing": bool(status.get("playing")),
         "in_past": bool(status.get("in_past")),
+        # A replayed run says so: what happens next was recorded, not pressed now.
+        "replay": (obs.get("room") or {}).get("origin") == "replay",
     }
 
 
