@@ -12,7 +12,8 @@ at ``--speed`` in every room, and for ``--seconds``:
 
 It prints frames/s per playing room, frame delay p50/p99, press latency p50/p99, HTTP latency
 p50/p99, how many rooms the lab refused to play (and what it said), and the server's RSS and
-CPU. ``--max-playing N`` starts the lab with ``LAB_MAX_PLAYING_ROOMS=N`` (0: its default).
+CPU. ``--max-playing N`` starts the lab with ``LAB_MAX_PLAYING_ROOMS=N`` and
+``--loop-budget-ms N`` with ``LAB_LOOP_BUDGET_MS=N`` (0: the lab's defaults).
 Clients run in this process and share the machine's cores with the server.
 """
 
@@ -232,12 +233,19 @@ class Command(BaseCommand):
         parser.add_argument("--viewers", type=int, default=15, help="attendees per room")
         parser.add_argument("--seconds", type=float, default=15.0)
         parser.add_argument("--speed", default="1")
-        parser.add_argument("--press-every", type=float, default=2.0)
+        parser.add_argument("--press-every", type=float, default=5.0)
         parser.add_argument(
             "--max-playing",
             type=int,
             default=0,
             help="LAB_MAX_PLAYING_ROOMS for the lab this starts (default: the lab's own)",
+        )
+        parser.add_argument(
+            "--loop-budget-ms",
+            type=int,
+            default=0,
+            help="LAB_LOOP_BUDGET_MS for the lab this starts (default: the lab's own; a large "
+            "value such as 100000 turns the shared budget off, for comparison)",
         )
         parser.add_argument("--url", default="", help="a running lab instead of starting one")
 
@@ -250,6 +258,8 @@ class Command(BaseCommand):
             env = dict(LAB_ENV)
             if options["max_playing"] > 0:
                 env["LAB_MAX_PLAYING_ROOMS"] = str(options["max_playing"])
+            if options["loop_budget_ms"] > 0:
+                env["LAB_LOOP_BUDGET_MS"] = str(options["loop_budget_ms"])
             lab = Lab(webs=1, redis=False, debug=False, env=env)
             try:
                 lab.start()
