@@ -27,6 +27,7 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("room-banner", "dashboard/panels/room_banner.html", wp.room_banner_panel),
     ("question", "dashboard/panels/question.html", wp.question_panel),
     ("question-tally", "dashboard/panels/question_tally.html", wp.question_tally_panel),
+    ("audience", "dashboard/panels/audience.html", wp.audience_panel),
     ("speaker-notes", "dashboard/panels/speaker_notes.html", wp.speaker_notes_panel),
     ("controls", "dashboard/panels/controls.html", p.controls_panel),
     ("scrubber-panel", "dashboard/panels/scrubber.html", p.scrubber_panel),
@@ -46,7 +47,7 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("extras", "dashboard/panels/extras.html", p.extras_panel),
 )
 # Sent to presenters only (a room's frames come in two variants with the same sequence number).
-PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally"})
+PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally", "audience"})
 # Past this many cell changes in one lane, one replacement of the lane's cells is cheaper.
 MAX_CELL_CHANGES = p.LANE_WINDOW // 2
 

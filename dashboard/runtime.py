@@ -47,6 +47,7 @@ VERDICT_LIVE_COST_S = 0.02
 VERDICT_LIVE_INTERVAL_S = 0.25
 IDLE_STOP_S = 120.0
 DETAILS_INTERVAL_S = 0.5
+COUNT_DELAY_S = 1.0  # the attendee count waits this long after someone joins or leaves
 
 
 class LimitError(Exception):
@@ -176,6 +177,7 @@ class Room:
         self.saved_state: tuple[Any, ...] | None = None
         self.on_change: Any = None  # awaited after every tick (saving the run: service.py)
         self._poked = False
+        self._count_changed_at: float | None = None  # when the attendee count last changed
 
     def poke(self) -> None:
         """Something outside the engine changed (a question, a vote): rebuild on the next tick."""
@@ -198,12 +200,20 @@ class Room:
             "id": self.id,
             "kind": self.kind,
             "question": self.question,
+            "watching": self.attendees_watching(),
             "limited": self.timeline.limit_steps is not None,
         }
 
     @property
     def viewers(self) -> int:
         return len(self.audience)
+
+    def attendees_watching(self) -> int | None:
+        """How many attendees have the room open: None in the scale-out set-up, where the
+        browsers are connected to the web processes, not to this worker."""
+        if remote_viewers():
+            return None
+        return len(self.audience) - self.audience.presenters()
 
     @property
     def allowed_actions(self) -> frozenset[str]:
@@ -227,6 +237,9 @@ class Room:
         now = time.monotonic() if now is None else now
         changed = self._apply_controls(now) or self._poked
         self._poked = False
+        if self._count_changed_at is not None and now - self._count_changed_at >= COUNT_DELAY_S:
+            self._count_changed_at = None
+            changed = True
         changed = self._advance(now) or changed
         if self.model is None:
             self.model = self._build()
@@ -271,11 +284,18 @@ class Room:
     # -- fan-out -------------------------------------------------------------------------
     def attach(self, viewer: Viewer, presenter: bool = False) -> None:
         self.audience.add(viewer, presenter)
-        self.last_used = time.monotonic()
+        self._audience_changed()
 
     def detach(self, viewer: Viewer) -> None:
         self.audience.remove(viewer)
+        self._audience_changed()
+
+    def _audience_changed(self) -> None:
+        """The presenters' attendee count is redrawn a second after a change (at most once a
+        second while people keep joining), not with a frame to everyone for each arrival."""
         self.last_used = time.monotonic()
+        if self._count_changed_at is None:
+            self._count_changed_at = self.last_used
 
     async def broadcast(self, frame: str, private: str | None = None) -> None:
         """Send one frame to every viewer: local ones directly, other processes' through the

@@ -132,6 +132,15 @@ def _note(step: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"at_ms": step["at_ms"], "text": step["narration"], "point_at": point_at(step["action"])}
 
 
+def audience_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """How many attendees watch a workshop room ("27 watching"), for its presenters; not
+    counted in the scale-out set-up (runtime.Room.attendees_watching)."""
+    room = obs.get("room") or {}
+    if room.get("kind", "workshop") != "workshop" or room.get("watching") is None:
+        return None
+    return {"attendees": room["watching"]}
+
+
 def join_qr(url: str) -> str:
     """The attendee link as a QR code: inline SVG drawn on the server (segno; no network).
 

@@ -283,3 +283,20 @@ def test_a_glossary_term_explains_itself_on_keyboard_focus(
     page.locator("#glossary > summary").click()
     for term in ("HW", "LEO", "LSO", "ISR", "epoch", "PID", "lag"):
         expect(page.locator("#glossary dt", has_text=term).first).to_be_visible()
+
+
+# -- the audience ----------------------------------------------------------------------------------
+def test_the_presenter_sees_how_many_attendees_watch(
+    browser: Browser, live_url: str, contexts: list[BrowserContext]
+) -> None:
+    presenter = new_page(browser, contexts, PROJECTOR)
+    open_scenario(presenter, live_url, "producer-retry-duplicate")
+    count = presenter.locator("#audience")
+    expect(count).to_have_text("0 watching")  # the presenter's own page is not counted
+    attendees = [new_page(browser, contexts, PHONE) for _ in range(2)]
+    for page in attendees:
+        join(page, presenter)
+    expect(count).to_have_text("2 watching")
+    expect(attendees[0].locator("#audience")).to_have_count(0)  # the presenters' page only
+    attendees[0].close()
+    expect(count).to_have_text("1 watching")
