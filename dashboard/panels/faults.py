@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from broker.faults import FAULT_KINDS
+
 
 @dataclass(frozen=True, slots=True)
 class FaultOption:
@@ -87,6 +89,7 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 state.restart_why,
             )
         )
+    options.extend(connection_fault_options(scenario))
     options.extend(transaction_fault_options(scenario, snapshot))
     options.extend(consumer_fault_options(scenario, snapshot))
     brokers = {b["id"]: b.get("alive", True) for b in snapshot.get("brokers") or []}
@@ -112,6 +115,24 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 "" if not up else f"broker-{broker} is running",
             )
         )
+    several_brokers = len(scenario.get("brokers", [])) > 1
+    for broker in scenario.get("brokers", []) if several_brokers else []:
+        up = brokers.get(broker, True)
+        options.append(
+            FaultOption(
+                f"isolate-broker:{broker}",
+                f"Cut broker-{broker} off from the other brokers",
+                "network",
+                {"do": "isolate-broker", "broker": broker, "from": "brokers"},
+                up,
+                "" if up else f"broker-{broker} is down",
+            )
+        )
+    options.append(
+        FaultOption(
+            "heal", "Heal the network (remove every network fault)", "network", {"do": "heal"}, True
+        )
+    )
     leaders = {p["name"]: p.get("leader") for p in snapshot.get("partitions") or []}
     for partition in scenario.get("partitions", []):
         leader = leaders.get(partition)
@@ -125,6 +146,30 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
                 "" if leader is not None else f"{partition} has no leader",
             )
         )
+    return options
+
+
+def connection_fault_options(scenario: dict[str, Any]) -> list[FaultOption]:
+    """Break the connection that carries a producer's next Produce request or response: all
+    in flight on it is lost and the client hears NETWORK_EXCEPTION (when the engine has these
+    fault kinds)."""
+    options: list[FaultOption] = []
+    names = [p["name"] for p in scenario.get("producers", [])]
+    several = len(names) > 1
+    for name in names:
+        for kind, what in (("request", "request from"), ("response", "response to")):
+            if f"disconnect-{kind}" not in FAULT_KINDS:
+                continue
+            whose = f" {what} {name}" if several else f" {kind}"
+            options.append(
+                FaultOption(
+                    f"disconnect-{kind}:{name}",
+                    f"Break the connection carrying the next produce{whose}",
+                    "network",
+                    {"do": f"disconnect-{kind}", "api": "Produce", "client": name},
+                    True,
+                )
+            )
     return options
 
 
