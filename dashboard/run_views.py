@@ -17,7 +17,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import questions, ratelimit, workshop
+from dashboard import questions, workshop
 from dashboard.models import SavedRun
 from dashboard.observe import scenario_info, verdict_of
 from dashboard.rooms import commands_of, create_room, remember_run, take_presenter
@@ -36,41 +36,25 @@ from dashboard.runs import (
     settings_of,
     verdict_context,
 )
-from dashboard.runtime import LimitError, setting
+from dashboard.runtime import LimitError
 from dashboard.timeline import Timeline
 
-# Per client address: an import replays a whole run, and so does a run page, report or export
-# that is not in the replay cache. (setting, default, what is refused)
-RATES = {
-    "run-import": ("LAB_RATE_RUN_IMPORT", (10, 60.0), "run imports"),
-    "run-view": ("LAB_RATE_RUN_VIEW", (120, 60.0), "saved-run pages"),
-}
 
-
-def _too_many(request: HttpRequest, scope: str) -> tuple[str, int] | None:
-    """None when within the scope's rate; else the refusal and the seconds to wait."""
-    name, default, what = RATES[scope]
-    decision = ratelimit.check(scope, ratelimit.client_key(request), setting(name, default))
-    if decision:
-        return None
-    wait = decision.retry_after_s
-    return f"Too many {what} from your address: try again in {wait} s.", wait
-
-
-def _retry_after(response: HttpResponse, seconds: int) -> HttpResponse:
-    """A rate refusal: 429 Too Many Requests, saying when to come back."""
+def _rated(response: HttpResponse, refusal: str) -> HttpResponse:
+    """A refusal for going past a rate (``workshop.rate_refusal``): 429 Too Many Requests, with
+    Retry-After saying when to come back."""
     response.status_code = 429
-    response["Retry-After"] = str(seconds)
+    if isinstance(refusal, workshop.Refusal):
+        response["Retry-After"] = str(refusal.retry_after_s)
     return response
 
 
 def _refused_view(request: HttpRequest) -> HttpResponse | None:
-    """The "run-view" rate for the GET pages of a run; a plain 429 when past it."""
-    refused = _too_many(request, "run-view")
-    if refused is None:
+    """The "run-view" rate (per address) for the GET pages of a run; a plain 429 past it."""
+    refusal = workshop.rate_refusal(request, "run-view")
+    if not refusal:
         return None
-    text, wait = refused
-    return _retry_after(HttpResponse(text, content_type="text/plain; charset=utf-8"), wait)
+    return _rated(HttpResponse(refusal, content_type="text/plain; charset=utf-8"), refusal)
 
 
 class RunImportForm(forms.Form):
@@ -180,8 +164,7 @@ def run_replay(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _saved_run(run_id)
     refusal = workshop.rate_refusal(request, "room")
     if refusal:
-        wait = ratelimit.retry_after(setting(*workshop.RATES["room"][:2]))
-        return _retry_after(_run_page(request, run, error=refusal), wait)
+        return _rated(_run_page(request, run, error=refusal), refusal)
     try:
         with transaction.atomic():  # no orphan copy when the room is refused
             copy = copy_run(run, origin="replay")
@@ -212,10 +195,9 @@ def run_import(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _import_page(request, RunImportForm())
     form = RunImportForm(request.POST, request.FILES)
-    refused = _too_many(request, "run-import")
-    if refused is not None:
-        text, wait = refused
-        return _retry_after(_import_page(request, form, RunError("", text)), wait)
+    refusal = workshop.rate_refusal(request, "run-import")
+    if refusal:
+        return _rated(_import_page(request, form, RunError("", refusal)), refusal)
     if not form.is_valid():
         return _import_page(request, form, form.error(), status=400)
     try:

@@ -29,6 +29,10 @@ RATES = {
     "vote-ip": ("LAB_RATE_VOTE_IP", (400, 600.0), "votes on this question from your address"),
     "resync": ("LAB_RATE_RESYNC", (10, 60.0), "full-page refreshes from this connection"),
     "resync-ip": ("LAB_RATE_RESYNC_IP", (600, 60.0), "full-page refreshes from your address"),
+    # Saved runs, per address: an import replays a whole run, and so may a run's page, report
+    # or export (when the run is not in the replay cache).
+    "run-import": ("LAB_RATE_RUN_IMPORT", (10, 60.0), "run imports from your address"),
+    "run-view": ("LAB_RATE_RUN_VIEW", (120, 60.0), "saved-run pages from your address"),
 }
 
 
@@ -56,8 +60,8 @@ def create_preview(spec: ScenarioSpec, toml: str) -> tuple[LabRoom, str]:
 
 
 def rate_key(request: Any, action: str) -> str:
-    """Per address for what creates rooms, per browser session for the rest."""
-    if action in ("room", "fork"):
+    """Per address for what creates rooms or replays runs, per browser session for the rest."""
+    if action in ("room", "fork", "run-import", "run-view"):
         return ratelimit.client_key(request)  # an IPv4 address, or an IPv6 /64
     return rooms.voter_id(request.session)
 
