@@ -38,6 +38,8 @@ from broker.protocol import (
     InitProducerIdResponse,
     ListOffsetsRequest,
     ListOffsetsResponse,
+    MetadataRequest,
+    MetadataResponse,
     ProduceRequest,
     ProduceResponse,
     TopicPartition,
@@ -153,7 +155,8 @@ class Broker:
         self._isr_timer: Timer | None = None
         self.network.register_server(self, self.handle)
         self.network.register_client(self.name, self._on_response, self._on_disconnect)
-        self._fetches: dict[int, tuple[TopicPartition, int]] = {}  # correlation -> (tp, gen)
+        # correlation id -> (partition, fetch generation, connection)
+        self._fetches: dict[int, tuple[TopicPartition, int, Connection]] = {}
         self._schedule_isr_check()
 
     @property
@@ -277,12 +280,29 @@ class Broker:
             self.handle_init_producer_id(exchange, request)
         elif isinstance(request, WriteTxnMarkersRequest):
             self.handle_write_txn_markers(exchange, request)
+        elif isinstance(request, MetadataRequest):
+            self.handle_metadata(exchange, request)
         elif getattr(request, "api", None) in GROUP_APIS:
             self.groups.handle(exchange, request)
         elif getattr(request, "api", None) in TXN_APIS:
             self.txns.handle(exchange, request)
         else:
             raise TypeError(f"{self.name}: unknown request {request!r}")
+
+    def handle_metadata(self, exchange: Exchange, request: MetadataRequest) -> None:
+        """The leaders of the topics asked for.  Brokers answer from the controller's
+        state (see the module doc); one cut off from the controller answers from its
+        own, possibly stale, view of the partitions it hosts."""
+        cut_off = self.broker_id in self.cluster.controller.cut_off
+        leaders: list[tuple[TopicPartition, int | None]] = []
+        for topic in request.topics:
+            for tp in self.cluster.partitions_of(topic):
+                replica = self.replicas.get(tp)
+                if cut_off and replica is not None and replica.role != "offline":
+                    leaders.append((tp, replica.leader_id))
+                else:
+                    leaders.append((tp, self.cluster.leader_of(tp)))
+        self.network.send_response(exchange, MetadataResponse(tuple(leaders)))
 
     def handle_init_producer_id(self, exchange: Exchange, request: InitProducerIdRequest) -> None:
         if request.transactional_id is not None:
@@ -357,6 +377,7 @@ class Broker:
             )
             self._on_leader_append(replica)
         if request.acks == 0:
+            self.network.done(exchange)  # no response: the channel is unmuted now
             return
 
         reply = partial(self._reply_produce, exchange, tp, injected)
@@ -531,6 +552,10 @@ class Broker:
         self.events.emit(self.name, "produce.reject", str(request.tp), None, error.name, why)
         if request.acks != 0:
             self.network.send_response(exchange, ProduceResponse(request.tp, error))
+        else:
+            # No answer to carry the error: Kafka's broker closes the connection,
+            # so that the client notices and refreshes its metadata.
+            self.network.close_by_server(exchange, f"{error.name} on an acks=0 Produce")
 
     def _complete_pending(self, pending: PendingProduce, replica: Replica) -> None:
         if len(replica.isr) < self.cluster.partition(pending.tp).min_insync_replicas:
@@ -853,7 +878,11 @@ class Broker:
         exchange = self.network.send_request(
             self.name, broker_name(leader), request, str(replica.tp)
         )
-        self._fetches[exchange.correlation_id] = (replica.tp, replica.fetch_generation)
+        self._fetches[exchange.correlation_id] = (
+            replica.tp,
+            replica.fetch_generation,
+            exchange.conn,
+        )
         replica.fetch_timer = self.scheduler.after(
             self.config.replica_fetch_wait_max_ms + self.config.replica_socket_timeout_ms,
             self._fetch_timed_out,
@@ -880,9 +909,9 @@ class Broker:
 
     def _on_disconnect(self, conn: Connection) -> None:
         self.txns.on_disconnect(conn)
-        for correlation_id, (tp, generation) in list(self._fetches.items()):
+        for correlation_id, (tp, generation, fetch_conn) in list(self._fetches.items()):
             replica = self.replicas[tp]
-            if replica.leader_id is not None and broker_name(replica.leader_id) == conn.server:
+            if fetch_conn is conn:
                 del self._fetches[correlation_id]
                 if replica.fetch_generation == generation:
                     if replica.fetch_timer:
@@ -897,7 +926,7 @@ class Broker:
         entry = self._fetches.pop(exchange.correlation_id, None)
         if entry is None or not isinstance(response, FetchResponse):
             return
-        tp, generation = entry
+        tp, generation, _conn = entry
         replica = self.replicas[tp]
         if replica.fetch_generation != generation or not self._alive:
             return
@@ -980,6 +1009,9 @@ class Controller:
         self.partitions: dict[TopicPartition, PartitionState] = {}
         self.fenced: dict[int, bool] = {}
         self._fence_timers: dict[int, Timer] = {}
+        # Brokers whose heartbeats cannot reach the controller (a partition).
+        self.cut_off: set[int] = set()
+        cluster.network.on_links_changed(self.links_changed)
 
     def add_partition(self, state: PartitionState) -> None:
         self.partitions[state.tp] = state
@@ -990,8 +1022,50 @@ class Controller:
         self.cluster.events.emit("controller", kind, str(tp) if tp else None, None, error, detail)
 
     def broker_crashed(self, broker_id: int) -> None:
+        self._expect_fencing(broker_id)
+
+    def _expect_fencing(self, broker_id: int) -> None:
+        """Its heartbeats stopped: fenced after broker.session.timeout.ms, counted
+        from the first of a crash or a cut (the last heartbeat heard)."""
+        timer = self._fence_timers.get(broker_id)
+        if (timer is not None and not timer.cancelled) or self.fenced.get(broker_id):
+            return
         timeout = self.cluster.config.broker_session_timeout_ms
         self._fence_timers[broker_id] = self.cluster.scheduler.after(timeout, self.fence, broker_id)
+
+    def links_changed(self) -> None:
+        """A partition started or healed: brokers cut off from the controller stop
+        heartbeating (KRaft fences them after broker.session.timeout.ms); brokers
+        heard again register and catch up with what the controller decided."""
+        network = self.cluster.network
+        for broker_id in sorted(self.cluster.brokers):
+            broker = self.cluster.brokers[broker_id]
+            reaches = network.reaches_controller(broker.name)
+            if not reaches and broker_id not in self.cut_off:
+                self.cut_off.add(broker_id)
+                if broker.alive:
+                    self._emit(
+                        "broker.unreachable",
+                        None,
+                        f"{broker.name} cut off: no heartbeats reach the controller "
+                        f"(fenced after broker.session.timeout.ms="
+                        f"{self.cluster.config.broker_session_timeout_ms} unless they resume)",
+                    )
+                    self._expect_fencing(broker_id)
+            elif reaches and broker_id in self.cut_off:
+                self.cut_off.discard(broker_id)
+                if broker.alive:
+                    self._rejoin(broker_id)
+
+    def _rejoin(self, broker_id: int) -> None:
+        timer = self._fence_timers.pop(broker_id, None)
+        if timer:
+            timer.cancel()
+        if self.fenced.get(broker_id):
+            self._register(broker_id)
+            return
+        self._emit("broker.reachable", None, f"{broker_name(broker_id)} heartbeats again")
+        self._catch_up(broker_id)
 
     def fence(self, broker_id: int) -> None:
         timer = self._fence_timers.pop(broker_id, None)
@@ -1015,8 +1089,17 @@ class Controller:
     def broker_restarted(self, broker_id: int) -> None:
         if not self.fenced.get(broker_id):
             self.fence(broker_id)  # a new incarnation replaces the old one at once
+        if broker_id in self.cut_off:
+            return  # it registers once the partition heals (links_changed)
+        self._register(broker_id)
+
+    def _register(self, broker_id: int) -> None:
         self.fenced[broker_id] = False
         self._emit("broker.unfenced", None, f"{broker_name(broker_id)} registered")
+        self._catch_up(broker_id)
+
+    def _catch_up(self, broker_id: int) -> None:
+        """Bring a (re)joining broker to the controller's current partition states."""
         broker = self.cluster.brokers[broker_id]
         for tp in self._sorted(self.partitions):
             state = self.partitions[tp]
@@ -1031,6 +1114,8 @@ class Controller:
                 and (replica.role != "follower" or replica.leader_epoch != state.leader_epoch)
             ):
                 broker.become_follower(state)
+            elif replica.role != "offline" and replica.leader_epoch == state.leader_epoch:
+                broker.update_isr(state)  # ISR changes it missed while cut off
 
     def alter_isr(
         self, leader_id: int, tp: TopicPartition, leader_epoch: int, new_isr: list[int], why: str
@@ -1038,6 +1123,8 @@ class Controller:
         state = self.partitions[tp]
         if state.leader != leader_id or state.leader_epoch != leader_epoch:
             return
+        if leader_id in self.cut_off:
+            return  # the AlterPartition request cannot reach the controller
         ordered = [b for b in state.replicas if b in new_isr]
         if ordered == state.isr:
             return
@@ -1083,8 +1170,8 @@ class Controller:
         """Send the partition state to every live replica (instant, see module doc)."""
         for broker_id in state.replicas:
             broker = self.cluster.brokers[broker_id]
-            if not broker.alive or self.fenced.get(broker_id, False):
-                continue
+            if not broker.alive or self.fenced.get(broker_id, False) or broker_id in self.cut_off:
+                continue  # a cut-off broker catches up when it is heard again
             replica = broker.replicas[state.tp]
             if state.leader == broker_id:
                 if replica.role == "leader" and replica.leader_epoch == state.leader_epoch:

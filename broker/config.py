@@ -52,6 +52,7 @@ class ProducerConfig:
     enable_idempotence: bool = True
     retry_backoff_ms: int = 100
     retry_backoff_max_ms: int = 1000
+    metadata_max_age_ms: int = 300000  # metadata.max.age.ms: periodic metadata refresh
     transactional_id: str | None = None  # transactional.id
     transaction_timeout_ms: int = 60000  # transaction.timeout.ms
 

@@ -6,7 +6,12 @@ sees it; ``drop-response`` lets the broker act and loses its answer (the
 "ack lost" case); ``delay-*`` holds the message back; ``error-response``
 makes the broker answer with the given error without acting (a retriable
 hiccup such as NOT_ENOUGH_REPLICAS).  A lost message stalls its connection
-in that direction, as it would on TCP (see ``network``).
+in that direction, as it would on TCP (see ``network``).  The ``disconnect-*``
+kinds lose the message with its connection instead: the connection breaks,
+whatever else is in flight on it is lost too, the client hears of it one
+latency later (NETWORK_EXCEPTION) and reconnects for its next request.
+``disconnect-request`` breaks it before any broker sees the request;
+``disconnect-response`` after the broker acted, as its answer is sent.
 
 Rules count matches from the moment they are armed, so ``nth = 2`` means the
 second match after arming; ``count`` is how many matches are hit from
@@ -24,6 +29,8 @@ FAULT_KINDS = (
     "delay-request",
     "delay-response",
     "error-response",
+    "disconnect-request",
+    "disconnect-response",
 )
 APIS = (
     "Produce",
@@ -68,6 +75,10 @@ class FaultRule:
             action = f"answer {self.error} to"
         elif self.kind.startswith("delay-"):
             action = f"{self.kind} by {self.delay_ms} ms of"
+        elif self.kind == "disconnect-request":
+            action = "break the connection carrying"
+        elif self.kind == "disconnect-response":
+            action = "break the connection as the broker answers"
         else:
             action = f"{self.kind} of"
         if self.probability < 1.0:

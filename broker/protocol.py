@@ -331,4 +331,16 @@ class TxnOffsetCommitResponse:
     api: ClassVar[str] = "TxnOffsetCommit"
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataRequest:
+    topics: tuple[str, ...]
+    api: ClassVar[str] = "Metadata"
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataResponse:
+    leaders: tuple[tuple[TopicPartition, int | None], ...]  # None: no leader now
+    api: ClassVar[str] = "Metadata"
+
+
 TXN_APIS = ("AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn")

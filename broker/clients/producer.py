@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from broker.clients.metadata import MetadataRefresh
 from broker.clients.transactional import TransactionManager
 from broker.config import ProducerConfig
 from broker.errors import ErrorCode
@@ -28,6 +29,7 @@ from broker.partitioner import partition_for_key
 from broker.protocol import (
     InitProducerIdRequest,
     InitProducerIdResponse,
+    MetadataResponse,
     ProduceRequest,
     ProduceResponse,
     TopicPartition,
@@ -128,6 +130,7 @@ class Producer:
         self._tps: dict[str, list[TopicPartition]] = {}
         self._rng = self.scheduler.rng(f"partitioner/{name}")
         self.network.register_client(self.actor, self._on_response, self._on_disconnect)
+        self._metadata_refresh = MetadataRefresh(self)
         self.txn: TransactionManager | None = None
         if config.transactional_id is not None:
             # The application calls init_transactions(); no plain InitProducerId.
@@ -232,14 +235,19 @@ class Producer:
             self._wake_timer.cancel()
         if self._init_timer:
             self._init_timer.cancel()
+        self._metadata_refresh.close()
         self.network.unregister_client(self.actor)
 
     @property
     def idle(self) -> bool:
-        return not self._in_flight and not any(self._queues.values())
+        """No batch waits for an outcome (a request still in flight for a batch
+        that already expired does not count: the application was told)."""
+        if any(self._queues.values()):
+            return False
+        return all(entry.batch.done for entry in self._in_flight.values())
 
     def in_flight_batches(self) -> list[ProducerBatch]:
-        return [entry.batch for entry in self._in_flight.values()]
+        return [entry.batch for entry in self._in_flight.values() if not entry.batch.done]
 
     def queued_batches(self) -> list[ProducerBatch]:
         return [b for queue in self._queues.values() for b in queue]
@@ -418,6 +426,9 @@ class Producer:
     def _on_response(self, exchange: Exchange, response: object) -> None:
         if self.closed:
             return
+        if isinstance(response, MetadataResponse):
+            self._metadata_refresh.on_response(exchange, response)
+            return
         if self.txn is not None and self.txn.owns(exchange.correlation_id):
             self.txn.on_response(exchange, response)
             return
@@ -451,6 +462,7 @@ class Producer:
             return
         entry = self._take(exchange.correlation_id)
         if entry is None or entry.batch.done:
+            self._wake()  # an expired batch's late answer still frees its slot
             return
         batch = entry.batch
         error = response.error
@@ -507,9 +519,28 @@ class Producer:
             return
         if self._init_exchange is not None and self._init_exchange.conn is conn:
             self._init_failed(self._init_exchange)
+        self._metadata_refresh.on_disconnect(conn)
         if self.txn is not None:
             self.txn.fail_connection(conn)
-        if any(e.exchange.conn is conn for e in self._in_flight.values()):
+        # Kafka's NetworkClient asks for a metadata update on any disconnect: the
+        # leaders it knew on that broker may have moved.
+        for tp in [
+            tp for tp, leader in self._metadata.items() if f"broker-{leader}" == conn.server
+        ]:
+            del self._metadata[tp]
+        if self.config.acks == 0 and conn.lane == "":
+            self.events.emit(
+                self.actor,
+                "disconnected",
+                None,
+                None,
+                ErrorCode.NETWORK_EXCEPTION.name,
+                f"connection to {conn.server} lost; acks=0 sends cannot tell what it carried, "
+                "the next one reconnects",
+                src=conn.server,
+                dst=self.actor,
+            )
+        elif any(e.exchange.conn is conn for e in self._in_flight.values()):
             self.events.emit(
                 self.actor,
                 "disconnected",
@@ -577,6 +608,26 @@ class Producer:
             return
         self.txn.produce_failed(error, f"Produce to {batch.tp}")
         self._fail(batch, error)
+
+    # -- hooks for the metadata refresh ------------------------------------------
+    def requests_in_flight(self, broker: str) -> int:
+        return self._per_broker.get(broker, 0)
+
+    def topics_in_use(self) -> list[str]:
+        return sorted(self._tps)
+
+    def metadata_updated(self, leaders: Sequence[tuple[TopicPartition, int | None]]) -> None:
+        for tp, leader in leaders:
+            if leader is None:
+                self._metadata.pop(tp, None)
+            else:
+                self._metadata[tp] = leader
+        self._wake()
+
+    def connection_lost(self, conn: Connection) -> None:
+        """A connection this client closed itself (a timed-out Metadata request):
+        what was in flight on it fails as after a disconnect."""
+        self._on_disconnect(conn)
 
     # -- hooks for the transaction manager ---------------------------------------
     def wake(self) -> None:
@@ -670,9 +721,11 @@ class Producer:
         queue = self._queues.get(batch.tp)
         if queue is not None and batch in queue:
             queue.remove(batch)
-        for correlation_id, entry in list(self._in_flight.items()):
-            if entry.batch is batch:
-                self._take(correlation_id)
+        # A batch whose request is in flight fails now (Kafka's Sender fails
+        # expired in-flight batches), but the request stays in flight, with its
+        # request.timeout.ms timer: if no answer comes, NetworkClient closes the
+        # connection then, and the next batches go on a fresh one.  A late
+        # answer for the failed batch is ignored.
         self._fail(batch, ErrorCode.REQUEST_TIMED_OUT, "delivery.timeout.ms expired")
         self._wake()
 

@@ -37,7 +37,7 @@ def test_no_violations_at_any_step_of_a_failover_with_truncation() -> None:
         seen.extend(violations(sim))
 
     assert seen == []
-    assert steps == 90
+    assert steps == 88
     assert len(sim.ledger.truncations) == 1
 
 

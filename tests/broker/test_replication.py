@@ -267,7 +267,10 @@ def _isr_of_one_then_leader_crash(unclean: bool) -> Simulation:
         steps=produce_step(10, 2)
         + isolate_step(100, 2)
         + produce_step(110, 3)
-        + step(2000, "crash-broker", broker=1),
+        + step(2000, "crash-broker", broker=1)
+        # broker-2, cut off from the controller too, was fenced at 2100; it is
+        # heard again after broker-1 was fenced (4000), with the partition offline.
+        + step(4050, "heal"),
     )
     sim.run_until(1999)
     assert sim.cluster.partition(ORDERS_0).isr == [1]
@@ -281,7 +284,8 @@ def test_without_unclean_election_a_partition_whose_isr_is_gone_goes_offline() -
     state = sim.cluster.partition(ORDERS_0)
     assert (state.leader, state.leader_epoch, state.isr) == (None, 0, [1])
     assert [e.detail for e in events_of(sim, "partition.offline")] == [
-        "no eligible leader (leader broker-1 fenced)"
+        "no eligible leader (leader broker-1 fenced)",
+        "no eligible leader (broker-2 is back)",
     ]
     assert sim.committed_logs() == {"orders-0": []}
 
@@ -292,7 +296,7 @@ def test_unclean_election_lets_an_out_of_sync_replica_lead_and_committed_data_is
     state = sim.cluster.partition(ORDERS_0)
     assert (state.leader, state.leader_epoch, state.isr) == (2, 1, [2])
     assert [e.detail for e in events_of(sim, "leader.elected")] == [
-        "broker-2 leads at epoch 1, ISR [2] (leader broker-1 fenced) "
+        "broker-2 leads at epoch 1, ISR [2] (broker-2 is back) "
         "UNCLEAN: an out-of-sync replica was chosen"
     ]
     # Offsets 2..4 were committed on broker-1 (HW 5 after the ISR shrank to [1]).

@@ -161,8 +161,10 @@ def test_each_partition_is_added_to_the_transaction_before_its_first_batch_is_se
             "orders-tx: Ongoing -> Ongoing (PID 0 epoch 0, partitions orders-0, orders-1)",
         ),
         (108, "txn.partitions-added", "orders-1"),
-        (108, "produce.ack", "orders-0"),
         (108, "produce.send", "orders-1"),
+        # broker-1 read the Produce to orders-0 behind the AddPartitionsToTxn for
+        # orders-1 on the same connection: it appends once that one is answered.
+        (110, "produce.ack", "orders-0"),
         (112, "produce.ack", "orders-1"),
         (300, "txn.client-state", "IN_TRANSACTION -> COMMITTING_TRANSACTION"),
         (

@@ -131,7 +131,15 @@ def _produce(draw: st.DrawFn, partitions: int) -> dict[str, Any]:
 def _network_fault(draw: st.DrawFn, partitions: int) -> dict[str, Any]:
     kind = draw(
         st.sampled_from(
-            ["drop-request", "drop-response", "delay-request", "delay-response", "error-response"]
+            [
+                "drop-request",
+                "drop-response",
+                "delay-request",
+                "delay-response",
+                "error-response",
+                "disconnect-request",  # the connection drops with the request (issue 12)
+                "disconnect-response",  # ... or as the broker answers
+            ]
         )
     )
     step: dict[str, Any] = {"at_ms": draw(times), "do": kind}
@@ -192,10 +200,20 @@ def _random_faults(draw: st.DrawFn, partitions: int) -> dict[str, Any]:
 
 @st.composite
 def _broker_fault(draw: st.DrawFn, partitions: int) -> list[dict[str, Any]]:
-    """A crash or an isolation, optionally ended before the final heal."""
+    """A crash, an isolation (a live broker cut off from its peers and the controller,
+    fenced after broker.session.timeout.ms), or a failover, optionally ended before the
+    final heal."""
     at = draw(times)
     ref = draw(_broker_refs(partitions))
-    shape = draw(st.sampled_from(["crash", "isolate", "failover"]))
+    shape = draw(st.sampled_from(["crash", "isolate", "failover", "partition"]))
+    if shape == "partition":
+        # producer-acks1-partition's shape: the leader is cut off but stays alive and
+        # reachable by the producer, long enough to be fenced, then the partition heals.
+        leader = f"leader:{TOPIC}-{draw(st.integers(0, partitions - 1))}"
+        return [
+            {"at_ms": at, "do": "isolate-broker", "broker": leader, "from": "brokers"},
+            {"at_ms": at + draw(st.integers(3_100, 8_000)), "do": "heal"},
+        ]
     if shape == "failover":
         # acks-all-failover's shape: the leader appends what its followers never fetch, then
         # dies; a follower takes over and the old leader truncates when it returns.
