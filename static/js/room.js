@@ -316,7 +316,7 @@
    htmx's own queue (hx-sync) cannot promise that here: a waiting press stays on its form and
    reads the pressed button only when it is finally sent, and the frame answering the press
    before it often redraws that form (the first step enables "back"); htmx then drops the waiting
-   press without a word. A refusal (rate limit, no worker) still shows in #ws-error. */
+   press without a word. A refusal (rate limit, no worker) shows in #controls-error (errors.js). */
 (function () {
   "use strict";
 

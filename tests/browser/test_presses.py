@@ -1,0 +1,81 @@
+"""Every press on a room's controls takes effect once, even when a frame redraws the buttons.
+
+The control forms used htmx's request queue (``hx-sync="this:queue all"``): a press made while
+the previous one was still in flight waited on the form, and htmx drops a waiting request whose
+form has left the page. The frame that answers the first press redraws the panel (the first step
+enables "back"), so whenever that frame beat the first press's HTTP answer, the second press was
+lost without a word (issue 15, seen in the scale-out test). These tests hold the first press's
+answer back until the frame has arrived: the order a busy machine produces by chance.
+"""
+
+from playwright.sync_api import Browser, Page, Route, expect
+
+POSITION = "#scrubber-panel .scrub-pos"
+TITLE = "At-least-once: a lost acknowledgement makes the retry a duplicate"
+
+
+def open_room(browser: Browser, url: str) -> Page:
+    page = browser.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(url + "/")
+    page.get_by_role("button", name=f"Open {TITLE}").click()
+    expect(page.locator("#conn")).to_have_text("live")
+    expect(page.locator(POSITION)).to_contain_text("event 0 /")
+    return page
+
+
+def hold_first_control(page: Page) -> list[Route]:
+    """Keep the first control request in the browser (unsent) until the test lets it go; the
+    others pass."""
+    held: list[Route] = []
+
+    def route(r: Route) -> None:
+        if held:
+            r.continue_()
+        else:
+            held.append(r)
+
+    page.route("**/control/", route)
+    return held
+
+
+def test_a_second_step_pressed_while_the_first_is_in_flight_is_not_lost(
+    browser: Browser, live_url: str
+) -> None:
+    page = open_room(browser, live_url)
+    held = hold_first_control(page)
+    step = page.locator("#btn-step")
+    step.click()
+    step.click()  # the first press has not been answered yet
+    assert len(held) == 1
+
+    # The first press reaches the server; its frame redraws the controls before its answer.
+    answer = held[0].fetch()
+    expect(page.locator(POSITION)).to_contain_text("event 1 /")
+    expect(page.locator("#btn-back")).to_be_enabled()
+    held[0].fulfill(response=answer)
+
+    expect(page.locator(POSITION)).to_contain_text("event 2 /")
+    # Once each: one more press moves one more event.
+    step.click()
+    expect(page.locator(POSITION)).to_contain_text("event 3 /")
+    expect(page.locator("#ws-error")).to_be_empty()
+
+
+def test_play_pressed_while_a_step_is_in_flight_plays(browser: Browser, live_url: str) -> None:
+    """Another button of the same panel, pressed before the step is answered, keeps its own
+    action: the room plays on from the step."""
+    page = open_room(browser, live_url)
+    held = hold_first_control(page)
+    page.locator("#btn-step").click()
+    page.get_by_role("button", name="▶ play").click()
+    assert len(held) == 1
+
+    answer = held[0].fetch()
+    expect(page.locator(POSITION)).to_contain_text("event 1 /")
+    expect(page.locator("#btn-back")).to_be_enabled()
+    held[0].fulfill(response=answer)
+
+    expect(page.locator("#btn-play-pause")).to_have_text("❚❚ pause")
+    expect(page.locator(POSITION)).not_to_contain_text("event 1 /")
+    expect(page.locator("#ws-error")).to_be_empty()
