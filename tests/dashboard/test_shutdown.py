@@ -96,8 +96,9 @@ def test_twenty_busy_rooms_leave_http_answering_and_sigterm_stops_daphne_fast(
         return waits
 
     waits = asyncio.run(scenario())
-    # Before the shared budget, a GET took 6 to 32 s here with twenty rooms playing.
-    assert max(waits) < 2.0, f"GET / took {max(waits):.2f} s with {ROOMS} rooms playing"
+    # Before the shared budget, a GET took 6 to 32 s here with twenty rooms playing (the
+    # allowance is for a machine busy with other work: on a quiet one it takes well under 1 s).
+    assert max(waits) < 3.0, f"GET / took {max(waits):.2f} s with {ROOMS} rooms playing"
     assert stop_seconds(embedded, "daphne-A") < 5.0, embedded.logs()
 
 
