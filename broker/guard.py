@@ -72,6 +72,8 @@ _TOML_TEXT = re.compile(
 )
 _JSON_TEXT = re.compile(r'"(?:[^"\\\n]++|\\[^\n])*+"?')
 _NOT_BRACKET = re.compile(r"[^\[\]{}\n]++")
+# A \uD800-\uDFFF escape: half of a surrogate pair, or all of one (checked after parsing).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _line(text: str, pos: int) -> str:
@@ -154,10 +156,25 @@ def loads_json(text: str, error: type[PathError], max_bytes: int, what: str = "t
         raise error("", f"{name} is not a number JSON allows")
 
     try:
-        return json.loads(text, parse_int=integer, parse_float=decimal, parse_constant=constant)
+        value = json.loads(text, parse_int=integer, parse_float=decimal, parse_constant=constant)
     except RecursionError:  # not reached past the depth check; kept so that it never escapes
         raise error("", f"lists and objects nested too deeply; at most {MAX_NESTING}") from None
     except ValueError as exc:
         if isinstance(exc, error):
             raise
         raise error("", f"not valid JSON: {exc}") from None
+    _check_unicode(text, value, error)
+    return value
+
+
+def _check_unicode(text: str, value: Any, error: type[PathError]) -> None:
+    """JSON escapes can spell half a surrogate pair (``"\\ud800"``): such a string cannot be
+    stored or sent back as UTF-8, so it is refused here rather than fail there."""
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(
+            "", "a string holds a lone surrogate escape (\\ud800 to \\udfff): not Unicode text"
+        ) from None

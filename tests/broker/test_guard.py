@@ -171,6 +171,14 @@ def test_3_kb_of_nested_json_is_refused_by_name() -> None:
         ('{"seed": 0.' + "5" * 40 + "}", "a number of 42 characters; at most 32"),
         ('{"a": 1', "not valid JSON: Expecting ',' delimiter: line 1 column 8 (char 7)"),
         ("x" * 5000, "the message is 5,000 bytes; at most 4,096 (4 KiB)"),
+        (
+            '{"label": "\\ud800"}',
+            "a string holds a lone surrogate escape (\\ud800 to \\udfff): not Unicode text",
+        ),
+        (
+            '{"\\udfff": 1}',
+            "a string holds a lone surrogate escape (\\ud800 to \\udfff): not Unicode text",
+        ),
     ],
 )
 def test_numbers_no_one_means_and_bad_json_are_refused_by_name(text: str, problem: str) -> None:
@@ -178,12 +186,16 @@ def test_numbers_no_one_means_and_bad_json_are_refused_by_name(text: str, proble
 
 
 def test_honest_json_reads_as_json_does() -> None:
-    text = '{"seed": 9223372036854775807, "p": 0.25, "s": "[[[{{{", "l": [[1], {"a": null}]}'
+    text = (
+        '{"seed": 9223372036854775807, "p": 0.25, "s": "[[[{{{", "l": [[1], {"a": null}], '
+        '"e": "\\ud83d\\ude00 \\\\ud800"}'
+    )
 
     assert loads_json(text, PathError, 4096) == {
         "seed": 2**63 - 1,
         "p": 0.25,
         "s": "[[[{{{",
         "l": [[1], {"a": None}],
+        "e": "\U0001f600 \\ud800",  # a surrogate pair is one character; "\\ud800" is text
     }
     assert len(str(2**64)) <= guard.MAX_NUMBER_CHARS

@@ -263,8 +263,13 @@ PresenterHeaders = Callable[..., Awaitable[Headers]]
         ),
         ('{"action": "vote", "question": 1, "choice": 1e400}', "the number 1e400 is out of range"),
         ('{"action": "seek", "position": -1e999}', "the number -1e999 is out of range"),
+        (
+            # Echoed back in the error frame, half a surrogate pair cannot be sent as UTF-8.
+            '{"action": "\\ud800"}',
+            "a string holds a lone surrogate escape (\\ud800 to \\udfff): not Unicode text",
+        ),
     ],
-    ids=["3-kb-nested", "Infinity", "1e400", "-1e999"],
+    ids=["3-kb-nested", "Infinity", "1e400", "-1e999", "lone-surrogate"],
 )
 async def test_a_hostile_message_gets_an_error_frame_and_the_socket_stays_open(
     message: str, problem: str, presenter_headers: PresenterHeaders
