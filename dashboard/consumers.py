@@ -37,6 +37,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
     presenter = False
     voter = ""
     watching = False
+    # Set by the fan-out while this connection is behind (fanout.Backpressure): nothing is sent
+    # to it then, and one full frame (``catch_up``) follows once it has read what it was sent.
+    send_paused = False
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        if self.send_paused and not close:
+            return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    async def catch_up(self) -> int | None:
+        """Send a full frame to a connection that fell behind and drained; its number."""
+        if not self.watching:
+            return None
+        snap = await self._call("snapshot", room_id=self.room_id, presenter=self.presenter)
+        if not snap.get("frame"):
+            return None
+        await self.send(text_data=snap["frame"])
+        return int(snap["seq"])
 
     async def connect(self) -> None:
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
@@ -99,6 +119,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _resync(self) -> None:
         """A full frame on request (a browser that saw a gap): 19 bytes in, 15-20 KB out, so
         limited per connection and per client address."""
+        if self.send_paused:
+            return  # behind: a full frame comes anyway once it catches up
         if not await self._allowed("resync", self.conn_key) or not await self._allowed(
             "resync-ip", ratelimit.client_key(self.scope)
         ):

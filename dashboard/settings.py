@@ -329,8 +329,6 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every HTML response (dashboard/security.py).
     "dashboard.security.content_security_policy",
-    # Content-Security-Policy on every HTML response (dashboard/security.py).
-    "dashboard.security.content_security_policy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -518,6 +516,10 @@ LAB_SWEEP_EVERY_S = _env_int("LAB_SWEEP_EVERY_S", 60)
 # Workshop rooms in use that one client address may hold at once.
 LAB_MAX_ROOMS_PER_CLIENT = _env_int("LAB_MAX_ROOMS_PER_CLIENT", 6)
 LAB_MAX_CONNECTIONS_PER_ROOM = _env_int("LAB_MAX_CONNECTIONS_PER_ROOM", 500)
+# Bytes the server may hold for one WebSocket that is not reading (dashboard/fanout.py): past
+# it, frames skip that browser until it catches up; after LAB_WS_STALL_CLOSE_S it is closed.
+LAB_WS_SEND_BUFFER_BYTES = _env_int("LAB_WS_SEND_BUFFER_BYTES", 256 * 1024, minimum=16 * 1024)
+LAB_WS_STALL_CLOSE_S = _env_seconds("LAB_WS_STALL_CLOSE_S", 30.0)
 LAB_MAX_RECORDS_PER_RUN = _env_int("LAB_MAX_RECORDS_PER_RUN", 200_000)
 LAB_MAX_UPLOAD_BYTES = _env_int("LAB_MAX_UPLOAD_BYTES", 64 * 1024)  # a scenario file
 LAB_MAX_RUN_UPLOAD_BYTES = _env_int("LAB_MAX_RUN_UPLOAD_BYTES", 512 * 1024)  # a saved run

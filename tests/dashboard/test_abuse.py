@@ -92,7 +92,8 @@ async def resyncs(ws: WebsocketCommunicator, times: int) -> list[str]:
     for _ in range(times):
         await ws.send_to(text_data=json.dumps({"action": "resync"}))
         reply = await ws.receive_from(timeout=5)
-        match = SEQ.match(reply)
+        while (match := SEQ.match(reply)) and match.group(2) != "full":
+            reply = await ws.receive_from(timeout=5)  # the room's own frames meanwhile
         answers.append(match.group(2) if match else re.sub(r"<[^>]+>", "", reply))
     return answers
 
@@ -200,12 +201,14 @@ async def test_websocket_votes_share_the_per_address_limit() -> None:
 
     await voters[0].send_to(text_data=json.dumps(vote))
     counted = await voters[0].receive_from(timeout=5)
+    while 'id="vote-total"' not in counted:
+        counted = await voters[0].receive_from(timeout=5)
     await voters[1].send_to(text_data=json.dumps(vote))
     refused = await voters[1].receive_from(timeout=5)
     while "ws-error" not in refused:  # the first vote's tally frame reaches everyone
         refused = await voters[1].receive_from(timeout=5)
 
-    assert f'id="count-{question.id}-0">1</span>' in counted
+    assert '<span id="vote-total">1</span> vote so far' in counted
     assert "Too many votes on this question from your address: try again in" in refused
     assert await sync_to_async(Vote.objects.count)() == 1
     for ws in voters:
