@@ -21,7 +21,13 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("needs Debian's chromium (apt-get install -y chromium); .ci/run installs it")
     # Every test opens rooms (and forks) from 127.0.0.1: the per-address limits would refuse
     # them a few tests in. The limits have tests of their own (tests/dashboard).
-    limits = {"LAB_RATE_ROOM_CREATE": "1000/60", "LAB_RATE_FORK": "1000/60"}
+    limits = {
+        "LAB_RATE_ROOM_CREATE": "1000/60",
+        "LAB_RATE_FORK": "1000/60",
+        "LAB_MAX_ROOMS": "1000",
+        "LAB_MAX_ROOMS_PER_CLIENT": "1000",
+        "LAB_MAX_PRIVATE_ROOMS_PER_CLIENT": "1000",
+    }
     with Lab(tmp_path_factory.mktemp("live"), webs=1, redis=False, env=limits) as lab:
         yield lab.urls[0]
 
