@@ -25,7 +25,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from broker.scenario import ScenarioSpec
 from dashboard import catalogue, gateway, ratelimit, rooms, workshop, workshop_panels
 from dashboard.forms import AskForm, ScenarioUploadForm
-from dashboard.fragments import error_frame
 from dashboard.models import Question
 from dashboard.runtime import LimitError, setting
 
@@ -58,6 +57,7 @@ def _catalogue(
     upload: ScenarioUploadForm | None = None,
     error: str = "",
     status: int = 200,
+    upload_refusal: str = "",
 ) -> HttpResponse:
     scenarios = builtin_scenarios()
     context = {
@@ -66,6 +66,7 @@ def _catalogue(
         "upload": upload or ScenarioUploadForm(),
         "error": error,
         "scenario_error": getattr(upload, "scenario_error", None),
+        "upload_refusal": upload_refusal,
         "my_rooms": workshop.my_rooms(request.session),
         "my_runs": workshop.my_runs(request.session),
     }
@@ -127,11 +128,31 @@ def upload(request: HttpRequest) -> HttpResponse:
     """Open an uploaded scenario file in a new room, or say precisely what is wrong with it."""
     form = ScenarioUploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        return _catalogue(request, upload=form, status=400)
+        return _upload_refused(request, form, "", 400)
     opened = _open_room(request, form.cleaned_data["scenario"], form.text)
     if isinstance(opened, str):
-        return _rated(_catalogue(request, upload=form, error=opened, status=400), opened)
+        return _rated(_upload_refused(request, form, opened, 400), opened)
+    if request.htmx:  # type: ignore[attr-defined]
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = opened["Location"]
+        return response
     return opened
+
+
+def _upload_refused(
+    request: HttpRequest, form: ScenarioUploadForm, refusal: str, status: int
+) -> HttpResponse:
+    """The upload's error beside the upload form: with htmx just that block (the page stays,
+    with the chosen file still selected), else the whole catalogue, focused on the error."""
+    if request.htmx:  # type: ignore[attr-defined]
+        context = {
+            "upload": form,
+            "upload_refusal": refusal,
+            "scenario_error": getattr(form, "scenario_error", None),
+            "kept": True,
+        }
+        return render(request, "dashboard/upload_error.html", context, status=status)
+    return _catalogue(request, upload=form, upload_refusal=refusal, status=status)
 
 
 # -- joining ---------------------------------------------------------------------------------
@@ -229,18 +250,17 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
 
 
 def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
-        response = HttpResponse(error_frame(message), status=200)
-        response["HX-Retarget"] = "#ws-error"
-        response["HX-Reswap"] = "outerHTML"
-        return _rated(response, message)
+    """A refusal as plain text with its real status, htmx or not: static/js/errors.js shows it
+    next to the form or control that caused it (htmx swaps nothing on an error status)."""
     response = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+    if request.htmx:  # type: ignore[attr-defined]
+        response["HX-Reswap"] = "none"
     return _rated(response, message)
 
 
 def _rated(response: HttpResponse, message: str) -> HttpResponse:
-    """A refusal for going past a rate is a 429 saying when to retry (htmx's 200 aside, which
-    it needs to swap the message in); any other refusal keeps its status."""
+    """A refusal for going past a rate is a 429 saying when to retry; any other refusal keeps
+    its status."""
     if isinstance(message, workshop.Refusal):
         response["Retry-After"] = str(message.retry_after_s)
         if response.status_code >= 400:

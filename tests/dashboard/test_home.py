@@ -4,9 +4,11 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command, get_commands
 from django.test import Client
 
+from broker.scenario import BUILTIN_DIR
 from dashboard.asgi import application
 
 SCRIPT_SRC = re.compile(r'<script[^>]*\bsrc="([^"]+)"')
@@ -26,6 +28,7 @@ def test_home_page_loads_htmx_and_ws_extension_from_local_static(client: Client)
     assert sources == [
         "/static/vendor/htmx/htmx.min.js",
         "/static/vendor/htmx-ext-ws/ws.min.js",
+        "/static/js/errors.js",
     ]
 
 
@@ -119,3 +122,34 @@ def test_models_and_migrations_agree() -> None:
 
 def test_runserver_serves_through_daphne() -> None:
     assert get_commands()["runserver"] == "daphne"
+
+
+def test_a_bad_upload_over_htmx_answers_with_its_error_alone(client: Client) -> None:
+    """The page stays (the chosen file stays selected): only the error block comes back."""
+    upload = SimpleUploadedFile("bad.toml", b'name = "x"\n[cluster]\nbrokerz = 3\n')
+
+    response = client.post("/upload/", {"scenario": upload}, HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 400
+    assert response.text.lstrip().startswith('<div class="notice is-error" role="alert"')
+    assert "the file you chose is still selected" in response.text
+    assert "<html" not in response.text
+
+
+@pytest.mark.django_db
+def test_a_good_upload_over_htmx_goes_to_its_room(client: Client) -> None:
+    text = (BUILTIN_DIR / "producer-idempotent.toml").read_bytes()
+    upload = SimpleUploadedFile("mine.toml", text)
+
+    response = client.post("/upload/", {"scenario": upload}, HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 204
+    assert response["HX-Redirect"].startswith("/rooms/")
+
+
+def test_without_javascript_a_bad_upload_lands_on_its_error(client: Client) -> None:
+    upload = SimpleUploadedFile("bad.toml", b'name = "x"\n[cluster]\nbrokerz = 3\n')
+
+    page = client.post("/upload/", {"scenario": upload}).text
+
+    assert 'id="upload-error" tabindex="-1" autofocus' in page

@@ -86,11 +86,19 @@ def test_the_limits_have_their_defaults(load: Any) -> None:
         "LAB_MAX_ROOMS": 32,
         "LAB_MAX_PRIVATE_ROOMS": 400,
         "LAB_ROOM_IDLE_EXPIRY_S": 4 * 3600,
+        "LAB_ROOM_HOLD_S": 600,
+        "LAB_MAX_ROOMS_PER_CLIENT": 6,
         "LAB_MAX_CONNECTIONS_PER_ROOM": 500,
         "LAB_MAX_RECORDS_PER_RUN": 200_000,
         "LAB_MAX_UPLOAD_BYTES": 64 * 1024,
         "LAB_MAX_RUN_UPLOAD_BYTES": 512 * 1024,
         "LAB_MAX_REPLAY_STEPS": 1_000_000,
+        "LAB_MAX_PLAYING_ROOMS": 4,
+        "LAB_MAX_PLAYING_PRIVATE": 2,
+        "LAB_MAX_FORKS_RUNNING": 2,
+        "LAB_MAX_FORKS_WAITING": 8,
+        "LAB_MAX_PRIVATE_ROOMS_PER_CLIENT": 3,
+        "LAB_MAX_REPLAYS_RUNNING": 2,
     }
     assert (s["LAB_TICK_MS"], s["LAB_TICK_BUDGET_MS"], s["LAB_RUNTIME_TIMEOUT_S"]) == (50, 8, 10)
     assert s["LAB_RATE_ROOM_CREATE"] == (10, 60.0)
