@@ -27,7 +27,6 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("room-banner", "dashboard/panels/room_banner.html", wp.room_banner_panel),
     ("question", "dashboard/panels/question.html", wp.question_panel),
     ("question-tally", "dashboard/panels/question_tally.html", wp.question_tally_panel),
-    ("audience", "dashboard/panels/audience.html", wp.audience_panel),
     ("speaker-notes", "dashboard/panels/speaker_notes.html", wp.speaker_notes_panel),
     ("controls", "dashboard/panels/controls.html", p.controls_panel),
     ("scrubber-panel", "dashboard/panels/scrubber.html", p.scrubber_panel),
@@ -42,12 +41,13 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("processors", "dashboard/panels/processors.html", tp.processors_panel),
     ("txn-log", "dashboard/panels/txn_log.html", tp.txn_log_panel),
     ("verdict", "dashboard/panels/verdict.html", p.verdict_panel),
+    ("about", "dashboard/panels/about.html", wp.about_panel),
     ("narration", "dashboard/panels/narration.html", p.narration_panel),
     ("events", "dashboard/panels/events.html", p.events_panel),
     ("extras", "dashboard/panels/extras.html", p.extras_panel),
 )
 # Sent to presenters only (a room's frames come in two variants with the same sequence number).
-PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally", "audience"})
+PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally"})
 # Past this many cell changes in one lane, one replacement of the lane's cells is cheaper.
 MAX_CELL_CHANGES = p.LANE_WINDOW // 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import segno
+from django.template.loader import render_to_string
 
 # What to point at on the page when a scenario step happens: by step action (or its prefix).
 POINT_AT: tuple[tuple[str, str], ...] = (
@@ -108,6 +109,22 @@ def question_tally_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     return {"choices": _choices(question), "total": sum(question["tally"])}
 
 
+def about_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """The scenario's description and what to look for, for everyone, once it cannot spoil a
+    question: in a workshop room after the run is over or a question was revealed (the
+    description tells the outcome), and at once in a private room that is nobody's question."""
+    room = obs.get("room") or {}
+    question = room.get("question")
+    if question and not question["revealed"]:
+        return None
+    over = bool(obs["status"].get("ended"))
+    if room.get("kind", "workshop") == "workshop" and not over and not question:
+        return None
+    scenario = obs["scenario"]
+    look_for = list(dict.fromkeys(point_at(s["action"]) for s in scenario.get("steps", [])))
+    return {"description": scenario.get("description", ""), "look_for": look_for}
+
+
 def speaker_notes_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     """The presenter's notes: the story so far and next, and what to point at."""
     scenario = obs["scenario"]
@@ -132,13 +149,10 @@ def _note(step: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"at_ms": step["at_ms"], "text": step["narration"], "point_at": point_at(step["action"])}
 
 
-def audience_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
-    """How many attendees watch a workshop room ("27 watching"), for its presenters; not
-    counted in the scale-out set-up (runtime.Room.attendees_watching)."""
-    room = obs.get("room") or {}
-    if room.get("kind", "workshop") != "workshop" or room.get("watching") is None:
-        return None
-    return {"attendees": room["watching"]}
+def audience_fragment(attendees: int) -> str:
+    """How many attendees watch the room ("27 watching"): a fragment for its presenters only,
+    outside the numbered frames (runtime.Room.send_count), so it costs attendees nothing."""
+    return render_to_string("dashboard/panels/audience.html", {"attendees": attendees})
 
 
 def join_qr(url: str) -> str:

@@ -199,3 +199,22 @@ def test_words_on_someone_elses_sandbox_match_the_visitors_role(presenter: Clien
     assert '<span class="role-badge" id="role-badge">watching</span>' in visitor_page
     assert '<span class="role-badge" id="role-badge">your sandbox</span>' in maker_page
     assert "whoever made it has every control and fault" in maker_page
+
+
+def test_the_scenario_description_waits_until_it_cannot_spoil_a_question(
+    presenter: Client,
+) -> None:
+    room = open_workshop(presenter)
+    attendee = attendee_of(room)
+    described = "after request.timeout.ms it sends the batch again"  # the description's words
+    assert 'id="about-title"' not in attendee.get(f"/rooms/{room.id}/").text
+
+    ask(presenter, room)
+    tick(room)
+    assert 'id="about-title"' not in attendee.get(f"/rooms/{room.id}/").text
+
+    presenter.post(f"/rooms/{room.id}/reveal/")
+    tick(room)
+    page = attendee.get(f"/rooms/{room.id}/").text
+    assert "About this scenario" in page and described in page
+    assert "What to look for" in page
