@@ -9,11 +9,7 @@ frame once the client has read what was queued, or closes it with code 4008 when
 
 from __future__ import annotations
 
-import base64
-import os
 import re
-import socket
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.management.commands.bench_fanout import open_room
+from dashboard.management.commands.bench_slow import SlowSocket, server_log
 from dashboard.management.commands.scaleout import Lab
 
 LIMIT = 64 * 1024
@@ -43,81 +40,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield running
 
 
-class SlowSocket:
-    """A WebSocket client on a plain socket that reads only when told to."""
-
-    def __init__(self, base: str, room: str, cookie: str) -> None:
-        host, port = base.removeprefix("http://").split(":")
-        self.sock = socket.socket()
-        # A small receive window: the client's kernel holds little, the server must hold the rest.
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.connect((host, int(port)))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET /ws/rooms/{room}/ HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: {base}\r\nCookie: {cookie}\r\n\r\n"
-        )
-        self.sock.sendall(request.encode())
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self.sock.recv(4096)
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        assert b" 101 " in head.split(b"\r\n")[0], head
-        self.closed_with: int | None = None
-        self.ended = False
-
-    def send_text(self, text: str) -> None:
-        payload, mask = text.encode(), os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
-
-    def read_all(self, quiet_s: float = 1.5, limit_s: float = 30.0) -> list[bytes]:
-        """Read (answering pings) until nothing comes for ``quiet_s`` or the server ends the
-        connection; returns the text messages."""
-        messages: list[bytes] = []
-        self.sock.settimeout(quiet_s)
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline and not self.ended:
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                self.ended = True
-                break
-            if not chunk:
-                self.ended = True
-            self.buffer += chunk
-            messages.extend(self._frames())
-        return messages
-
-    def _frames(self) -> Iterator[bytes]:
-        while len(self.buffer) >= 2:
-            opcode, length, start = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
-            if length == 126:
-                if len(self.buffer) < 4:
-                    return
-                length, start = struct.unpack("!H", self.buffer[2:4])[0], 4
-            elif length == 127:
-                if len(self.buffer) < 10:
-                    return
-                length, start = struct.unpack("!Q", self.buffer[2:10])[0], 10
-            if len(self.buffer) < start + length:
-                return
-            payload = self.buffer[start : start + length]
-            self.buffer = self.buffer[start + length :]
-            if opcode == 0x8:
-                self.closed_with = struct.unpack("!H", payload[:2])[0] if payload else None
-            elif opcode == 0x9:
-                self.sock.sendall(bytes([0x8A, 0x80]) + b"\0\0\0\0")
-            elif opcode == 0x1:
-                yield payload
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def frames_of(messages: list[bytes]) -> list[tuple[int, str]]:
     """(sequence number, kind) of each frame; error frames left out."""
     return [(int(m.group(1)), m.group(2).decode()) for m in map(SEQ.match, messages) if m]
@@ -132,10 +54,6 @@ def flood(lab: Lab) -> SlowSocket:
         client.send_text('{"action": "resync"}')
     client.send_text('{"action": "step"}')
     return client
-
-
-def server_log(lab: Lab) -> str:
-    return "".join(path.read_text(errors="replace") for _name, _proc, path in lab.processes)
 
 
 def test_a_client_that_stops_reading_is_skipped_then_caught_up_with_one_full_frame(
