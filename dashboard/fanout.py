@@ -268,6 +268,12 @@ class Audience:
     def presenters(self) -> int:
         return sum(1 for m in self.members.values() if m.presenter)
 
+    async def send_presenters(self, text: str) -> None:
+        """A fragment for presenters only, outside the numbered frames (the attendee count)."""
+        for member in tuple(self.members.values()):
+            if member.presenter:
+                await self._send_one(member, text, None)
+
     async def ready(self, viewer: Any, after_seq: int) -> None:
         """The viewer got its snapshot (sequence ``after_seq``): send what queued up since."""
         member = self.members.get(id(viewer))

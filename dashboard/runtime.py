@@ -34,7 +34,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from broker.scenario import ScenarioError, ScenarioSpec
-from dashboard import background, fanout, fragments, pacing
+from dashboard import background, fanout, fragments, pacing, workshop_panels
 from dashboard.observe import observe, scenario_info, snapshot_of, verdict_of
 from dashboard.presenters import SPEEDS, FaultOption, fault_options
 from dashboard.timeline import Command, Timeline
@@ -200,7 +200,6 @@ class Room:
             "id": self.id,
             "kind": self.kind,
             "question": self.question,
-            "watching": self.attendees_watching(),
             "limited": self.timeline.limit_steps is not None,
         }
 
@@ -237,9 +236,6 @@ class Room:
         now = time.monotonic() if now is None else now
         changed = self._apply_controls(now) or self._poked
         self._poked = False
-        if self._count_changed_at is not None and now - self._count_changed_at >= COUNT_DELAY_S:
-            self._count_changed_at = None
-            changed = True
         changed = self._advance(now) or changed
         if self.model is None:
             self.model = self._build()
@@ -291,11 +287,20 @@ class Room:
         self._audience_changed()
 
     def _audience_changed(self) -> None:
-        """The presenters' attendee count is redrawn a second after a change (at most once a
-        second while people keep joining), not with a frame to everyone for each arrival."""
         self.last_used = time.monotonic()
         if self._count_changed_at is None:
             self._count_changed_at = self.last_used
+
+    async def send_count(self, now: float) -> None:
+        """The attendee count to the presenters, a second after someone joined or left (at
+        most once a second in a rush): a fragment of its own, not a numbered frame, so the
+        attendees get nothing and nobody's frame sequence moves."""
+        if self._count_changed_at is None or now - self._count_changed_at < COUNT_DELAY_S:
+            return
+        self._count_changed_at = None
+        attendees = self.attendees_watching()
+        if attendees is not None and self.kind == "workshop":
+            await self.audience.send_presenters(workshop_panels.audience_fragment(attendees))
 
     async def broadcast(self, frame: str, private: str | None = None) -> None:
         """Send one frame to every viewer: local ones directly, other processes' through the
@@ -516,6 +521,7 @@ class Room:
             if self.notice is not None:
                 notice, self.notice = self.notice, None
                 await self.broadcast(fragments.error_frame(notice))
+            await self.send_count(time.monotonic())
             pacing.turns.spent(time.perf_counter() - started)
             if self.on_change is not None:
                 await self.on_change(self)
