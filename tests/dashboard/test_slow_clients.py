@@ -9,13 +9,18 @@ frame once the client has read what was queued, or closes it with code 4008 when
 
 from __future__ import annotations
 
+import asyncio
 import re
+import runpy
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
+from dashboard import settings as settings_module
+from dashboard.fanout import Audience
 from dashboard.management.commands.bench_fanout import open_room
 from dashboard.management.commands.bench_slow import SlowSocket, server_log
 from dashboard.management.commands.scaleout import Lab
@@ -89,3 +94,59 @@ def test_a_client_that_never_reads_is_closed_with_4008(lab: Lab) -> None:
     assert client.ended or client.closed_with == 4008
     assert len(frames_of(messages)) < RESYNCS // 10
     assert "closing a WebSocket that read nothing for 4" in server_log(lab)
+
+
+# -- the same rules in one process, without sockets ----------------------------------------------
+class Viewer:
+    """A consumer as the audience sees it: frames it got, and a full frame on catching up."""
+
+    def __init__(self, snapshot_seq: int) -> None:
+        self.got: list[str] = []
+        self.snapshot_seq = snapshot_seq
+        self.send_paused = False
+
+    async def base_send(self, message: dict[str, str]) -> None:
+        self.got.append(message["text"])
+
+    async def catch_up(self) -> int:
+        self.got.append(f"full@{self.snapshot_seq}")
+        return self.snapshot_seq
+
+
+async def test_frames_skip_a_viewer_behind_and_resume_after_one_full_frame() -> None:
+    audience, slow, fast = Audience(), Viewer(snapshot_seq=12), Viewer(snapshot_seq=0)
+    audience.add(slow, presenter=False)
+    audience.add(fast, presenter=False)
+    await audience.send(10, "f10")
+    audience.fell_behind(audience.members[id(slow)])
+    await audience.send(11, "f11")  # skips the slow viewer
+
+    assert slow.send_paused
+    audience.caught_up(audience.members[id(slow)])
+    await audience.send(12, "f12")  # raced the full frame, which has it
+    await asyncio.sleep(0.01)  # the catch-up task runs
+    await audience.send(13, "f13")
+
+    assert slow.got == ["f10", "full@12", "f13"]
+    assert fast.got == ["f10", "f11", "f12", "f13"]
+    assert not slow.send_paused
+
+
+def test_the_bound_and_the_stall_timeout_are_settings_with_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("LAB_WS_SEND_BUFFER_BYTES", "LAB_WS_STALL_CLOSE_S"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = runpy.run_path(settings_module.__file__)
+    monkeypatch.setenv("LAB_WS_SEND_BUFFER_BYTES", "1048576")
+    monkeypatch.setenv("LAB_WS_STALL_CLOSE_S", "2.5")
+    chosen = runpy.run_path(settings_module.__file__)
+    monkeypatch.setenv("LAB_WS_SEND_BUFFER_BYTES", "1000")
+
+    assert (defaults["LAB_WS_SEND_BUFFER_BYTES"], defaults["LAB_WS_STALL_CLOSE_S"]) == (
+        256 * 1024,
+        30.0,
+    )
+    assert (chosen["LAB_WS_SEND_BUFFER_BYTES"], chosen["LAB_WS_STALL_CLOSE_S"]) == (2**20, 2.5)
+    with pytest.raises(ImproperlyConfigured, match="LAB_WS_SEND_BUFFER_BYTES='1000'"):
+        runpy.run_path(settings_module.__file__)
