@@ -19,8 +19,8 @@ waits behind them. So:
   "play" over the cap is refused at once with a message saying so; it is not queued, because a
   run that starts by itself minutes later surprises a presenter more than a clear "not now".
   Stepping, seeking and going back still work: they cost one bounded tick per press.
-- **Unwatched rooms pause** after ``LAB_PAUSE_UNWATCHED_S`` without a viewer in this process,
-  keeping their position (``Room.unwatched_pause``).
+- **Unwatched rooms pause** after ``LAB_PAUSE_UNWATCHED_S`` without a viewer, keeping their
+  position (``Room.pause_if_unwatched``; in the scale-out worker, ``worker.check_watched``).
 - **Stopping** (``shutdown``): on SIGTERM the rooms stop taking turns, their tasks are
   cancelled and their runs saved (for at most ``SHUTDOWN_SAVE_S``); work running in threads
   (forks, replays) checks ``stopping`` and gives up, so the process exits within seconds.
@@ -48,6 +48,8 @@ PAUSE_UNWATCHED_S = 60.0
 
 # Set once the process is stopping: threads doing long work (forks, replays) give up.
 stopping = threading.Event()
+# Set by the scale-out worker once it tracks which rooms other processes watch.
+remote_watching = False
 
 
 def setting(name: str, default: Any) -> Any:

@@ -485,9 +485,10 @@ class Room:
     def pause_if_unwatched(self, now: float) -> None:
         """Pause (keeping the position) once nobody has watched for LAB_PAUSE_UNWATCHED_S.
 
-        Only where the viewers are known: in the scale-out worker they are in other processes.
+        In the scale-out worker the viewers are in other processes: the worker marks watched
+        rooms itself (worker.check_watched); until it does, every room counts as watched.
         """
-        if self.viewers or remote_viewers():
+        if self.viewers or (remote_viewers() and not pacing.remote_watching):
             self.watched_at = now
         elif self.playing and now - self.watched_at > pacing.pause_unwatched_s():
             logger.info("room %s: nobody watches; pausing at %d", self.id, self.timeline.position)

@@ -5,6 +5,10 @@
 go to their channel groups (``Room.broadcast``), where each web process's relay picks them up.
 Run exactly one worker: two would each run their own copy of a room.
 
+The worker has no viewers of its own, so to pause the rooms nobody watches (pacing.py) it
+asks the channel layer every ``WATCH_CHECK_S`` which rooms' groups have members: a web process
+keeps a relay in a room's group exactly while it has viewers of that room (gateway.py).
+
 SIGTERM and SIGINT stop it promptly: it takes no more calls, stops the rooms and saves their
 runs (pacing.shutdown, a few seconds at most), then returns.
 """
@@ -14,12 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
 
 from dashboard import pacing, service
 from dashboard.gateway import RUNTIME_CHANNEL
+from dashboard.runtime import registry
+
+WATCH_CHECK_S = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +53,39 @@ async def serve(stop: asyncio.Event | None = None) -> None:
             await pacing.shutdown()
 
 
+async def group_members(layer: Any, group: str) -> int | None:
+    """How many channels are in a channel-layer group, or None when the layer cannot say."""
+    try:
+        if hasattr(layer, "_group_key"):  # channels-redis: a sorted set per group
+            connection = layer.connection(layer.consistent_hash(group))
+            return int(await connection.zcard(layer._group_key(group)))
+        return len(layer.groups.get(group, {}))  # the in-memory layer
+    except Exception:
+        logger.debug("could not count the members of %s", group, exc_info=True)
+        return None
+
+
+async def check_watched(layer: Any) -> None:
+    """Mark the rooms some web process watches (or that the layer cannot tell about)."""
+    pacing.remote_watching = True
+    for room in list(registry.rooms.values()):
+        members = await group_members(layer, room.group)
+        if members is None or members > 0:
+            room.watched_at = time.monotonic()
+
+
+async def _mark_watched(layer: Any) -> None:
+    while True:
+        try:
+            await check_watched(layer)
+        except Exception:
+            logger.exception("runtime worker: could not tell which rooms are watched")
+        await asyncio.sleep(WATCH_CHECK_S)
+
+
 async def _serve(layer: Any, stop: asyncio.Event) -> None:
     service.ensure_sweeper()
+    watcher = asyncio.get_running_loop().create_task(_mark_watched(layer), name="lab-watched")
     pending: set[asyncio.Task[None]] = set()
     stopping = asyncio.ensure_future(stop.wait())
     try:
@@ -72,6 +111,8 @@ async def _serve(layer: Any, stop: asyncio.Event) -> None:
             task.add_done_callback(pending.discard)
     finally:
         stopping.cancel()
+        watcher.cancel()
+        pacing.remote_watching = False
         for task in pending:
             task.cancel()
 

@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 import pytest
+from channels.layers import InMemoryChannelLayer
 
 from broker.scenario import load
-from dashboard import pacing, service
+from dashboard import pacing, service, worker
 from dashboard.runtime import Control, Room, registry
 
 
@@ -156,3 +157,29 @@ def test_a_watched_room_keeps_playing(settings: Any) -> None:
     play(made)
     made.pause_if_unwatched(made.watched_at + 3600)
     assert made.playing
+
+
+async def test_the_worker_pauses_the_rooms_no_web_process_watches(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scale-out: the worker has no viewers; a room is watched while some web process keeps
+    a relay in its channel group."""
+    settings.LAB_RUNTIME = "worker"
+    settings.LAB_PAUSE_UNWATCHED_S = 30
+    monkeypatch.setattr(pacing, "remote_watching", False)
+    layer = InMemoryChannelLayer()
+    watched, forgotten = room(), room()
+    for made in (watched, forgotten):
+        play(made)
+        made.watched_at -= 3600
+    forgotten.pause_if_unwatched(time.monotonic())
+    assert forgotten.playing  # until the worker tracks the web processes, all count as watched
+
+    forgotten.watched_at -= 3600  # half an hour later, the worker tracking them
+    await layer.group_add(watched.group, "relay.watched")
+    await worker.check_watched(layer)
+    for made in (watched, forgotten):
+        made.pause_if_unwatched(time.monotonic())
+
+    assert watched.playing
+    assert not forgotten.playing
