@@ -10,6 +10,7 @@ each get a sentence. The words come from the events' fields and details; nothing
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 from broker.events import Event
 
+logger = logging.getLogger(__name__)
 _IDS = re.compile(r"\[([^\]]*)\]")
 _EPOCH = re.compile(r"^offsets? [\d.]+ epoch (\d+)")
 _WIRE = re.compile(r"^(\w+) #\d+ (\S+) -> (\S+)")
@@ -107,7 +109,11 @@ class Narrator:
                 continue
             self.visible += 1
             handler = _HANDLERS.get(event.kind)
-            text = handler(self, event) if handler is not None else _plain(event)
+            try:
+                text = handler(self, event) if handler is not None else _plain(event)
+            except Exception:  # a detail worded in a way not foreseen: no sentence, no stop
+                logger.exception("no sentence for event %s (%s)", event.seq, event.kind)
+                continue
             if text:
                 self.lines.append(Line(event.time_ms, event.actor, event.kind, text))
                 self.told += 1
