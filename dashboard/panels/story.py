@@ -18,8 +18,15 @@ _narrators: weakref.WeakKeyDictionary[Simulation, Narrator] = weakref.WeakKeyDic
 
 
 def _truncation_lookup(sim: Simulation) -> Any:
+    # A weak reference: the narrator is the value of a weak-keyed map whose key is ``sim``, and
+    # must not keep it alive.
+    engine = weakref.ref(sim)
+
     def removed(time_ms: int, broker: str, partition: str, offset: int) -> list[str]:
-        for truncation in reversed(sim.ledger.truncations):
+        live = engine()
+        if live is None:
+            return []
+        for truncation in reversed(live.ledger.truncations):
             if (
                 truncation.time_ms == time_ms
                 and f"broker-{truncation.broker}" == broker

@@ -3,6 +3,8 @@ script says", apart, and only those the run has reached."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 from broker.scenario import load
@@ -151,3 +153,16 @@ def test_the_event_count_matches_the_trace_and_names_the_scrubber_moments() -> N
         f"{trace} events so far (as many as trace lines), in {timeline.position} moments of the "
         "history scrubber: the events of one engine step are one moment."
     ) in html
+
+
+def test_an_engine_left_behind_by_time_travel_takes_its_narrator_with_it() -> None:
+    timeline = to_end(Timeline(load("producer-acks1-failover")))
+    left_behind = []
+    for position in (6, 4, 2):  # each one back: a new engine, replayed from the start
+        observed(timeline)  # the engine gets its narrator
+        left_behind.append(weakref.ref(timeline.sim))
+        timeline.seek(position)
+    observed(timeline)
+    gc.collect()
+
+    assert [engine() for engine in left_behind] == [None, None, None]
