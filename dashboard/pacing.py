@@ -239,6 +239,7 @@ async def shutdown(save_s: float = SHUTDOWN_SAVE_S) -> None:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=1.0)
+    started = time.monotonic()
     saves = [asyncio.ensure_future(service.save_now(r)) for r in rooms]
     if saves:
         _done, late = await asyncio.wait(saves, timeout=save_s)
@@ -246,3 +247,4 @@ async def shutdown(save_s: float = SHUTDOWN_SAVE_S) -> None:
             future.cancel()
         if late:
             logger.warning("stopping: %d rooms could not save in %.0f s", len(late), save_s)
+    logger.info("stopped %d rooms; saving took %.2f s", len(rooms), time.monotonic() - started)

@@ -14,6 +14,9 @@ from dashboard.management.commands.bench_fanout import Client, bench_scenario, o
 from dashboard.management.commands.scaleout import Lab, redis_server
 
 ROOMS = 20
+# Issue 10 saw 18 s. Here it takes 2 to 4 s (the rooms stop and save in under 0.2 s; the rest
+# is Daphne's and Python's own teardown), more on a machine busy with other work.
+STOP_S = 8.0
 # Let all twenty play (the default cap would refuse most of them) and keep them playing.
 BUSY = {
     "LAB_MAX_PLAYING_ROOMS": str(ROOMS),
@@ -99,7 +102,7 @@ def test_twenty_busy_rooms_leave_http_answering_and_sigterm_stops_daphne_fast(
     # Before the shared budget, a GET took 6 to 32 s here with twenty rooms playing (the
     # allowance is for a machine busy with other work: on a quiet one it takes well under 1 s).
     assert max(waits) < 3.0, f"GET / took {max(waits):.2f} s with {ROOMS} rooms playing"
-    assert stop_seconds(embedded, "daphne-A") < 5.0, embedded.logs()
+    assert stop_seconds(embedded, "daphne-A") < STOP_S, embedded.logs()
 
 
 @pytest.mark.skipif(redis_server() is None, reason="needs redis-server")
@@ -115,4 +118,4 @@ def test_the_runtime_worker_stops_fast_on_sigterm_with_twenty_busy_rooms() -> No
                 client.close()
 
         asyncio.run(scenario())
-        assert stop_seconds(lab, "labworker") < 5.0, lab.logs()
+        assert stop_seconds(lab, "labworker") < STOP_S, lab.logs()
