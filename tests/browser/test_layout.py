@@ -71,7 +71,7 @@ def in_first_screen(page: Page, selector: str, visible_px: int = 40) -> bool:
     "scenario", ["txn-abort-read-committed", "consumer-commit-after-processing"]
 )
 def test_the_room_fits_a_projector_and_a_phone_without_sideways_scroll(
-    browser: Browser, live_url: str, contexts: list[BrowserContext], scenario: str
+    browser: Browser, live_url: str, contexts: list[BrowserContext], scenario: str, screenshot
 ) -> None:
     presenter = new_page(browser, contexts, PROJECTOR)
     open_scenario(presenter, live_url, scenario)
@@ -90,6 +90,8 @@ def test_the_room_fits_a_projector_and_a_phone_without_sideways_scroll(
             assert lane.evaluate("el => el.getBoundingClientRect().right") <= size["width"]
     # On a phone, the verdict comes right after the lanes (one column, attendee's reading order).
     attendee.set_viewport_size(PHONE)
+    if scenario.startswith("consumer"):
+        screenshot(attendee, "room-phone")
     assert top_of(attendee, "#verdict") > top_of(attendee, "#lanes")
     assert top_of(attendee, "#verdict") < top_of(attendee, "#diagram")
     # Nothing overlaps what an attendee taps: the element at each button's centre is the button.
@@ -104,7 +106,7 @@ def test_the_room_fits_a_projector_and_a_phone_without_sideways_scroll(
 
 
 def test_lanes_and_verdict_are_in_the_first_screen_of_a_projector(
-    browser: Browser, live_url: str, contexts: list[BrowserContext]
+    browser: Browser, live_url: str, contexts: list[BrowserContext], screenshot
 ) -> None:
     presenter = new_page(browser, contexts, PROJECTOR)
     open_scenario(presenter, live_url, "producer-retry-duplicate")
@@ -119,6 +121,7 @@ def test_lanes_and_verdict_are_in_the_first_screen_of_a_projector(
     assert in_first_screen(presenter, "#verdict .counts", visible_px=60)
     assert in_first_screen(presenter, "#cells-orders-0 > li", visible_px=80)
     assert in_first_screen(presenter, "#diagram svg", visible_px=10)
+    screenshot(presenter, "room-projector")
     # ... right after the lanes: nothing in between.
     assert (
         presenter.evaluate(
