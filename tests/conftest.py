@@ -1,6 +1,8 @@
 # Shared fixtures for the whole suite live here. pytest-django reads DJANGO_SETTINGS_MODULE from
 # pyproject.toml; test folders mirror the code (tests/broker/, tests/dashboard/, ...).
 
+import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +10,35 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
+
+# What a test skips for when a system package is missing, worded alike so that the summary at
+# the end of the run can count them: "needs Debian's PACKAGE (apt-get install PACKAGE)".
+NEEDS_CHROMIUM = "needs Debian's chromium (apt-get install chromium); .ci/run installs it"
+NEEDS_REDIS = "needs Debian's redis-server (apt-get install redis-server); .ci/run installs it"
+_NEEDS = re.compile(r"\(apt-get install (?:-y )?([a-z0-9][a-z0-9.+-]*)\)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for the tests skipped because a system package is missing, and how to get it
+    (the browser tests need Chromium, the scale-out ones redis-server, tests/postgres
+    PostgreSQL)."""
+    missing: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        match = _NEEDS.search(reason)
+        if match:
+            missing[match[1]] += 1
+    if missing:
+        counts = ", ".join(
+            f"{n} need{'s' if n == 1 else ''} {package}" for package, n in sorted(missing.items())
+        )
+        terminalreporter.write_line(
+            f"Skipped {sum(missing.values())} tests for missing system packages ({counts}): "
+            f"to run them too, apt-get install {' '.join(sorted(missing))}",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture
@@ -18,7 +49,7 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser
     with pytest-django and pytest-asyncio.
     """
     if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install -y chromium); .ci/run installs it")
+        pytest.skip(NEEDS_CHROMIUM)
     # Chromium writes into ~/.config and ~/.cache even with a temporary profile.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

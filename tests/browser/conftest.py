@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from dashboard.management.commands.scaleout import ROOT, Lab
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="session")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install -y chromium); .ci/run installs it")
+        pytest.skip(NEEDS_CHROMIUM)
     # Every test opens rooms (and forks) from 127.0.0.1: the per-address limits would refuse
     # them a few tests in. The limits have tests of their own (tests/dashboard).
     limits = {

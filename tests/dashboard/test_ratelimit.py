@@ -25,6 +25,7 @@ from django.test.utils import override_settings
 
 from dashboard import ratelimit
 from dashboard import settings as settings_module
+from tests.conftest import NEEDS_REDIS
 
 START = 6000.0  # a multiple of 60 and of 1: windows of both start here
 
@@ -359,7 +360,7 @@ def _free_port() -> int:
 def redis_url() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.skip(NEEDS_REDIS)
     port = _free_port()
     server = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],

@@ -12,6 +12,7 @@ import pytest
 
 from dashboard.management.commands.bench_fanout import Client, bench_scenario, open_room
 from dashboard.management.commands.scaleout import Lab, redis_server
+from tests.conftest import NEEDS_REDIS
 
 ROOMS = 20
 # Issue 10 saw 18 s. Here it takes 2 to 4 s (the rooms stop and save in under 0.2 s; the rest
@@ -105,7 +106,7 @@ def test_twenty_busy_rooms_leave_http_answering_and_sigterm_stops_daphne_fast(
     assert stop_seconds(embedded, "daphne-A") < STOP_S, embedded.logs()
 
 
-@pytest.mark.skipif(redis_server() is None, reason="needs redis-server")
+@pytest.mark.skipif(redis_server() is None, reason=NEEDS_REDIS)
 def test_the_runtime_worker_stops_fast_on_sigterm_with_twenty_busy_rooms() -> None:
     with Lab(redis=True, webs=1, debug=False, env=BUSY) as lab:
         base = lab.urls[0]

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 import pytest
 
 from dashboard.management.commands.scaleout import Lab, redis_server
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, NEEDS_CHROMIUM, NEEDS_REDIS
 
 
 def _missing() -> str:
     if redis_server() is None:
-        return "needs Debian's redis-server (apt-get install -y redis-server)"
+        return NEEDS_REDIS
     if not CHROMIUM.exists():
-        return "needs Debian's chromium (apt-get install -y chromium)"
+        return NEEDS_CHROMIUM
     return ""
 
 
