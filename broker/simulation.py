@@ -351,12 +351,18 @@ class Simulation:
         return self._transactions_settled() and self._consumers_settled()
 
     def _transactions_settled(self) -> bool:
-        """No coordinator is between deciding a transaction and writing its markers."""
+        """No live coordinator has a transaction still to end: none is between deciding and
+        writing its markers, and none is Ongoing. An Ongoing transaction holds the last stable
+        offset of its partitions; it ends by EndTxn or, if its producer is gone, when the
+        coordinator aborts it at transaction.timeout.ms. Judging before that would count as
+        lost what read_committed readers are about to read."""
         for broker in self.cluster.brokers.values():
             if not broker.alive:
                 continue
             for entry in broker.txns.entries.values():
-                if entry.pending is not None or entry.meta.state.value.startswith("Prepare"):
+                if entry.pending is not None or entry.meta.state.value.startswith(
+                    ("Prepare", "Ongoing")
+                ):
                     return False
         return True
 

@@ -171,8 +171,10 @@ class TransactionManager:
         return self.producer.cluster.leader_of(tp)
 
     def _send(self, kind: str, request: Any, done: Done | None, broker: int | None = None) -> None:
-        target = self._coordinator() if broker is None else broker
         producer = self.producer
+        if producer.closed:
+            return  # the process is gone: a closed producer sends nothing, retries included
+        target = self._coordinator() if broker is None else broker
         if target is None:
             producer.scheduler.after(
                 producer.config.retry_backoff_ms, self._send, kind, request, done, broker
