@@ -21,6 +21,7 @@ from broker.checker import Ledger, Verdict, judge
 from broker.clients.app import ProducerApp, render
 from broker.clients.consumer_app import ConsumerApp
 from broker.clients.processor import ProcessorApp
+from broker.clients.transactional import TransactionManager, TxnClientState
 from broker.cluster import Cluster, broker_name
 from broker.events import EventLog
 from broker.faults import FAULT_KINDS, FaultRule
@@ -566,6 +567,7 @@ class Simulation:
                     "transaction_state": client.txn.state.value
                     if client is not None and client.txn is not None
                     else None,
+                    "transaction_error": _txn_error(client.txn if client is not None else None),
                     "config": {
                         "acks": app.config.acks_name,
                         "enable.idempotence": app.config.enable_idempotence,
@@ -621,6 +623,9 @@ class Simulation:
                     "transaction_state": app.producer.txn.state.value
                     if app.producer is not None and app.producer.txn is not None
                     else None,
+                    "transaction_error": _txn_error(
+                        app.producer.txn if app.producer is not None else None
+                    ),
                     "in_transaction": len(app.batch) if app.busy else 0,
                 }
                 for app in self.processors.values()
@@ -654,6 +659,16 @@ class Simulation:
             "partitions": partitions,
             "processing": len(app.batch) - app.index if app.busy else len(app.worker),
         }
+
+
+def _txn_error(txn: TransactionManager | None) -> str | None:
+    """The error that put a transaction manager in ABORTABLE_ERROR or FATAL_ERROR, if it is in
+    one (INVALID_PRODUCER_EPOCH, then PRODUCER_FENCED, for a zombie)."""
+    if txn is None or txn.last_error is None:
+        return None
+    if txn.state not in (TxnClientState.ABORTABLE_ERROR, TxnClientState.FATAL_ERROR):
+        return None
+    return txn.last_error.name
 
 
 def _record_views(log: PartitionLog, start: int, end: int) -> list[dict[str, Any]]:

@@ -97,7 +97,9 @@ def processors_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "inputs": ", ".join(p.get("inputs") or []),
                 "output": p.get("output", ""),
                 "transactional_id": _dash(p.get("transactional_id")),
-                "client_txn": client_txn_state(p.get("transaction_state")),
+                "client_txn": client_txn_state(
+                    p.get("transaction_state"), p.get("transaction_error")
+                ),
                 "in_transaction": p.get("in_transaction", 0),
             }
         )

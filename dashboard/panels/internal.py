@@ -69,11 +69,15 @@ CLIENT_TXN_STATES = {
 }
 
 
-def client_txn_state(state: str | None) -> dict[str, str] | None:
-    """A producer's client transaction state with its icon and meaning (None: not transactional)."""
+def client_txn_state(state: str | None, error: str | None = None) -> dict[str, str] | None:
+    """A producer's client transaction state with its icon and meaning (None: not transactional).
+    ``error`` (the snapshot's ``transaction_error``) names what put it in ABORTABLE_ERROR or
+    FATAL_ERROR: a zombie shows INVALID_PRODUCER_EPOCH, then PRODUCER_FENCED."""
     if not state:
         return None
     icon, meaning = CLIENT_TXN_STATES.get(state, ("\u25cf", state.lower().replace("_", " ")))
+    if error:
+        meaning = f"{meaning} ({error})"
     return {"state": state, "icon": icon, "meaning": meaning, "css": state.lower()}
 
 

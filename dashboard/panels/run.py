@@ -148,7 +148,9 @@ def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 ],
                 "queued": p.get("queued", 0),
                 "transactional_id": p.get("transactional_id"),
-                "client_txn": client_txn_state(p.get("transaction_state")),
+                "client_txn": client_txn_state(
+                    p.get("transaction_state"), p.get("transaction_error")
+                ),
                 "config": sorted((p.get("config") or {}).items()),
             }
         )
