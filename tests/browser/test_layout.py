@@ -283,6 +283,13 @@ def test_a_glossary_term_explains_itself_on_keyboard_focus(
     assert isr.evaluate(tip) in ("none", "normal", "")
     isr.focus()
     assert "in-sync replicas" in isr.evaluate(tip)
+    # On a phone the meaning shows as a strip along the bottom, not past the screen's edge.
+    page.set_viewport_size(PHONE)
+    epoch = page.locator("#lanes abbr.term", has_text="epoch").first  # right of the middle
+    epoch.focus()
+    assert "leader epoch" in epoch.evaluate(tip)
+    assert_no_sideways_scroll(page)
+    expect(page.locator(".legend")).to_contain_text("cursors: log start, HW, LEO; b2")
     page.locator("#glossary > summary").click()
     for term in ("HW", "LEO", "LSO", "ISR", "epoch", "PID", "lag"):
         expect(page.locator("#glossary dt", has_text=term).first).to_be_visible()
