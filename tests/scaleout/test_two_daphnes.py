@@ -113,11 +113,8 @@ def test_an_attendees_forged_controls_are_refused_and_change_nothing(
     presenter, attendee, room_id = open_room(browser, scaleout)
     b = scaleout.urls[1]
     presenter.locator("#btn-step").click()
-    expect(presenter.locator(POSITION)).to_contain_text("event 1 /")
-    expect(attendee.locator(POSITION)).to_contain_text("event 1 /")
-    presenter.wait_for_timeout(300)  # anything else that step causes has arrived by now
-    seen_by_presenter = frames(presenter)
-    position = presenter.locator(POSITION).inner_text()
+    expect(presenter.locator(POSITION)).to_have_text("event 1 / 1")
+    expect(attendee.locator(POSITION)).to_have_text("event 1 / 1")
 
     # A control POST with the attendee's own session and a valid CSRF token, against B.
     token = next(c["value"] for c in attendee.context.cookies() if c["name"] == "csrftoken")
@@ -148,15 +145,15 @@ def test_an_attendees_forged_controls_are_refused_and_change_nothing(
     )
     assert 'id="ws-error"' in answer and "only the room" in answer, answer
 
-    # Had any of these reached the room, a frame would be on its way within a tick or two.
-    presenter.wait_for_timeout(600)
-    assert frames(presenter) == seen_by_presenter
-    assert presenter.locator(POSITION).inner_text() == position
-    assert attendee.locator(POSITION).inner_text() == position
-
-    # ... and the path was live all along: the presenter's next step reaches both.
+    # Had any of these reached the room, it would act before the presenter's next step, which
+    # queues behind them: a forged step would land that on event 3, a reset on event 1, a play
+    # would leave the room playing. Instead the step moves it one event, still paused, for
+    # both (and the path was live all along).
     presenter.locator("#btn-step").click()
-    expect(attendee.locator(POSITION)).to_contain_text("event 2 /")
+    for page in (presenter, attendee):
+        expect(page.locator(POSITION)).to_have_text("event 2 / 2")
+        expect(page.locator("#run-header .run-state")).to_contain_text("paused")
+    expect(attendee.locator("#frame-seq")).to_have_attribute("data-seq", str(seq_of(presenter)))
     assert_each_frame_once(attendee)
     assert_each_frame_once(presenter)
 
