@@ -22,10 +22,11 @@ from broker.checker import OUTCOME_KEYS, SEMANTICS, Expectation, parse_expectati
 from broker.clients.consumer_app import (
     COMMIT_STRATEGIES,
     CRASH_POINTS,
+    RESTART_FROM,
     SINK_MODES,
     ConsumerSpec,
 )
-from broker.clients.processor import PROCESSOR_CRASH_POINTS, ProcessorSpec
+from broker.clients.processor import PROCESSOR_CRASH_POINTS, PROCESSOR_OFFSETS, ProcessorSpec
 from broker.config import INT_MAX, ClusterConfig, ConsumerConfig, ProducerConfig, TopicConfig
 from broker.faults import APIS, FAULT_KINDS
 from broker.protocol import TopicPartition
@@ -529,6 +530,7 @@ _CONSUMER_KEYS = (
     "processing",
     "processing_ms",
     "sink",
+    "restart_from",
     "start_ms",
     "config",
 )
@@ -643,6 +645,13 @@ def _consumers(
         )
         commit = _str(table, "commit", path, "auto", choices=COMMIT_STRATEGIES)
         sink = _str(table, "sink", path, "none", choices=SINK_MODES)
+        restart_from = _str(table, "restart_from", path, "stored", choices=RESTART_FROM)
+        if "restart_from" in table and sink != "offsets-with-output":
+            raise ScenarioError(
+                _join(path, "restart_from"),
+                'only an application with sink = "offsets-with-output" stores offsets to '
+                "restart from",
+            )
         processing = _str(table, "processing", path, "inline", choices=("inline", "handoff"))
         if processing == "handoff" and commit not in ("auto", "none"):
             raise ScenarioError(
@@ -665,6 +674,7 @@ def _consumers(
                 processing_ms=_int(table, "processing_ms", path, 10, 0, 3_600_000),
                 sink=sink,
                 start_ms=_int(table, "start_ms", path, 0, 0, MAX_DURATION_MS),
+                restart_from=restart_from,
             )
         )
     return tuple(out)
@@ -677,6 +687,7 @@ _PROCESSOR_KEYS = (
     "output",
     "processing_ms",
     "start_ms",
+    "offsets",
     "consumer",
     "producer",
 )
@@ -717,6 +728,7 @@ def _processors(
                 output,
                 _int(table, "processing_ms", path, 10, 0, 3_600_000),
                 _int(table, "start_ms", path, 0, 0, MAX_DURATION_MS),
+                _str(table, "offsets", path, "in-transaction", choices=PROCESSOR_OFFSETS),
             )
         )
     return tuple(out)

@@ -18,7 +18,10 @@ sink, processing writes to the external database: ``dual-write`` (insert the
 row, then commit the offset to Kafka), ``offsets-with-output`` (rows and the
 next offset in ONE database transaction per batch, and on assignment seek to
 the stored offset), or ``idempotent-upsert`` (upsert by message key, then
-commit to Kafka).
+commit to Kafka).  ``restart_from = "committed"`` is the mistake that undoes
+offsets-with-output: the offsets are stored with the rows, but on assignment
+the application does not seek to them, so it starts from Kafka's committed
+offset (or auto.offset.reset) like any consumer.
 
 Crashes can be armed at a point in this loop (after-poll, after-commit,
 after-record with a count, after-processing, after-sink-write,
@@ -56,6 +59,8 @@ CRASH_POINTS = (
 )
 COMMIT_STRATEGIES = ("auto", "before-processing", "after-processing", "none")
 SINK_MODES = ("none", "dual-write", "offsets-with-output", "idempotent-upsert")
+# Where an offsets-with-output application resumes on assignment.
+RESTART_FROM = ("stored", "committed")
 IDLE_POLL_MS = 100
 Continuation = Callable[[int], None]  # what to do next, given the app's generation
 
@@ -71,6 +76,7 @@ class ConsumerSpec:
     processing_ms: int = 10
     sink: str = "none"
     start_ms: int = 0
+    restart_from: str = "stored"  # one of RESTART_FROM (offsets-with-output only)
 
 
 class ConsumerApp:
@@ -565,7 +571,17 @@ class ConsumerApp:
         seeks = {}
         for tp in partitions:
             stored = self.sink.stored_offset(self.group, tp)
-            if stored is not None:
+            if stored is not None and self.spec.restart_from == "committed":
+                self.events.emit(
+                    self.instance,
+                    "consumer.stored-offset-ignored",
+                    str(tp),
+                    stored,
+                    None,
+                    f"{self.sink.name} holds the next offset {stored} with the output, but the "
+                    "application does not seek to it: Kafka's committed offset decides",
+                )
+            elif stored is not None:
                 seeks[tp] = stored
                 self.events.emit(
                     self.instance,

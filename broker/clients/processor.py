@@ -10,6 +10,12 @@ instance's initTransactions (same transactional.id) fences the old one and
 aborts it, and the work is redone from the committed offsets.  A zombie
 whose group generation is stale has its offsets refused (KIP-447) and must
 abort.
+
+``offsets = "after-commit"`` is the classic mistake instead: the offsets are
+not part of the transaction; the application calls commitSync() after
+commitTransaction() returns. A crash between the two leaves the outputs
+committed and the offsets not, so the next owner redoes the batch and its
+outputs are committed a second time.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ if TYPE_CHECKING:
     from broker.cluster import Cluster
 
 PROCESSOR_CRASH_POINTS = ("now", "after-produce", "after-offsets", "after-commit")
+# Where the input offsets are committed: with the outputs, in the transaction (Kafka Streams'
+# exactly_once_v2), or by commitSync() once the transaction has committed.
+PROCESSOR_OFFSETS = ("in-transaction", "after-commit")
 IDLE_POLL_MS = 100
 FLUSH_CHECK_MS = 5
 
@@ -51,6 +60,7 @@ class ProcessorSpec:
     output: str
     processing_ms: int = 10
     start_ms: int = 0
+    offsets: str = "in-transaction"  # one of PROCESSOR_OFFSETS
 
 
 class ProcessorApp:
@@ -122,7 +132,13 @@ class ProcessorApp:
         if self.consumer is None:
             return
         self.consumer.kill()
-        assert self.producer is not None
+        assert self.producer is not None and self.producer.txn is not None
+        left_open = self.producer.txn.state not in (
+            TxnClientState.UNINITIALIZED,
+            TxnClientState.INITIALIZING,
+            TxnClientState.READY,
+            TxnClientState.FATAL_ERROR,
+        )
         self.producer.close()
         self.consumer = None
         self.producer = None
@@ -131,7 +147,11 @@ class ProcessorApp:
         self.trap = None
         if self._loop_timer:
             self._loop_timer.cancel()
-        self.events.emit(self.name, "app.crash", detail=why + "; its transaction is left open")
+        self.events.emit(
+            self.name,
+            "app.crash",
+            detail=why + ("; its transaction is left open" if left_open else ""),
+        )
 
     def arm_crash(self, point: str) -> None:
         if point == "now":
@@ -251,21 +271,29 @@ class ProcessorApp:
             return
         if self._hook("after-produce"):
             return
-        consumer = self.consumer
-        assert consumer is not None and producer.txn is not None
-        offsets = {
-            tp: consumer.positions[tp]
-            for tp in {tp for tp, _o, _r in self.batch}
-            if tp in consumer.positions
-        }
+        if self.spec.offsets == "after-commit":
+            # The mistake: commit the outputs alone; the offsets follow with commitSync().
+            txn.commit(partial(self._committed, generation))
+            return
+        offsets = self._batch_offsets()
         member_id, group_generation = self.group_metadata
-        producer.txn.send_offsets(
+        txn.send_offsets(
             offsets,
             self.group,
             member_id,
             group_generation,
             partial(self._offsets_sent, generation),
         )
+
+    def _batch_offsets(self) -> dict[TopicPartition, int]:
+        """The next offset to read after the batch, per partition: the consumer's positions."""
+        consumer = self.consumer
+        assert consumer is not None
+        return {
+            tp: consumer.positions[tp]
+            for tp in {tp for tp, _o, _r in self.batch}
+            if tp in consumer.positions
+        }
 
     def _offsets_sent(self, generation: int, error: ErrorCode) -> None:
         if generation != self.generation or self._paused(self._offsets_sent, generation, error):
@@ -286,17 +314,56 @@ class ProcessorApp:
             self._abort(generation, f"commit failed with {error.name}")
             return
         self.ledger.committed(self.outputs)
+        after = self.spec.offsets == "after-commit"
         self.events.emit(
             self.instance,
             "processor.commit",
             None,
             None,
             None,
-            f"{len(self.outputs)} output record(s) and the input offsets committed together",
+            f"{len(self.outputs)} output record(s) committed"
+            + (
+                "; the input offsets are not committed yet (commitSync comes next)"
+                if after
+                else " and the input offsets committed together"
+            ),
         )
+        if after:
+            if self._hook("after-commit"):
+                return
+            consumer = self.consumer
+            assert consumer is not None
+            offsets = self._batch_offsets()
+            consumer.commit(offsets, partial(self._offsets_committed, generation, offsets))
+            return
         self.busy = False
         self.batch = []
         if self._hook("after-commit"):
+            return
+        self._wake()
+
+    def _offsets_committed(
+        self, generation: int, offsets: dict[TopicPartition, int], error: ErrorCode
+    ) -> None:
+        """commitSync() after the transaction (offsets = "after-commit") answered. A failure
+        (the group moved on) cannot undo the committed outputs: the next owner redoes them."""
+        if generation != self.generation or self._paused(
+            self._offsets_committed, generation, offsets, error
+        ):
+            return
+        self.events.emit(
+            self.instance,
+            "processor.offsets-committed",
+            None,
+            None,
+            None if error is ErrorCode.NONE else error.name,
+            "commitSync "
+            + ", ".join(f"{tp}={o}" for tp, o in sorted(offsets.items()))
+            + (" done" if error is ErrorCode.NONE else " failed"),
+        )
+        self.busy = False
+        self.batch = []
+        if self._hook("after-offsets"):
             return
         self._wake()
 

@@ -47,6 +47,7 @@ def test_the_consumer_builtins_are_the_documented_ones() -> None:
         "sink-dual-write",
         "sink-idempotent-upsert",
         "sink-offset-with-output",
+        "sink-restart-from-committed",
     }
 
 

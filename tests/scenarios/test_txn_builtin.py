@@ -51,6 +51,7 @@ def test_the_txn_builtins_are_the_documented_ones() -> None:
         "txn-abort-read-committed",
         "txn-atomic-multi-partition",
         "txn-hanging-without-kip890",
+        "txn-offsets-after-commit",
         "txn-open-holds-lso",
         "txn-read-process-write-crash",
         "txn-timeout-abort",
