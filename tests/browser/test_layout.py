@@ -92,6 +92,11 @@ def test_the_room_fits_a_projector_and_a_phone_without_sideways_scroll(
     attendee.set_viewport_size(PHONE)
     if scenario.startswith("consumer"):
         screenshot(attendee, "room-phone")
+    # Large text (L) on a phone: what cannot wrap (a consumer's table) scrolls in its panel.
+    attendee.keyboard.press("l")
+    expect(attendee.locator("html")).to_have_attribute("data-size", "large")
+    assert_no_sideways_scroll(attendee)
+    attendee.keyboard.press("l")
     assert top_of(attendee, "#verdict") > top_of(attendee, "#lanes")
     assert top_of(attendee, "#verdict") < top_of(attendee, "#diagram")
     # Nothing overlaps what an attendee taps: the element at each button's centre is the button.
