@@ -60,7 +60,7 @@ def saved_commands(db: Path, room: str) -> list[dict[str, Any]]:
 
 
 def position(page: str) -> str:
-    match = re.search(r'class="scrub-pos">(event \d+ / \d+)<', page)
+    match = re.search(r'class="scrub-pos"[^>]*>(event \d+ / \d+)<', page)
     assert match, page[:2000]
     return match.group(1)
 
