@@ -244,7 +244,8 @@ async def page(room_id: str, presenter: bool = False) -> dict[str, Any]:
         "lanes_html": model.lanes_html,
         "seq": room.seq,
         "title": NEUTRAL_TITLE
-        if room.question is not None and not room.question["revealed"]
+        if (room.question is not None and not room.question["revealed"])
+        or room.info.get("copied_mid_question")
         else room.scenario["title"],
         "transactional": bool(room.scenario.get("transactional")),
         "consumers": bool(room.scenario.get("consumers")),
@@ -323,13 +324,17 @@ async def fork(
         timeline.limit_steps = timeline.steps  # nothing past the question
     notes = presenter and source.notes
     record, key = await sync_to_async(_fork_records)(source, timeline, kind, notes)
+    info = _info(record)
+    if asking and not presenter:
+        # Nor its title or description: they would answer the question (panels/run.py).
+        info["copied_mid_question"] = True
     room = Room(
         record.id,
         source.spec,
         source.seed,
         timeline=timeline,
         kind=kind,
-        info=_info(record),
+        info=info,
         seq_base=seq_base(),
     )
     room.clock_ms = clock_ms  # a paused room's clock may be past its last event

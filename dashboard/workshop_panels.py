@@ -115,7 +115,7 @@ def about_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     description tells the outcome), and at once in a private room that is nobody's question."""
     room = obs.get("room") or {}
     question = room.get("question")
-    if question and not question["revealed"]:
+    if (question and not question["revealed"]) or room.get("copied_mid_question"):
         return None
     over = bool(obs["status"].get("ended"))
     if room.get("kind", "workshop") == "workshop" and not over and not question:

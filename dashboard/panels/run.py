@@ -14,8 +14,10 @@ HIDDEN_NAME = "the scenario's name shows after the reveal"
 
 
 def question_open(obs: dict[str, Any]) -> bool:
-    question = (obs.get("room") or {}).get("question")
-    return bool(question) and not question["revealed"]
+    """A question is open in this room, or this is an attendee's copy made while one was."""
+    room = obs.get("room") or {}
+    question = room.get("question")
+    return (bool(question) and not question["revealed"]) or bool(room.get("copied_mid_question"))
 
 
 def shown_title(obs: dict[str, Any]) -> dict[str, str]:
