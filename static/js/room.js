@@ -82,7 +82,17 @@
     restoreScroll();
     reapplyHighlight();
     reapplyViews();
+    syncTitle();
   });
+
+  // The tab's title follows the run header: neutral while a question is open (the scenario's
+  // title would answer it), the scenario's again after the reveal.
+  function syncTitle() {
+    var heading = document.querySelector("#run-header h1");
+    if (!heading) return;
+    var title = heading.textContent.trim() + " \u00b7 Delivery Lab";
+    if (document.title !== title) document.title = title;
+  }
 
   // "As read_committed / as read_uncommitted": which cells a reader would get. The server marks
   // each cell (data-rc, data-ru) and words the result under the lane; this only picks the view,
