@@ -20,6 +20,11 @@
     if (!form || /\/control\/$/.test(form.getAttribute("hx-post") || "")) {
       return document.getElementById("controls-error");
     }
+    // A form that names where its answer goes (the upload's #upload-result) gets its error
+    // there too; its next success replaces it (so it is never cleared here: make is false).
+    var target = form.getAttribute("hx-target");
+    var named = target && document.querySelector(target);
+    if (named) return make ? named : null;
     var next = form.nextElementSibling;
     if (next && next.classList.contains("inline-error")) return next;
     if (!make) return null;
@@ -49,6 +54,7 @@
     show(slot, evt.detail.xhr);
     if (slot.id !== "controls-error") {
       var target = slot.querySelector("[tabindex]") || slot;
+      if (!target.hasAttribute("tabindex")) target.tabIndex = -1;
       target.focus();
     }
   });
