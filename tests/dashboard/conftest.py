@@ -1,4 +1,5 @@
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -7,9 +8,12 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
 from django.test import Client
 
+from broker.scenario import load
 from dashboard import gateway, ratelimit
 from dashboard.models import LabRoom
+from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.runtime import registry
+from dashboard.timeline import Timeline
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
@@ -64,3 +68,41 @@ def open_room(client: Client, name: str = "producer-retry-duplicate") -> str:
 def open_workshop(client: Client, name: str = "producer-retry-duplicate") -> LabRoom:
     """The same, returning the room's database record."""
     return LabRoom.objects.get(id=open_room(client, name).strip("/").split("/")[-1])
+
+
+def status(**overrides: Any) -> dict[str, Any]:
+    """A room's status beside an observation: room r1, paused at the start, plus ``overrides``."""
+    base = {
+        "room_id": "r1",
+        "playing": False,
+        "speed": "1",
+        "clock_ms": 0,
+        "ended": None,
+        "position": 0,
+        "length": 0,
+        "in_past": False,
+        "seeking": False,
+    }
+    return {**base, **overrides}
+
+
+def step(timeline: Timeline, until_ms: int | None = None) -> Timeline:
+    """Step ``timeline`` to the end of its run, or until ``until_ms``; return it."""
+    while (until_ms is None or timeline.sim.now_ms < until_ms) and timeline.step_engine():
+        pass
+    return timeline
+
+
+def run(name: str, until_ms: int | None = None) -> Timeline:
+    """A built-in scenario's timeline, stepped to its end or until ``until_ms``."""
+    return step(Timeline(load(name)), until_ms)
+
+
+def observed(timeline: Timeline) -> dict[str, Any]:
+    """What the room shows of ``timeline`` as it stands."""
+    return observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
+
+
+def finished(name: str) -> dict[str, Any]:
+    """What the room shows of a built-in scenario run to its end."""
+    return observed(run(name))

@@ -1,40 +1,16 @@
 """The consumer side of the room: consumers, groups, the sink, __consumer_offsets, the buttons
 that crash and stall consumers, and the verdict's processing and sink counts."""
 
-from typing import Any
-
 import pytest
 from django.test import Client
 
 from broker.scenario import load, step_parser
 from dashboard import consumer_panels, fragments, presenters
 from dashboard.forms import ControlForm
-from dashboard.observe import observe, scenario_info, verdict_of
+from dashboard.observe import scenario_info
 from dashboard.runtime import Control, Room
 from dashboard.timeline import Timeline
-
-STATUS = {
-    "room_id": "r1",
-    "playing": False,
-    "speed": "1",
-    "clock_ms": 0,
-    "ended": None,
-    "position": 0,
-    "length": 0,
-    "in_past": False,
-    "seeking": False,
-}
-
-
-def observed(timeline: Timeline) -> dict[str, Any]:
-    return observe(timeline, scenario_info(timeline.spec), STATUS, verdict_of(timeline.sim))
-
-
-def finished(name: str) -> dict[str, Any]:
-    timeline = Timeline(load(name))
-    while timeline.step_engine():
-        pass
-    return observed(timeline)
+from tests.dashboard.conftest import finished, observed
 
 
 def test_a_consumer_shows_its_instance_generation_member_and_pointers() -> None:

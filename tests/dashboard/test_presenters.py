@@ -8,31 +8,9 @@ import pytest
 from broker.scenario import load, load_text
 from dashboard import fragments, presenters
 from dashboard.diagram import sequence_diagram
-from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.panels import run as run_panels
 from dashboard.timeline import Timeline
-
-
-def status(**overrides: Any) -> dict[str, Any]:
-    base = {
-        "room_id": "r1",
-        "playing": False,
-        "speed": "1",
-        "clock_ms": 0,
-        "ended": None,
-        "position": 0,
-        "length": 0,
-        "in_past": False,
-        "seeking": False,
-    }
-    return {**base, **overrides}
-
-
-def finished(name: str) -> dict[str, Any]:
-    timeline = Timeline(load(name))
-    while timeline.step_engine():
-        pass
-    return observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
+from tests.dashboard.conftest import finished, observed
 
 
 def partition(records: list[dict[str, Any]], hw: int, leo: int, **extra: Any) -> dict[str, Any]:
@@ -164,9 +142,7 @@ def test_a_message_still_in_flight_is_not_called_lost() -> None:
     while not any(e.kind == "produce.send" for e in timeline.sim.events):
         timeline.step_engine()
 
-    verdict = presenters.verdict_panel(
-        observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
-    )
+    verdict = presenters.verdict_panel(observed(timeline))
 
     assert verdict is not None and verdict["provisional"]
     assert verdict["anomalies"] == []
@@ -297,7 +273,7 @@ def test_a_backlog_in_flight_is_counted_not_listed_as_lost() -> None:
     timeline = Timeline(spec)
     while not any(e.kind == "produce.send" for e in timeline.sim.events):
         timeline.step_engine()
-    obs = observe(timeline, scenario_info(spec), status(), verdict_of(timeline.sim))
+    obs = observed(timeline)
 
     verdict = presenters.verdict_panel(obs)
     html = fragments.build_model(obs).html["verdict"]

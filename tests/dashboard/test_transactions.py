@@ -14,34 +14,11 @@ from dashboard import fragments, presenters, txn_panels
 from dashboard.asgi import application
 from dashboard.diagram import sequence_diagram
 from dashboard.forms import ControlForm
-from dashboard.observe import observe, scenario_info, verdict_of
+from dashboard.observe import scenario_info
 from dashboard.runtime import Room, registry
-from dashboard.timeline import Timeline
-from tests.dashboard.conftest import Headers
+from tests.dashboard.conftest import Headers, observed, run
 
-STATUS = {
-    "room_id": "r1",
-    "playing": False,
-    "speed": "1",
-    "clock_ms": 0,
-    "ended": None,
-    "position": 0,
-    "length": 0,
-    "in_past": False,
-    "seeking": False,
-}
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
-
-
-def run(name: str, until_ms: int | None = None) -> Timeline:
-    timeline = Timeline(load(name))
-    while (until_ms is None or timeline.sim.now_ms < until_ms) and timeline.step_engine():
-        pass
-    return timeline
-
-
-def observed(timeline: Timeline) -> dict[str, Any]:
-    return observe(timeline, scenario_info(timeline.spec), STATUS, verdict_of(timeline.sim))
 
 
 def lane(obs: dict[str, Any], name: str = "orders-0") -> dict[str, Any]:

@@ -10,34 +10,10 @@ from typing import Any
 
 from broker.scenario import load, load_text
 from dashboard import fragments, presenters
-from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.timeline import Timeline
+from tests.dashboard.conftest import finished, observed, step
 
 BUILTINS = Path(__file__).resolve().parents[2] / "broker" / "scenarios"
-
-
-def status() -> dict[str, Any]:
-    return {
-        "room_id": "r1",
-        "playing": False,
-        "speed": "1",
-        "clock_ms": 0,
-        "ended": None,
-        "position": 0,
-        "length": 0,
-        "in_past": False,
-        "seeking": False,
-    }
-
-
-def run_to_end(timeline: Timeline) -> dict[str, Any]:
-    while timeline.step_engine():
-        pass
-    return observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
-
-
-def finished(name: str) -> dict[str, Any]:
-    return run_to_end(Timeline(load(name)))
 
 
 def verdict_html(obs: dict[str, Any]) -> str:
@@ -103,7 +79,7 @@ def test_a_run_without_the_duplicate_holds_and_says_the_script_expected_otherwis
     text = (BUILTINS / "producer-retry-duplicate.toml").read_text(encoding="utf-8")
     # The response drop matches nothing: no retry, no duplicate.
     text = text.replace('partition = "orders-0"\nnth = 1', 'partition = "orders-0"\nnth = 99')
-    obs = run_to_end(Timeline(load_text(text, "no-duplicate")))
+    obs = observed(step(Timeline(load_text(text, "no-duplicate"))))
 
     panel = presenters.verdict_panel(obs)
     html = verdict_html(obs)
@@ -119,7 +95,7 @@ def test_mid_run_the_headline_says_so_far_and_keeps_the_expectation_hidden() -> 
     timeline = Timeline(load("producer-acks1-failover"))
     while timeline.sim.now_ms < 500:
         timeline.step_engine()
-    obs = observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
+    obs = observed(timeline)
 
     panel = presenters.verdict_panel(obs)
     html = verdict_html(obs)
