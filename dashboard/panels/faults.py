@@ -242,28 +242,7 @@ def transaction_fault_options(
                     down,
                 )
             )
-        options.append(
-            FaultOption(
-                f"restart-processor:{name}",
-                f"Restart processor {name}",
-                "processors",
-                {"do": "restart-processor", "processor": name},
-                state.can_restart,
-                state.restart_why,
-            )
-        )
-        duration = stall_ms(processor)
-        options.append(
-            FaultOption(
-                f"stall-processor:{name}",
-                f"Stall {name} for {_seconds(duration)} (past its "
-                f"{_seconds(int(processor.get('session_timeout_ms', 45_000)))} session timeout)",
-                "processors",
-                {"do": "stall-processor", "processor": name, "duration_ms": duration},
-                up,
-                down,
-            )
-        )
+        options.extend(restart_and_stall("processor", processor, state))
     return options
 
 
@@ -281,6 +260,31 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:g} s"
 
 
+def restart_and_stall(kind: str, actor: dict[str, Any], state: Life) -> list[FaultOption]:
+    """The restart and stall buttons of ``actor``, a consumer or a processor (``kind``)."""
+    name = actor["name"]
+    duration = stall_ms(actor)
+    session = _seconds(int(actor.get("session_timeout_ms", 45_000)))
+    return [
+        FaultOption(
+            f"restart-{kind}:{name}",
+            f"Restart {kind} {name}",
+            f"{kind}s",
+            {"do": f"restart-{kind}", kind: name},
+            state.can_restart,
+            state.restart_why,
+        ),
+        FaultOption(
+            f"stall-{kind}:{name}",
+            f"Stall {name} for {_seconds(duration)} (past its {session} session timeout)",
+            f"{kind}s",
+            {"do": f"stall-{kind}", kind: name, "duration_ms": duration},
+            state.up,
+            state.down,
+        ),
+    ]
+
+
 def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
     """Crash, restart and stall buttons for each consumer; sink faults when there is a sink."""
     options: list[FaultOption] = []
@@ -288,7 +292,6 @@ def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -
     for consumer in scenario.get("consumers", []):
         name = consumer["name"]
         state = life(consumer, entries.get(name))
-        up, down = state.up, state.down
 
         def crash(
             at: str, label: str, when: bool = True, name: str = name, state: Life = state
@@ -316,28 +319,7 @@ def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -
             f"Crash {name} between its sink writes (before the sink commit)",
             sink == "offsets-with-output",
         )
-        options.append(
-            FaultOption(
-                f"restart-consumer:{name}",
-                f"Restart consumer {name}",
-                "consumers",
-                {"do": "restart-consumer", "consumer": name},
-                state.can_restart,
-                state.restart_why,
-            )
-        )
-        duration = stall_ms(consumer)
-        options.append(
-            FaultOption(
-                f"stall-consumer:{name}",
-                f"Stall {name} for {_seconds(duration)} (past its "
-                f"{_seconds(int(consumer.get('session_timeout_ms', 45_000)))} session timeout)",
-                "consumers",
-                {"do": "stall-consumer", "consumer": name, "duration_ms": duration},
-                up,
-                down,
-            )
-        )
+        options.extend(restart_and_stall("consumer", consumer, state))
     sink_name = scenario.get("sink")
     if sink_name:
         options.append(
