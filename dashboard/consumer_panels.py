@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.panels.common import NOT_STARTED_ICON, not_started
+from dashboard.panels.common import NOT_STARTED_ICON, dash, not_started
 from dashboard.presenters import decode_offsets_record, internal_log_panel, slug
 
 SINK_ROWS_SHOWN = 30
@@ -29,10 +29,6 @@ CONSUMER_STATES = {
     "syncing": ("\u27f3", "waiting for its assignment"),
     "stopped": ("\u25a0", "stopped"),
 }
-
-
-def _dash(value: Any) -> Any:
-    return "\u2014" if value in (None, "", -1) else value
 
 
 def _track(position: int | None, committed: int | None, high_watermark: int) -> dict[str, Any]:
@@ -69,8 +65,8 @@ def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
             partitions.append(
                 {
                     "partition": p["partition"],
-                    "position": _dash(position),
-                    "committed": _dash(committed),
+                    "position": dash(position),
+                    "committed": dash(committed),
                     "high_watermark": hw,
                     "lag": None if position is None else max(0, hw - position),
                     # Read but not committed: a crash now makes the group read these again.
@@ -93,8 +89,8 @@ def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "stalled": stalled,
                 "icon": icon,
                 "state": state,
-                "generation": _dash(c.get("generation")),
-                "member_id": _dash(c.get("member_id")),
+                "generation": dash(c.get("generation")),
+                "member_id": dash(c.get("member_id")),
                 "strategy": c.get("strategy", ""),
                 "isolation_level": c.get("isolation_level", ""),
                 "processing": c.get("processing", 0),
@@ -120,9 +116,9 @@ def groups_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "state": g.get("state", ""),
                 "state_icon": icon,
                 "state_meaning": meaning,
-                "generation": _dash(g.get("generation")),
+                "generation": dash(g.get("generation")),
                 "protocol": g.get("protocol") or "\u2014",
-                "leader": _dash(leader),
+                "leader": dash(leader),
                 "members": [
                     {
                         "member_id": m["member_id"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.panels.common import NOT_STARTED_ICON, not_started
+from dashboard.panels.common import NOT_STARTED_ICON, dash, not_started
 from dashboard.presenters import (
     TXN_STATE_WORDS,
     client_txn_state,
@@ -33,10 +33,6 @@ TXN_STATE_ICONS = {
 }
 
 
-def _dash(value: Any) -> Any:
-    return "\u2014" if value in (None, "", -1) else value
-
-
 def transactions_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     """Each transactional.id as its coordinator sees it."""
     transactions = obs["snapshot"].get("transactions")
@@ -50,9 +46,9 @@ def transactions_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
             {
                 "transactional_id": t["transactional_id"],
                 "slug": slug(t["transactional_id"]),
-                "coordinator": _dash(t.get("coordinator")),
-                "pid": _dash(t.get("producer_id")),
-                "epoch": _dash(t.get("producer_epoch")),
+                "coordinator": dash(t.get("coordinator")),
+                "pid": dash(t.get("producer_id")),
+                "epoch": dash(t.get("producer_epoch")),
                 "state": state,
                 "state_icon": TXN_STATE_ICONS.get(state, "\u25cf"),
                 "state_meaning": TXN_STATE_WORDS.get(state, state),
@@ -96,7 +92,7 @@ def processors_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "group": p.get("group", ""),
                 "inputs": ", ".join(p.get("inputs") or []),
                 "output": p.get("output", ""),
-                "transactional_id": _dash(p.get("transactional_id")),
+                "transactional_id": dash(p.get("transactional_id")),
                 "client_txn": client_txn_state(
                     p.get("transaction_state"), p.get("transaction_error")
                 ),
