@@ -7,17 +7,9 @@ from typing import Any
 
 from broker.scenario import load, load_text
 from dashboard import consumer_panels, fragments, presenters, txn_panels
-from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.runtime import Room
 from dashboard.timeline import Timeline
-
-
-def status() -> dict[str, Any]:
-    return {"room_id": "r1", "playing": False, "speed": "1", "clock_ms": 0, "position": 0}
-
-
-def observed(timeline: Timeline) -> dict[str, Any]:
-    return observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
+from tests.dashboard.conftest import observed
 
 
 def options(obs: dict[str, Any]) -> dict[str, presenters.FaultOption]:

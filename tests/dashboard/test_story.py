@@ -11,6 +11,7 @@ from broker.scenario import load
 from dashboard import fragments, presenters
 from dashboard.observe import observe, scenario_info, verdict_of
 from dashboard.timeline import Timeline
+from tests.dashboard.conftest import finished, observed, run, status, step
 
 RETRY_AGAIN = (
     "broker-1 appended p1-0 at orders-0@1 again (first at 0): the retry of a batch whose answer "
@@ -22,20 +23,6 @@ SCRIPT_AGAIN = (
 )
 
 
-def status() -> dict[str, Any]:
-    return {"room_id": "r1", "playing": False, "speed": "1", "clock_ms": 0, "position": 0}
-
-
-def observed(timeline: Timeline) -> dict[str, Any]:
-    return observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
-
-
-def to_end(timeline: Timeline) -> Timeline:
-    while timeline.step_engine():
-        pass
-    return timeline
-
-
 def story(obs: dict[str, Any]) -> list[str]:
     panel = presenters.narration_panel(obs)
     assert panel is not None
@@ -43,7 +30,7 @@ def story(obs: dict[str, Any]) -> list[str]:
 
 
 def test_a_duplicate_is_told_with_its_reason() -> None:
-    obs = observed(to_end(Timeline(load("producer-retry-duplicate"))))
+    obs = finished("producer-retry-duplicate")
 
     lines = story(obs)
     html = fragments.build_model(obs).html["narration"]
@@ -64,7 +51,7 @@ def test_a_run_that_left_the_script_tells_its_own_story() -> None:
     while not any(e.kind == "produce.append" for e in timeline.sim.events):
         timeline.step_engine()
     timeline.submit({"do": "crash-producer", "producer": "p1"}, "Crash producer app p1")
-    obs = observed(to_end(timeline))
+    obs = observed(step(timeline))
 
     lines = story(obs)
     panel = presenters.narration_panel(obs)
@@ -81,7 +68,7 @@ def test_a_run_that_left_the_script_tells_its_own_story() -> None:
 
 
 def test_idempotence_is_told_where_it_acts() -> None:
-    lines = story(observed(to_end(Timeline(load("producer-idempotent")))))
+    lines = story(finished("producer-idempotent"))
 
     assert lines[-3] == (
         "broker-1 recognised a retry by its producer id and sequence (PID 0 seq 0..0 already at "
@@ -91,7 +78,7 @@ def test_idempotence_is_told_where_it_acts() -> None:
 
 
 def test_a_truncation_of_acknowledged_records_says_they_are_lost() -> None:
-    lines = story(observed(to_end(Timeline(load("producer-acks1-failover")))))
+    lines = story(finished("producer-acks1-failover"))
 
     assert (
         "broker-1 truncated orders-0 to offset 0: log diverged from the leader after epoch 0: "
@@ -101,7 +88,7 @@ def test_a_truncation_of_acknowledged_records_says_they_are_lost() -> None:
 
 
 def test_records_processed_again_are_one_sentence_with_the_reason() -> None:
-    lines = story(observed(to_end(Timeline(load("consumer-commit-after-processing")))))
+    lines = story(finished("consumer-commit-after-processing"))
 
     assert (
         "billing crashed after processing. It had processed 4 record(s) since its last commit: "
@@ -114,7 +101,7 @@ def test_records_processed_again_are_one_sentence_with_the_reason() -> None:
 
 
 def test_going_back_in_time_tells_only_what_happened_until_then() -> None:
-    timeline = to_end(Timeline(load("producer-retry-duplicate")))
+    timeline = run("producer-retry-duplicate")
     assert story(observed(timeline))[-1] == RETRY_AGAIN
 
     timeline.seek(3)
@@ -137,11 +124,11 @@ def test_before_the_run_starts_neither_story_nor_script_is_told() -> None:
 
 
 def test_the_event_count_matches_the_trace_and_names_the_scrubber_moments() -> None:
-    timeline = to_end(Timeline(load("producer-retry-duplicate")))
+    timeline = run("producer-retry-duplicate")
     obs = observe(
         timeline,
         scenario_info(timeline.spec),
-        {**status(), "position": timeline.position, "length": timeline.length},
+        status(position=timeline.position, length=timeline.length),
         verdict_of(timeline.sim),
     )
 
@@ -156,7 +143,7 @@ def test_the_event_count_matches_the_trace_and_names_the_scrubber_moments() -> N
 
 
 def test_an_engine_left_behind_by_time_travel_takes_its_narrator_with_it() -> None:
-    timeline = to_end(Timeline(load("producer-acks1-failover")))
+    timeline = run("producer-acks1-failover")
     left_behind = []
     for position in (6, 4, 2):  # each one back: a new engine, replayed from the start
         observed(timeline)  # the engine gets its narrator
