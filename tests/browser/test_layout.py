@@ -1,10 +1,10 @@
 """The room's page as a class sees it: on a 1024x768 projector, on a 390 px phone, and at
 1440 px; the presenter link kept off the projected page; projector mode; the keyboard focus."""
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.browser import test_workshop
 
 PROJECTOR = {"width": 1024, "height": 768}
 PHONE = {"width": 390, "height": 844}
@@ -12,12 +12,7 @@ WIDE = {"width": 1440, "height": 900}
 POSITION = "#scrubber-panel .scrub-pos"
 
 
-@pytest.fixture
-def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
-    made: list[BrowserContext] = []
-    yield made
-    for context in made:
-        context.close()
+contexts = test_workshop.contexts  # the fixture: browser contexts closed after each test
 
 
 def new_page(
@@ -35,6 +30,20 @@ def open_scenario(page: Page, live_url: str, name: str) -> None:
     page.goto(live_url + "/")
     page.locator(f'button[name="scenario"][value="{name}"]').click()
     expect(page.locator("#conn")).to_have_text("live")
+
+
+def present(
+    browser: Browser,
+    contexts: list[BrowserContext],
+    live_url: str,
+    name: str = "producer-retry-duplicate",
+    viewport: dict[str, int] = PROJECTOR,
+    **options,
+) -> Page:
+    """A new page (``viewport``, context ``options``) presenting built-in scenario ``name``."""
+    page = new_page(browser, contexts, viewport, **options)
+    open_scenario(page, live_url, name)
+    return page
 
 
 def join(page: Page, presenter: Page) -> None:
@@ -73,8 +82,7 @@ def in_first_screen(page: Page, selector: str, visible_px: int = 40) -> bool:
 def test_the_room_fits_a_projector_and_a_phone_without_sideways_scroll(
     browser: Browser, live_url: str, contexts: list[BrowserContext], scenario: str, screenshot
 ) -> None:
-    presenter = new_page(browser, contexts, PROJECTOR)
-    open_scenario(presenter, live_url, scenario)
+    presenter = present(browser, contexts, live_url, scenario)
     attendee = new_page(browser, contexts, PHONE)
     join(attendee, presenter)
     play_to_the_end(presenter)
@@ -113,8 +121,7 @@ def test_the_room_fits_a_projector_and_a_phone_without_sideways_scroll(
 def test_lanes_and_verdict_are_in_the_first_screen_of_a_projector(
     browser: Browser, live_url: str, contexts: list[BrowserContext], screenshot
 ) -> None:
-    presenter = new_page(browser, contexts, PROJECTOR)
-    open_scenario(presenter, live_url, "producer-retry-duplicate")
+    presenter = present(browser, contexts, live_url)
     play_to_the_end(presenter)
     assert_no_sideways_scroll(presenter)
     assert in_first_screen(presenter, "#verdict .counts", visible_px=60)
@@ -141,10 +148,9 @@ def test_lanes_and_verdict_are_in_the_first_screen_of_a_projector(
 def test_the_presenter_link_is_not_shown_until_copied(
     browser: Browser, live_url: str, contexts: list[BrowserContext]
 ) -> None:
-    presenter = new_page(
-        browser, contexts, PROJECTOR, permissions=["clipboard-read", "clipboard-write"]
+    presenter = present(
+        browser, contexts, live_url, permissions=["clipboard-read", "clipboard-write"]
     )
-    open_scenario(presenter, live_url, "producer-retry-duplicate")
     secret = presenter.locator("#presenter-link").get_attribute("href")
     assert "/present/" in secret
     expect(presenter.locator("#presenter-link")).to_be_hidden()
@@ -180,8 +186,7 @@ def test_without_a_clipboard_the_link_is_copied_by_selection_and_hidden_at_once(
 def test_projector_mode_hides_the_notes_and_the_link_and_shows_the_code_big(
     browser: Browser, live_url: str, contexts: list[BrowserContext]
 ) -> None:
-    presenter = new_page(browser, contexts, PROJECTOR)
-    open_scenario(presenter, live_url, "producer-retry-duplicate")
+    presenter = present(browser, contexts, live_url)
     presenter.locator("#btn-step").click()
     expect(presenter.locator(POSITION)).to_contain_text("event 1 /")
     notes = presenter.locator("#speaker-notes")
@@ -212,8 +217,7 @@ def test_projector_mode_hides_the_notes_and_the_link_and_shows_the_code_big(
 def test_focus_stays_on_the_pressed_control_and_the_scrubber(
     browser: Browser, live_url: str, contexts: list[BrowserContext]
 ) -> None:
-    presenter = new_page(browser, contexts, PROJECTOR)
-    open_scenario(presenter, live_url, "producer-retry-duplicate")
+    presenter = present(browser, contexts, live_url)
     step = presenter.locator("#btn-step")
     step.focus()
     for n in (1, 2, 3):
@@ -250,8 +254,7 @@ def test_the_favicon_is_served(
 def test_the_sequence_diagram_is_not_clipped_at_1440_px(
     browser: Browser, live_url: str, contexts: list[BrowserContext]
 ) -> None:
-    page = new_page(browser, contexts, WIDE)
-    open_scenario(page, live_url, "producer-acks1-failover")
+    page = present(browser, contexts, live_url, "producer-acks1-failover", WIDE)
     play_to_the_end(page)
     box = page.locator("#diagram .diagram-scroll")
     assert box.evaluate("el => el.scrollWidth <= el.clientWidth")
@@ -267,8 +270,7 @@ def test_the_sequence_diagram_is_not_clipped_at_1440_px(
 def test_internal_topic_keys_are_shown_whole(
     browser: Browser, live_url: str, contexts: list[BrowserContext]
 ) -> None:
-    page = new_page(browser, contexts, PROJECTOR)
-    open_scenario(page, live_url, "consumer-commit-after-processing")
+    page = present(browser, contexts, live_url, "consumer-commit-after-processing")
     play_to_the_end(page)
     keys = page.locator('.lane[id^="lane-__consumer_offsets"] .cell-key')
     expect(keys.first).to_be_visible()
@@ -280,8 +282,7 @@ def test_internal_topic_keys_are_shown_whole(
 def test_a_glossary_term_explains_itself_on_keyboard_focus(
     browser: Browser, live_url: str, contexts: list[BrowserContext]
 ) -> None:
-    page = new_page(browser, contexts, PROJECTOR)
-    open_scenario(page, live_url, "producer-retry-duplicate")
+    page = present(browser, contexts, live_url)
     isr = page.locator("#lanes abbr.term", has_text="ISR").first
     assert "in-sync replicas" in isr.get_attribute("title")
     tip = "el => getComputedStyle(el, '::after').content"
@@ -304,8 +305,7 @@ def test_a_glossary_term_explains_itself_on_keyboard_focus(
 def test_the_presenter_sees_how_many_attendees_watch(
     browser: Browser, live_url: str, contexts: list[BrowserContext]
 ) -> None:
-    presenter = new_page(browser, contexts, PROJECTOR)
-    open_scenario(presenter, live_url, "producer-retry-duplicate")
+    presenter = present(browser, contexts, live_url)
     count = presenter.locator("#audience")
     expect(count).to_have_text("0 watching")  # the presenter's own page is not counted
     attendees = [new_page(browser, contexts, PHONE) for _ in range(2)]
