@@ -18,12 +18,18 @@ def open_builtin(browser: Browser, url: str, title: str) -> Page:
     return page
 
 
+def run_to_the_end(browser: Browser, url: str, title: str) -> Page:
+    """A built-in scenario opened and played to the end of its run."""
+    page = open_builtin(browser, url, title)
+    page.get_by_role("button", name="to the end").click()
+    expect(page.locator("#run-header")).to_contain_text("run over", timeout=15_000)
+    return page
+
+
 def test_the_lost_card_highlights_the_truncated_ghost_not_the_live_record(
     browser: Browser, live_url: str
 ) -> None:
-    page = open_builtin(browser, live_url, ACKS1_FAILOVER)
-    page.get_by_role("button", name="to the end").click()
-    expect(page.locator("#run-header")).to_contain_text("run over", timeout=15_000)
+    page = run_to_the_end(browser, live_url, ACKS1_FAILOVER)
     expect(page.locator("#verdict .verdict-headline")).to_have_text(
         "\u2717 at-least-once broken: 3 lost"
     )
@@ -44,9 +50,7 @@ def test_the_lost_card_highlights_the_truncated_ghost_not_the_live_record(
 def test_the_story_tells_the_duplicate_and_keeps_the_script_apart(
     browser: Browser, live_url: str
 ) -> None:
-    page = open_builtin(browser, live_url, RETRY_DUPLICATE)
-    page.get_by_role("button", name="to the end").click()
-    expect(page.locator("#run-header")).to_contain_text("run over", timeout=15_000)
+    page = run_to_the_end(browser, live_url, RETRY_DUPLICATE)
 
     happened = page.locator("#narration .story-happened")
     script = page.locator("#narration .story-script")
