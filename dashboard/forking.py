@@ -13,7 +13,7 @@ The garbage collector is paused while copies are made: a copy allocates hundreds
 of objects, and each full collection it would trigger walks every object of the process with
 the GIL held, stalling the event loop (0.5 s and more) as surely as copying on it would.
 
-Limits, each refusal a ``LimitError`` saying which and what to do:
+Limits, each refusal a ``Busy`` (a LimitError that frees up) saying which and what to do:
 
 - per process: ``LAB_MAX_FORKS_RUNNING`` copies made at once; up to ``LAB_MAX_FORKS_WAITING``
   more wait their turn (first come, first served), past that "busy, try again";
@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dashboard import pacing, ratelimit
-from dashboard.runtime import LimitError, Room, registry, setting
+from dashboard.runtime import Busy, Room, registry, setting
 from dashboard.timeline import Timeline
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def make_room_for(client: str) -> None:
         return
     idle = [r for r in mine if not r.viewers and not r.playing]
     if not idle:
-        raise LimitError(
+        raise Busy(
             f"You already have {len(mine)} private copies open (sandboxes and views), each "
             f"watched or playing: that is the most one browser may have "
             f"(LAB_MAX_PRIVATE_ROOMS_PER_CLIENT={limit}). Close the tab of one you are done "
@@ -117,13 +117,13 @@ async def copy_timeline(source: Room, limit: bool, client: str = "") -> tuple[Ti
     gate = _semaphore()
     waiting_limit = int(setting("LAB_MAX_FORKS_WAITING", MAX_FORKS_WAITING))
     if gate.locked() and _waiting >= waiting_limit:
-        raise LimitError(
+        raise Busy(
             f"The lab is busy making {_running + _waiting} other copies of rooms: try again in a "
             "few seconds."
         )
     if client:
         if client in _busy_clients:
-            raise LimitError(
+            raise Busy(
                 "Your previous copy is still being made: wait for it to open before asking "
                 "for another."
             )
@@ -131,7 +131,7 @@ async def copy_timeline(source: Room, limit: bool, client: str = "") -> tuple[Ti
         rate = setting("LAB_RATE_FORK_SESSION", RATE_FORK_SESSION)
         decision = await ratelimit.acheck("fork-session", client, rate)
         if not decision:
-            raise LimitError(
+            raise Busy(
                 f"Too many copies from this browser (LAB_RATE_FORK_SESSION): try again in "
                 f"{decision.retry_after_s} s."
             )
@@ -155,7 +155,7 @@ async def copy_timeline(source: Room, limit: bool, client: str = "") -> tuple[Ti
             _running -= 1
             gate.release()
     except pacing.Stopping as exc:
-        raise LimitError(str(exc)) from None
+        raise Busy(str(exc)) from None
     finally:
         _busy_clients.discard(client)
     return plan, clock_ms
@@ -197,7 +197,7 @@ _replays_lock = threading.Lock()
 
 @contextlib.contextmanager
 def replay_slot() -> Iterator[None]:
-    """One of the few replays allowed at once in this process (any thread); LimitError when
+    """One of the few replays allowed at once in this process (any thread); Busy when
     none frees up within REPLAY_WAIT_S."""
     global _replays
     limit = _limit("LAB_MAX_REPLAYS_RUNNING", MAX_REPLAYS_RUNNING)
@@ -206,7 +206,7 @@ def replay_slot() -> Iterator[None]:
             _replays = (limit, threading.BoundedSemaphore(limit))
         slots = _replays[1]
     if not slots.acquire(timeout=REPLAY_WAIT_S):
-        raise LimitError(
+        raise Busy(
             f"The lab is busy replaying {limit} other saved runs (LAB_MAX_REPLAYS_RUNNING): "
             "try again in a minute."
         )

@@ -30,7 +30,7 @@ from dashboard.models import (
     new_key,
     normalize_code,
 )
-from dashboard.runtime import LimitError, setting
+from dashboard.runtime import Busy, LimitError, setting
 from dashboard.timeline import Command
 
 SESSION_PRESENTS = "lab_presents"  # room ids this browser session may control
@@ -157,7 +157,7 @@ def _check_room_limits(kind: str, creator: str = "") -> None:
             # watching (not touched by the sweeper lately) makes way.
             idle = [r for r in mine if now - r.last_active >= watched_window()]
             if not idle:
-                raise LimitError(
+                raise Busy(
                     f"You already have {_rooms(len(mine))} in use, the most one address may hold "
                     f"(each is watched or was used in the last {_minutes(hold_s())}). End a "
                     "room you no longer need (“End this room” on its page), or close its tabs."
@@ -167,7 +167,7 @@ def _check_room_limits(kind: str, creator: str = "") -> None:
             parked.insert(0, idle[0])
         limit = int(setting("LAB_MAX_ROOMS", 32))
         if len(in_use) >= limit:
-            raise LimitError(
+            raise Busy(
                 f"The lab already runs {_rooms(len(in_use))} in use, the most it runs at "
                 f"once. A room that nobody watches or uses for {_minutes(hold_s())} stops "
                 "counting: try again then, or preview the scenario on your own instead."

@@ -36,7 +36,7 @@ from dashboard.runs import (
     settings_of,
     verdict_context,
 )
-from dashboard.runtime import LimitError
+from dashboard.runtime import Busy, LimitError
 from dashboard.timeline import Timeline
 
 
@@ -169,6 +169,10 @@ def run_replay(request: HttpRequest, run_id: str) -> HttpResponse:
         with transaction.atomic():  # no orphan copy when the room is refused
             copy = copy_run(run, origin="replay")
             room, key = create_room(copy, creator=workshop.creator(request))
+    except Busy as exc:
+        response = _run_page(request, run, error=str(exc), status=429)
+        response["Retry-After"] = str(exc.retry_after_s)
+        return response
     except (RunError, LimitError) as exc:
         return _run_page(request, run, error=str(exc), status=400)
     take_presenter(request.session, room, key)

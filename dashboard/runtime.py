@@ -54,6 +54,13 @@ class LimitError(Exception):
     """A limit of the lab was reached; the message says which, for the user."""
 
 
+class Busy(LimitError):
+    """A limit that frees up with time (a room, a copy, a replay slot): asking again later can
+    work, so HTTP answers 429 with a Retry-After, where a size limit is a 400."""
+
+    retry_after_s = 30
+
+
 def setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 

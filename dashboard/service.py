@@ -31,6 +31,7 @@ from dashboard.models import LabRoom, SavedRun
 from dashboard.panels.run import NEUTRAL_TITLE
 from dashboard.presenters import LANE_WINDOW, slug, window_cells
 from dashboard.runtime import (
+    Busy,
     LimitError,
     Room,
     check_limits,
@@ -275,7 +276,7 @@ async def control(room_id: str, fields: dict[str, str], presenter: bool) -> dict
     starts = command.action == "play" or (command.action == "speed" and command.speed == "end")
     refusal = room.play_refusal() if starts else ""
     if refusal:
-        return {"error": refusal}  # the cap on playing rooms (pacing.py): said at once
+        return {"error": refusal, "busy": True}  # the cap on playing rooms (pacing.py): now
     room.submit(command)
     room.ensure_running()
     return {"error": None}
@@ -412,4 +413,4 @@ async def dispatch(op: str, args: dict[str, Any]) -> dict[str, Any]:
     try:
         return await handler(**args)
     except (ServiceError, LimitError, ScenarioError) as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc), "busy": isinstance(exc, Busy)}

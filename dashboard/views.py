@@ -26,7 +26,7 @@ from broker.scenario import ScenarioSpec
 from dashboard import catalogue, gateway, ratelimit, rooms, workshop, workshop_panels
 from dashboard.forms import AskForm, ScenarioUploadForm
 from dashboard.models import Question
-from dashboard.runtime import LimitError, setting
+from dashboard.runtime import Busy, LimitError, setting
 
 # Modules whose absence means "the engine is not written yet" rather than a bug in it.
 _ENGINE_MODULES = {"broker", "broker.scenario"}
@@ -86,6 +86,8 @@ def _open_room(
             room, key = workshop.create_preview(spec, toml)
         else:
             room, key = workshop.create_workshop(spec, toml, request)
+    except Busy as exc:
+        return workshop.busy(str(exc), exc.retry_after_s)
     except LimitError as exc:
         return str(exc)
     rooms.take_presenter(request.session, room, key)
@@ -258,6 +260,12 @@ def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
     return _rated(response, message)
 
 
+def _refusal_of(result: dict[str, Any]) -> str:
+    """A runtime operation's refusal: one that frees up with time (busy) becomes a 429."""
+    message = str(result["error"])
+    return workshop.busy(message) if result.get("busy") else message
+
+
 def _rated(response: HttpResponse, message: str) -> HttpResponse:
     """A refusal for going past a rate is a 429 saying when to retry; any other refusal keeps
     its status."""
@@ -303,7 +311,7 @@ def control(request: HttpRequest, room_id: str) -> HttpResponse:
     }
     result = call("control", room_id=room_id, fields=fields, presenter=True)
     if result.get("error"):
-        return _refuse(request, result["error"], 503 if result.get("unavailable") else 400)
+        return _refuse(request, _refusal_of(result), 503 if result.get("unavailable") else 400)
     return _done(request, room_id)
 
 
@@ -347,7 +355,7 @@ def fork(request: HttpRequest, room_id: str) -> HttpResponse:
         presenter=rooms.is_presenter(request.session, room_id),
     )
     if result.get("error"):
-        return _refuse(request, result["error"], 400)
+        return _refuse(request, _refusal_of(result), 503 if result.get("unavailable") else 400)
     rooms.grant_presenter(request.session, result["room_id"])
     if kind == "sandbox":
         rooms.remember_run(request.session, result["run_id"])  # "Saved runs" on the home page
@@ -373,7 +381,7 @@ def ask(request: HttpRequest, room_id: str) -> HttpResponse:
         correct=form.correct_index(),
     )
     if result.get("error"):
-        return _refuse(request, result["error"], 400)
+        return _refuse(request, _refusal_of(result), 400)
     return _done(request, room_id)
 
 
@@ -382,7 +390,7 @@ def reveal(request: HttpRequest, room_id: str) -> HttpResponse:
     """Reveal (the run plays on), or with close=1 take the question down."""
     result = call("reveal", room_id=room_id, close=request.POST.get("close") == "1")
     if result.get("error"):
-        return _refuse(request, result["error"], 400)
+        return _refuse(request, _refusal_of(result), 400)
     return _done(request, room_id)
 
 
@@ -391,7 +399,7 @@ def end(request: HttpRequest, room_id: str) -> HttpResponse:
     """End the room: viewers are told, the join code stops working, the run stays saved."""
     result = call("end", room_id=room_id)
     if result.get("error"):
-        return _refuse(request, result["error"], 503 if result.get("unavailable") else 400)
+        return _refuse(request, _refusal_of(result), 503 if result.get("unavailable") else 400)
     url = reverse("run", args=[result["run_id"]]) if result.get("run_id") else reverse("home")
     if request.htmx:  # type: ignore[attr-defined]
         response = HttpResponse(status=204)

@@ -99,6 +99,13 @@ class Refusal(str):
     retry_after_s = 0
 
 
+def busy(message: str, retry_after_s: int = 30) -> Refusal:
+    """A refusal that asking again later can get past (a limit that frees up): a 429."""
+    refusal = Refusal(message)
+    refusal.retry_after_s = retry_after_s
+    return refusal
+
+
 def _refusal(action: str, decision: ratelimit.Decision) -> str:
     if decision.allowed:
         return ""

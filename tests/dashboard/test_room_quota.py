@@ -47,7 +47,7 @@ def test_rooms_in_use_count_and_the_refusal_says_when_to_come_back() -> None:
 
     status, page = open_from("10.0.0.3")
 
-    assert status == 400
+    assert status == 429  # a limit that frees up: asking again later can work
     assert "The lab already runs 2 workshop rooms in use, the most it runs at once." in page
     assert "nobody watches or uses for 10 minutes stops counting" in page
     assert LabRoom.objects.count() == 2

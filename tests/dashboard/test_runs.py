@@ -452,7 +452,7 @@ def test_a_refused_room_leaves_no_copy_behind(client: Client) -> None:
 
     response = client.post(f"/runs/{run.id}/replay/")
 
-    assert response.status_code == 400
+    assert response.status_code == 429
     assert "The lab already runs 0 workshop rooms in use, the most it runs at once" in unescape(
         response.text
     )

@@ -107,7 +107,7 @@ def test_past_the_room_limit_a_new_workshop_room_is_refused(client: Client) -> N
 
     response = client.post("/", {"scenario": "producer-idempotent"})
 
-    assert response.status_code == 400
+    assert response.status_code == 429 and response["Retry-After"] == "30"
     assert "The lab already runs 1 workshop room in use, the most it runs at once." in (
         response.text
     )
