@@ -4,9 +4,10 @@
    the reason as text; htmx then swaps nothing and fires htmx:responseError. The reason goes in
    a slot right after the form that was sent (a vote, a question, an upload), which takes the
    focus so a keyboard or screen-reader user lands on it; a refused playback or fault press goes
-   in #controls-error beside the controls, without moving the focus off the pressed button. The
-   slot clears on that form's next success. The connection's own notices (#ws-error: a room that
-   ended, a refused resync) clear on the next press that gets through. */
+   in #controls-error, inside the sticky toolbar (so in view however far down the press was
+   made), without moving the focus off the pressed button. The slot clears on that form's next
+   success. The connection's own notices (#ws-error: a room that ended, a refused resync) clear
+   on the next press that gets through. */
 (function () {
   "use strict";
 
