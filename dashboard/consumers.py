@@ -18,11 +18,11 @@ from django.conf import settings
 from broker.guard import loads_json
 from broker.scenario import PathError
 from dashboard import gateway, ratelimit, rooms, workshop
+from dashboard.forms import CONTROL_FIELDS
 from dashboard.fragments import error_frame
 from dashboard.runtime import setting
 
 MAX_MESSAGE_BYTES = 4096
-CONTROL_FIELDS = ("action", "speed", "position", "fault")
 
 
 def _roles(session: Any, room_id: str) -> tuple[bool, str]:

@@ -8,20 +8,35 @@ from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from broker.scenario import ScenarioError, ScenarioSpec, load_text
+from dashboard.panels.common import BEAT, BEATS
 from dashboard.presenters import SPEEDS
 from dashboard.runtime import Control, Room, setting
 
-ACTIONS = ("play", "pause", "step", "back", "seek", "speed", "reset", "fault")
+# The fields a control may carry (an HTTP POST or a WebSocket message); ControlForm checks them.
+CONTROL_FIELDS = ("action", "speed", "position", "fault", "beats", "on")
+ACTIONS = ("play", "pause", "step", "back", "seek", "speed", "reset", "fault", "anomaly-pause")
 
 
 class ControlForm(forms.Form):
     """A playback control or a fault button, for one room.
 
-    A speed button posts only ``speed``; the action is then "speed".
+    A speed button posts only ``speed``; the action is then "speed". A beat-rate button posts
+    only ``beats`` (moments per second): the speed is then "beat" (event pacing). The pause on
+    anomaly toggle posts only ``on`` ("on" or "off"); the action is then "anomaly-pause".
     """
 
     action = forms.ChoiceField(choices=[(a, a) for a in ACTIONS], required=False)
-    speed = forms.ChoiceField(choices=[(s, s) for s in SPEEDS], required=False)
+    speed = forms.ChoiceField(choices=[(s, s) for s in (*SPEEDS, BEAT)], required=False)
+    beats = forms.ChoiceField(
+        choices=[(b, b) for b in BEATS],
+        required=False,
+        error_messages={
+            "invalid_choice": "Event pacing plays %(value)s moments a second? It plays "
+            + ", ".join(BEATS)
+            + " moments a second."
+        },
+    )
+    on = forms.ChoiceField(choices=[("on", "on"), ("off", "off")], required=False)
     position = forms.IntegerField(min_value=0, max_value=10_000_000, required=False)
     fault = forms.CharField(max_length=120, required=False)
 
@@ -31,10 +46,20 @@ class ControlForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        action = data.get("action") or ("speed" if data.get("speed") else "")
+        action = data.get("action") or ""
+        if not action and (data.get("speed") or data.get("beats")):
+            action = "speed"
+        elif not action and data.get("on"):
+            action = "anomaly-pause"  # the toggle button posts only ``on``
         if not action:
             raise forms.ValidationError("Which control? (action is missing)")
         data["action"] = action
+        if action == "speed" and data.get("beats") and not data.get("speed"):
+            data["speed"] = BEAT
+        if data.get("beats") and data.get("speed") != BEAT:
+            self.add_error("beats", 'A beat rate goes with event pacing (speed "beat").')
+        if action == "anomaly-pause" and not data.get("on") and "on" not in self.errors:
+            self.add_error("on", "Pause on anomaly: on or off?")
         if action == "speed" and not data.get("speed"):
             self.add_error("speed", "Pick a speed.")
         if action == "seek" and data.get("position") is None and "position" not in self.errors:
@@ -64,6 +89,8 @@ class ControlForm(forms.Form):
             speed=data.get("speed") or None,
             position=data.get("position"),
             fault=data.get("fault") or None,
+            beats=data.get("beats") or None,
+            on=None if not data.get("on") else data["on"] == "on",
         )
 
     def error_text(self) -> str:

@@ -36,6 +36,7 @@ from django.conf import settings
 from broker.scenario import ScenarioError, ScenarioSpec
 from dashboard import background, fanout, fragments, pacing, workshop_panels
 from dashboard.observe import observe, scenario_info, snapshot_of, verdict_of
+from dashboard.panels.common import BEAT, BEATS
 from dashboard.presenters import SPEEDS, FaultOption, fault_options
 from dashboard.timeline import Command, Timeline
 
@@ -110,18 +111,41 @@ class Viewer(Protocol):
     async def base_send(self, message: dict[str, Any]) -> None: ...
 
 
-ALL_ACTIONS = frozenset({"play", "pause", "step", "back", "seek", "speed", "reset", "fault"})
-HISTORY_ACTIONS = frozenset({"play", "pause", "step", "back", "seek", "speed"})
+ALL_ACTIONS = frozenset(
+    {"play", "pause", "step", "back", "seek", "speed", "reset", "fault", "anomaly-pause"}
+)
+HISTORY_ACTIONS = frozenset({"play", "pause", "step", "back", "seek", "speed", "anomaly-pause"})
+
+
+def anomaly_key(anomaly: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (anomaly["kind"], anomaly["message_id"], anomaly.get("where", "log"))
+
+
+def judged_anomalies(verdict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The verdict's anomalies, without messages still in flight (travelling, not lost)."""
+    return [a for a in verdict.get("anomalies", []) if not a.get("in_flight")]
+
+
+def anomaly_cause(anomaly: Mapping[str, Any]) -> dict[str, Any]:
+    """Why a room paused itself on an anomaly, for the page (header and verdict card)."""
+    kind = anomaly["kind"].replace("-", " ")
+    explanation = anomaly.get("explanation", "")
+    text = f"Paused: {kind} of {anomaly['message_id']}"
+    if explanation:
+        text += f" ({explanation})"
+    return {"text": text, "kind": anomaly["kind"], "message_id": anomaly["message_id"]}
 
 
 @dataclass(frozen=True, slots=True)
 class Control:
     """A validated control (see forms.ControlForm)."""
 
-    action: str  # play pause step back seek speed reset fault
+    action: str  # play pause step back seek speed reset fault anomaly-pause
     speed: str | None = None
     position: int | None = None
     fault: str | None = None
+    beats: str | None = None  # with speed "beat": moments per second (BEATS)
+    on: bool | None = None  # anomaly-pause: pause on the next anomaly, or not
 
 
 class Room:
@@ -152,6 +176,14 @@ class Room:
         self.timeline = timeline if timeline is not None else Timeline(spec, seed)
         self.playing = False
         self.speed = "1"
+        # Event pacing (speed "beat"): moments per second, and when the next beat is due.
+        self.beats = "1"
+        self._next_beat = 0.0
+        # Pause on anomaly: the judged anomalies seen so far (None: to be read before the next
+        # step), and why the room last paused itself (cleared by the next move).
+        self.pause_on_anomaly = False
+        self._anomalies_seen: frozenset[tuple[str, str, str]] | None = None
+        self.paused_for: dict[str, Any] | None = None
         self.clock_ms = self.timeline.sim.now_ms
         self._anchor_wall = 0.0
         self._anchor_virtual = 0
@@ -333,6 +365,9 @@ class Room:
             "length": timeline.length,
             "in_past": timeline.in_past,
             "seeking": self._seek_target is not None,
+            "beats": self.beats,
+            "pause_on_anomaly": self.pause_on_anomaly,
+            "paused_for": self.paused_for,
         }
 
     def _build(self, details: bool = True) -> fragments.PageModel:
@@ -376,14 +411,19 @@ class Room:
         if action not in self.allowed_actions:
             return  # refused before it was queued (service.py); never applied here either
         timeline = self.timeline
+        if action not in ("pause", "anomaly-pause", "fault"):
+            self.paused_for = None  # a move: the reason for the last pause is history
+            self._anomalies_seen = None
         if action == "play":
             if timeline.ended and not timeline.in_past:
                 return
             self._play(now)
         elif action == "pause":
             self.playing = False
-        elif action == "speed" and control.speed in SPEEDS:
+        elif action == "speed" and (control.speed in SPEEDS or control.speed == BEAT):
             self.speed = control.speed
+            if control.speed == BEAT and control.beats in BEATS:
+                self.beats = control.beats
             if control.speed == "end" or self.playing:
                 self._play(now)
         elif action == "step":
@@ -409,6 +449,11 @@ class Room:
                 return
             timeline.submit(option.command, option.label)
             self._verdict_dirty = True
+        elif action == "anomaly-pause" and control.on is not None:
+            self.pause_on_anomaly = control.on
+            self._anomalies_seen = None  # what is there now is not news
+            if not control.on:
+                self.paused_for = None
 
     def play_refusal(self) -> str:
         """Why this room may not start playing now: the cap on playing rooms (pacing.py)."""
@@ -423,6 +468,7 @@ class Room:
             return
         self.playing = True
         self._seek_target = None
+        self._next_beat = now  # event pacing: the first moment at once
         self._anchor_wall = now
         self._anchor_virtual = self.clock_ms
 
@@ -445,8 +491,17 @@ class Room:
             return False
         before = timeline.steps
         if self.speed == "end":
-            while time.perf_counter() < deadline and timeline.step_engine():
+            while time.perf_counter() < deadline and self._step():
                 pass
+            self.clock_ms = timeline.sim.now_ms
+        elif self.speed == BEAT:
+            # Event pacing: one moment per beat, however much virtual time lies between two.
+            if now >= self._next_beat:
+                self._step(moment=True)
+                interval = 1 / float(self.beats)
+                self._next_beat += interval
+                if self._next_beat <= now:  # a late tick: no burst of beats to catch up
+                    self._next_beat = now + interval
             self.clock_ms = timeline.sim.now_ms
         else:
             factor = float(self.speed)
@@ -458,7 +513,9 @@ class Room:
                     break
                 if due > target:
                     break
-                timeline.step_engine()
+                if not self._step():
+                    target = timeline.sim.now_ms  # paused on an anomaly: the clock stops here
+                    break
                 if time.perf_counter() > deadline:
                     # The engine cannot keep up: slow the virtual clock down to it.
                     target = timeline.sim.now_ms
@@ -466,12 +523,38 @@ class Room:
                     break
             due = timeline.next_due_ms()
             self.clock_ms = max(timeline.sim.now_ms, target if due is None else min(target, due))
-        if timeline.ended and not timeline.in_past:
+        if (timeline.ended and not timeline.in_past) or self.paused_for is not None:
             self.playing = False
             self.clock_ms = timeline.sim.now_ms
         if timeline.steps != before:
             self._verdict_dirty = True
         return True
+
+    def _step(self, moment: bool = False) -> bool:
+        """One engine step (or, ``moment``, up to the next visible event) while playing. With
+        pause on anomaly, a step that reached a new moment compares the checker's judged
+        anomalies with those before it, and pauses the room on the first new one. False when
+        the run is over or the room paused itself."""
+        timeline = self.timeline
+        watch = self.pause_on_anomaly
+        if watch and self._anomalies_seen is None:
+            seen = judged_anomalies(verdict_of(timeline.sim))
+            self._anomalies_seen = frozenset(anomaly_key(a) for a in seen)
+        position = timeline.position
+        moved = timeline.step_event() if moment else timeline.step_engine()
+        if not moved or not watch or timeline.position == position:
+            return moved
+        verdict = verdict_of(timeline.sim)
+        judged = judged_anomalies(verdict)
+        new = [a for a in judged if anomaly_key(a) not in (self._anomalies_seen or ())]
+        self._anomalies_seen = frozenset(anomaly_key(a) for a in judged)
+        if not new:
+            return True
+        self.playing = False
+        self.paused_for = anomaly_cause(new[0])
+        self._verdict_dirty = True
+        logger.info("room %s: paused on an anomaly at %d", self.id, timeline.position)
+        return False
 
     # -- the pacing task -------------------------------------------------------------------
     def ensure_running(self) -> None:

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from broker.scenario import ScenarioSpec
 from dashboard import catalogue, gateway, ratelimit, rooms, workshop, workshop_panels
-from dashboard.forms import AskForm, ScenarioUploadForm
+from dashboard.forms import CONTROL_FIELDS, AskForm, ScenarioUploadForm
 from dashboard.models import Question
 from dashboard.runtime import Busy, LimitError, setting
 
@@ -306,9 +306,7 @@ def control(request: HttpRequest, room_id: str) -> HttpResponse:
     refusal = workshop.rate_refusal(request, "control")
     if refusal:
         return _refuse(request, refusal, 429)
-    fields = {
-        k: request.POST[k] for k in ("action", "speed", "position", "fault") if k in request.POST
-    }
+    fields = {k: request.POST[k] for k in CONTROL_FIELDS if k in request.POST}
     result = call("control", room_id=room_id, fields=fields, presenter=True)
     if result.get("error"):
         return _refuse(request, _refusal_of(result), 503 if result.get("unavailable") else 400)

@@ -7,6 +7,10 @@ from typing import Any
 
 LANE_WINDOW = 40
 SPEEDS = ("0.25", "0.5", "1", "2", "4", "8", "16", "end")
+# Event pacing: speed "beat" plays one moment (the next visible event) per beat, at one of
+# these rates in beats per second, skipping empty virtual time (runtime.Room._advance).
+BEAT = "beat"
+BEATS = ("0.5", "1", "2")
 
 
 def slug(name: str) -> str:
@@ -15,7 +19,14 @@ def slug(name: str) -> str:
 
 
 def speed_label(speed: str) -> str:
+    if speed == BEAT:
+        return "one moment a beat"
     return "to the end" if speed == "end" else f"{speed}\u00d7"
+
+
+def beats_label(beats: str) -> str:
+    """ "1 moment/s", "0.5 moments/s"."""
+    return f"{beats} moment{'' if beats == '1' else 's'}/s"
 
 
 def dash(value: Any) -> Any:

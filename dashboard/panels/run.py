@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.panels.common import SPEEDS, not_started, slug, speed_label
+from dashboard.panels.common import (
+    BEAT,
+    BEATS,
+    SPEEDS,
+    beats_label,
+    not_started,
+    slug,
+    speed_label,
+)
 from dashboard.panels.faults import FaultOption, fault_options
 from dashboard.panels.internal import client_txn_state
 
@@ -35,8 +43,12 @@ def header_panel(obs: dict[str, Any]) -> dict[str, Any]:
         state = "travelling in time\u2026"
     elif status.get("ended"):
         state = "run over" if status["ended"] == "settled" else f"run over ({status['ended']})"
+    elif status.get("playing") and status["speed"] == BEAT:
+        state = f"playing {beats_label(status.get('beats', '1'))}, one moment a beat"
     elif status.get("playing"):
         state = f"playing at {speed_label(status['speed'])}"
+    elif status.get("paused_for"):
+        state = status["paused_for"]["text"]  # paused on an anomaly: why
     else:
         state = "paused"
     return {
@@ -66,6 +78,16 @@ def controls_panel(obs: dict[str, Any]) -> dict[str, Any]:
             }
             for i, s in enumerate(SPEEDS)
         ],
+        # Event pacing: one moment per beat at one of these rates (its own buttons).
+        "beats": [
+            {
+                "value": b,
+                "label": beats_label(b),
+                "current": status["speed"] == BEAT and b == status.get("beats"),
+            }
+            for b in BEATS
+        ],
+        "pause_on_anomaly": bool(status.get("pause_on_anomaly")),
         "in_past": bool(status.get("in_past")),
         "ended": status.get("ended"),
         "can_go_back": status.get("position", 0) > 0,

@@ -213,6 +213,11 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     provisional = bool(verdict.get("provisional"))
     raw = verdict.get("anomalies", [])
     found = _anomaly_rows(raw, semantics, obs.get("ghosts") or {})
+    rows = found.rows
+    cause = (obs.get("status") or {}).get("paused_for")
+    if cause:  # the room paused itself on this anomaly: its card is highlighted (room.js)
+        mark = (cause["kind"], cause["message_id"])
+        rows = [{**r, "cause": (r["kind"], r["message_id"]) == mark} for r in rows]
     if found.in_flight and "lost" in outcome:
         # Mid-run, a message not yet acknowledged nor failed is travelling, not lost.
         outcome["lost"] -= found.in_flight
@@ -233,7 +238,7 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
         "semantics": semantics,
         "counts": counts,
         "anomaly_counts": anomaly_counts,
-        "anomalies": found.rows,
+        "anomalies": rows,
         "anomalies_hidden": found.judged - len(found.rows),
         "in_flight": found.in_flight,
         "provisional": provisional,

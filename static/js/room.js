@@ -130,9 +130,18 @@
     });
   }
 
-  // Clicking an anomaly highlights its cells (and clicking again clears it).
+  // Clicking an anomaly highlights its cells (and clicking again clears it). A room that
+  // paused itself on an anomaly (pause on anomaly) marks its card .is-cause: highlighted once,
+  // as if clicked.
   var highlighted = "";
+  var lastCause = "";
   function reapplyHighlight() {
+    var cause = document.querySelector(".anomaly.is-cause");
+    var causeCells = cause ? cause.dataset.cells || "" : "";
+    if (causeCells !== lastCause) {
+      lastCause = causeCells;
+      if (causeCells) highlighted = causeCells;
+    }
     document.querySelectorAll(".cell.is-highlighted").forEach(function (el) {
       el.classList.remove("is-highlighted");
     });
