@@ -78,16 +78,6 @@ def controls_panel(obs: dict[str, Any]) -> dict[str, Any]:
             }
             for i, s in enumerate(SPEEDS)
         ],
-        # Event pacing: one moment per beat at one of these rates (its own buttons).
-        "beats": [
-            {
-                "value": b,
-                "label": beats_label(b),
-                "current": status["speed"] == BEAT and b == status.get("beats"),
-            }
-            for b in BEATS
-        ],
-        "pause_on_anomaly": bool(status.get("pause_on_anomaly")),
         "in_past": bool(status.get("in_past")),
         "ended": status.get("ended"),
         "can_go_back": status.get("position", 0) > 0,
@@ -100,6 +90,19 @@ def scrubber_panel(obs: dict[str, Any]) -> dict[str, Any]:
         "room_id": status.get("room_id", ""),
         "position": status.get("position", 0),
         "length": status.get("length", 0),
+        # Event pacing (one moment, one scrubber position, per beat at one of these rates) and
+        # the pause on anomaly toggle: in the history row, where the controls row has no room
+        # left on a projector.
+        "beats": [
+            {
+                "value": b,
+                "label": f"{b}/s",  # compact: the row must stay one line on a projector
+                "title": beats_label(b),
+                "current": status["speed"] == BEAT and b == status.get("beats"),
+            }
+            for b in BEATS
+        ],
+        "pause_on_anomaly": bool(status.get("pause_on_anomaly")),
     }
 
 

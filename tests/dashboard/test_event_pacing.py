@@ -86,7 +86,8 @@ def test_pause_on_anomaly_stops_at_the_moment_the_duplicate_is_appended() -> Non
     page = room.page()
     assert room.paused_for["text"] in page.html["run-header"]
     assert "is-cause" in page.html["verdict"]  # its card is highlighted (room.js)
-    assert 'aria-pressed="true"' in page.html["controls"].split('id="btn-anomaly-pause"')[1][:200]
+    toggle = page.html["scrubber-panel"].split('id="btn-anomaly-pause"')[1][:200]
+    assert 'aria-pressed="true"' in toggle
 
     room.submit(Control("play"))  # playing on: the reason goes, the run reaches its end
     for _ in range(100):
@@ -116,9 +117,9 @@ def test_without_the_toggle_the_run_plays_through_the_anomaly() -> None:
     assert room.timeline.ended and room.paused_for is None
 
 
-def test_the_controls_show_the_beat_rates_and_the_toggle() -> None:
+def test_the_history_row_shows_the_beat_rates_and_the_toggle() -> None:
     room = Room("r1", load(SCENARIO))
-    html = room.page().html["controls"]
+    html = room.page().html["scrubber-panel"]
     for rate in ("0.5 moments/s", "1 moment/s", "2 moments/s"):
         assert rate in html
     assert 'name="on" value="on"' in html
