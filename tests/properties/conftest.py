@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 
 # The test modules import ``fault_schedules`` (the schedule strategies and the checked runner)
@@ -18,7 +19,7 @@ from hypothesis import settings
 # sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hypothesis_profiles  # noqa: F401  (registers the profiles)
+import hypothesis_profiles
 
 
 def pytest_configure(config: Any) -> None:
@@ -27,6 +28,18 @@ def pytest_configure(config: Any) -> None:
     run of the whole suite), and with the other plugins' hooks when it is an initial one."""
     if not config.getoption("hypothesis_profile", None):
         settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """The suite's per-test timeout (pyproject.toml) is sized for the ci profiles; a property
+    test runs all its examples inside one test, so with dev or deep it would be cut off
+    (and reported as a flaky failure) long before the examples are done."""
+    if settings.default.max_examples <= hypothesis_profiles.COVERAGE_MIN_EXAMPLES:
+        return
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(str(item.path)).resolve().parent == here:
+            item.add_marker(pytest.mark.timeout(0))
 
 
 def _fixed_local_constants() -> None:

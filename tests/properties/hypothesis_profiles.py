@@ -11,8 +11,10 @@
   (tens of minutes): ``./run tests tests/properties --hypothesis-profile=deep``,
   with ``--hypothesis-seed=N`` to repeat a run.
 
-Choose one with ``--hypothesis-profile=NAME`` after the folder (the profiles are registered when
-this folder's conftest loads), or with ``HYPOTHESIS_PROFILE=NAME``.
+``dev`` and ``deep`` lift the suite's per-test timeout in this folder (conftest.py): one
+property test runs all its examples. Choose a profile with ``--hypothesis-profile=NAME`` after
+the folder (the profiles are registered when this folder's conftest loads), or with
+``HYPOTHESIS_PROFILE=NAME``.
 """
 
 from __future__ import annotations
