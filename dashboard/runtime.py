@@ -293,9 +293,10 @@ class Room:
             return None
         self.seq += 1
         self.frames_sent += 1
-        public = fragments.frame(self.seq, "delta", parts)
+        sent_at = time.time()  # one time for both variants: the same frame, to the millisecond
+        public = fragments.frame(self.seq, "delta", parts, sent_at)
         self.presenter_frame = (
-            fragments.frame(self.seq, "delta", parts + private) if self.notes else public
+            fragments.frame(self.seq, "delta", parts + private, sent_at) if self.notes else public
         )
         return public
 
