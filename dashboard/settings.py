@@ -462,7 +462,7 @@ if LAB_HTTPS:
         # sends the directive and brings the check back.
         SILENCED_SYSTEM_CHECKS.append("security.W021")
 
-# Read the client's address from X-Forwarded-For (dashboard/ratelimit.py): 0 (off, default)
+# Read the client's address from X-Forwarded-For (workshops/ratelimit.py): 0 (off, default)
 # uses the TCP peer; N > 0 trusts the last N proxies (1: one reverse proxy that appends).
 LAB_TRUST_X_FORWARDED_FOR = _env_proxies("LAB_TRUST_X_FORWARDED_FOR")
 
@@ -503,7 +503,7 @@ STATIC_ROOT = Path(_env("LAB_STATIC_ROOT") or BASE_DIR / "staticfiles")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- limits of the live dashboard --------------------------------------------------------------
-# dashboard/runtime.py and dashboard/rooms.py; each refusal says which one was hit.
+# dashboard/live/runtime.py and dashboard/workshops/rooms.py; each refusal says which one was hit.
 LAB_MAX_ROOMS = _env_int("LAB_MAX_ROOMS", 32)  # workshop rooms at once
 # Attendees' sandboxes and detached views; past it, the least recently used one goes.
 LAB_MAX_PRIVATE_ROOMS = _env_int("LAB_MAX_PRIVATE_ROOMS", 400)
@@ -516,7 +516,7 @@ LAB_SWEEP_EVERY_S = _env_int("LAB_SWEEP_EVERY_S", 60)
 # Workshop rooms in use that one client address may hold at once.
 LAB_MAX_ROOMS_PER_CLIENT = _env_int("LAB_MAX_ROOMS_PER_CLIENT", 6)
 LAB_MAX_CONNECTIONS_PER_ROOM = _env_int("LAB_MAX_CONNECTIONS_PER_ROOM", 500)
-# Bytes the server may hold for one WebSocket that is not reading (dashboard/fanout.py): past
+# Bytes the server may hold for one WebSocket that is not reading (dashboard/live/fanout.py): past
 # it, frames skip that browser until it catches up; after LAB_WS_STALL_CLOSE_S it is closed.
 LAB_WS_SEND_BUFFER_BYTES = _env_int("LAB_WS_SEND_BUFFER_BYTES", 256 * 1024, minimum=16 * 1024)
 LAB_WS_STALL_CLOSE_S = _env_seconds("LAB_WS_STALL_CLOSE_S", 30.0)
@@ -528,28 +528,28 @@ LAB_MAX_RUN_UPLOAD_BYTES = _env_int("LAB_MAX_RUN_UPLOAD_BYTES", 512 * 1024)  # a
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(
     2_621_440, LAB_MAX_UPLOAD_BYTES + 65_536, LAB_MAX_RUN_UPLOAD_BYTES + 65_536
 )
-# Steps a saved run may replay when opened (dashboard/runs.py).
+# Steps a saved run may replay when opened (dashboard/runs/store.py).
 LAB_MAX_REPLAY_STEPS = _env_int("LAB_MAX_REPLAY_STEPS", 1_000_000)
 # One frame per tick at most: 50 ms is 20 frames per second.
 LAB_TICK_MS = 50
 # CPU time the engine may take per tick, so WebSockets stay responsive on "to the end".
 LAB_TICK_BUDGET_MS = 8
-# Sharing the event loop (dashboard/pacing.py): every room's ticks together get this much of
+# Sharing the event loop (dashboard/live/pacing.py): every room's ticks together get this much of
 # each tick period; rooms playing at once (private copies: at most LAB_MAX_PLAYING_PRIVATE of
 # them); a room nobody watches pauses after LAB_PAUSE_UNWATCHED_S.
 LAB_LOOP_BUDGET_MS = _env_int("LAB_LOOP_BUDGET_MS", 30)
 LAB_MAX_PLAYING_ROOMS = _env_int("LAB_MAX_PLAYING_ROOMS", 4)
 LAB_MAX_PLAYING_PRIVATE = _env_int("LAB_MAX_PLAYING_PRIVATE", max(1, LAB_MAX_PLAYING_ROOMS // 2))
 LAB_PAUSE_UNWATCHED_S = _env_seconds("LAB_PAUSE_UNWATCHED_S", 60.0)
-# "Try it yourself" and detached views (dashboard/forking.py): copies made at once per process
+# "Try it yourself" and detached views (dashboard/live/forking.py): copies made at once per process
 # (more wait in line, up to LAB_MAX_FORKS_WAITING), and private rooms per browser session.
 LAB_MAX_FORKS_RUNNING = _env_int("LAB_MAX_FORKS_RUNNING", 2)
 LAB_MAX_FORKS_WAITING = _env_int("LAB_MAX_FORKS_WAITING", 8, minimum=0)
 LAB_MAX_PRIVATE_ROOMS_PER_CLIENT = _env_int("LAB_MAX_PRIVATE_ROOMS_PER_CLIENT", 3)
-# Saved runs replayed at once per process (dashboard/runs.py); more wait up to 15 s.
+# Saved runs replayed at once per process (dashboard/runs/store.py); more wait up to 15 s.
 LAB_MAX_REPLAYS_RUNNING = _env_int("LAB_MAX_REPLAYS_RUNNING", 2)
 
-# -- rate limits (dashboard/ratelimit.py): (requests, per seconds) -----------------------------
+# -- rate limits (dashboard/workshops/ratelimit.py): (requests, per seconds) -------------------
 LAB_RATE_ROOM_CREATE = _env_rate("LAB_RATE_ROOM_CREATE", "10/60")  # per client address
 LAB_RATE_VOTE = _env_rate("LAB_RATE_VOTE", "20/60")  # per attendee
 LAB_RATE_CONTROL = _env_rate("LAB_RATE_CONTROL", "20/1")  # per connection or session

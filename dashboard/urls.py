@@ -17,5 +17,5 @@ urlpatterns = [
     path("rooms/<str:room_id>/vote/", views.vote, name="room-vote"),
     path("rooms/<str:room_id>/end/", views.end, name="room-end"),
     path("rooms/<str:room_id>/lanes/<str:partition>/", views.lane, name="room-lane"),
-    path("runs/", include("dashboard.run_urls")),
+    path("runs/", include("dashboard.runs.urls")),
 ]

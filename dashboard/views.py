@@ -23,10 +23,13 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import catalogue, gateway, ratelimit, rooms, workshop, workshop_panels
-from dashboard.forms import CONTROL_FIELDS, AskForm, ScenarioUploadForm
+from dashboard import catalogue
+from dashboard.live import gateway
+from dashboard.live.runtime import Busy, LimitError, setting
 from dashboard.models import Question
-from dashboard.runtime import Busy, LimitError, setting
+from dashboard.panels import workshop_panels
+from dashboard.workshops import ratelimit, rooms, workshop
+from dashboard.workshops.forms import CONTROL_FIELDS, AskForm, ScenarioUploadForm
 
 # Modules whose absence means "the engine is not written yet" rather than a bug in it.
 _ENGINE_MODULES = {"broker", "broker.scenario"}

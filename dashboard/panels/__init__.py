@@ -1,3 +1,3 @@
 """The room's panels, one module per family: each turns an observation (plain data, see
-``dashboard.observe``) into what its templates in ``templates/dashboard/panels/`` show.
-``dashboard.presenters`` names them all."""
+``dashboard.panels.observe``) into what its templates in ``templates/dashboard/panels/`` show.
+``dashboard.panels.presenters`` names them all."""

@@ -6,7 +6,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from dashboard.glossary import GLOSSARY, definition
+from dashboard.panels.glossary import GLOSSARY, definition
 
 register = template.Library()
 

@@ -9,11 +9,12 @@ from django.core.cache import cache
 from django.test import Client
 
 from broker.scenario import load
-from dashboard import gateway, ratelimit
+from dashboard.live import gateway
+from dashboard.live.runtime import registry
+from dashboard.live.timeline import Timeline
 from dashboard.models import LabRoom
-from dashboard.observe import observe, scenario_info, verdict_of
-from dashboard.runtime import registry
-from dashboard.timeline import Timeline
+from dashboard.panels.observe import observe, scenario_info, verdict_of
+from dashboard.workshops import ratelimit
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 

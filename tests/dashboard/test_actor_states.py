@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from broker.scenario import load, load_text
-from dashboard import consumer_panels, fragments, presenters, txn_panels
-from dashboard.runtime import Room
-from dashboard.timeline import Timeline
+from dashboard.live.runtime import Room
+from dashboard.live.timeline import Timeline
+from dashboard.panels import consumer_panels, fragments, presenters, txn_panels
 from tests.dashboard.conftest import observed
 
 

@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 
 from broker.scenario import load
 from dashboard.asgi import application
-from dashboard.runtime import Room, registry
+from dashboard.live.runtime import Room, registry
 from tests.dashboard.conftest import Headers
 
 PresenterHeaders = Callable[..., Awaitable[Headers]]

@@ -5,11 +5,11 @@ import pytest
 from django.test import Client
 
 from broker.scenario import load, step_parser
-from dashboard import consumer_panels, fragments, presenters
-from dashboard.forms import ControlForm
-from dashboard.observe import scenario_info
-from dashboard.runtime import Control, Room
-from dashboard.timeline import Timeline
+from dashboard.live.runtime import Control, Room
+from dashboard.live.timeline import Timeline
+from dashboard.panels import consumer_panels, fragments, presenters
+from dashboard.panels.observe import scenario_info
+from dashboard.workshops.forms import ControlForm
 from tests.dashboard.conftest import finished, observed
 
 

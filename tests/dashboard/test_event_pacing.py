@@ -7,11 +7,11 @@ import pytest
 from django.test import Client
 
 from broker.scenario import load
-from dashboard.forms import ControlForm
+from dashboard.live.runtime import Control, Room, registry
+from dashboard.live.timeline import Timeline
 from dashboard.models import LabRoom
-from dashboard.observe import verdict_of
-from dashboard.runtime import Control, Room, registry
-from dashboard.timeline import Timeline
+from dashboard.panels.observe import verdict_of
+from dashboard.workshops.forms import ControlForm
 from tests.dashboard.conftest import open_room, open_workshop
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from dashboard.fanout import Audience
+from dashboard.live.fanout import Audience
 
 
 class Viewer:

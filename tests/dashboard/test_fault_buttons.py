@@ -7,9 +7,9 @@ import pytest
 
 from broker.faults import FAULT_KINDS
 from broker.scenario import load, load_text
-from dashboard import presenters
-from dashboard.observe import scenario_info, snapshot_of
-from dashboard.timeline import Timeline
+from dashboard.live.timeline import Timeline
+from dashboard.panels import presenters
+from dashboard.panels.observe import scenario_info, snapshot_of
 
 QUIET = """
 semantics = "at-least-once"

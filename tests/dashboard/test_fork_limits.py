@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from broker.scenario import load, load_text
-from dashboard import forking, pacing
-from dashboard import timeline as timeline_module
+from dashboard.live import forking, pacing
+from dashboard.live import timeline as timeline_module
+from dashboard.live.runtime import LimitError, Room, registry
+from dashboard.live.timeline import Timeline
 from dashboard.management.commands.bench_fanout import bench_scenario
-from dashboard.runs import RunError, replay
-from dashboard.runtime import LimitError, Room, registry
-from dashboard.timeline import Timeline
+from dashboard.runs.store import RunError, replay
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +84,9 @@ async def test_the_event_loop_keeps_answering_while_a_big_copy_is_made(
     assert timeline.sim.snapshot() == room.timeline.sim.snapshot()
     assert clock_ms == room.clock_ms
     assert copied_on and loop_thread not in copied_on  # never on the event loop's thread
-    assert took > 0.3  # a real copy, long enough for the probe to mean something
+    # Counted, not timed: while the copy was made the loop woke the probe again and again
+    # (copied on the loop, it would have woken it once, after the copy).
+    assert len(lateness) >= 5, (len(lateness), took)
     # Copied on the loop, this froze it for the whole copy (1 to 3 s here, by the load).
     assert max(lateness) < 1.0, f"the loop was held {max(lateness) * 1000:.0f} ms"
 

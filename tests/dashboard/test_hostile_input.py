@@ -18,10 +18,10 @@ from django.test.utils import override_settings
 from broker.guard import MAX_NESTING
 from broker.scenario import load
 from dashboard.asgi import application
+from dashboard.live.runtime import records_in, registry
+from dashboard.live.timeline import Command
 from dashboard.models import LabRoom, SavedRun
-from dashboard.rooms import builtin_text, create_room, create_run
-from dashboard.runtime import records_in, registry
-from dashboard.timeline import Command
+from dashboard.workshops.rooms import builtin_text, create_room, create_run
 from tests.dashboard.conftest import Headers, open_room
 
 SCENARIO = "producer-retry-duplicate"

@@ -9,8 +9,8 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 
 from broker.scenario import load
-from dashboard import pacing, service, worker
-from dashboard.runtime import Control, Room, registry
+from dashboard.live import pacing, service, worker
+from dashboard.live.runtime import Control, Room, registry
 
 
 def busy(seconds: float) -> None:

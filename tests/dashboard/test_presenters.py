@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 
 from broker.scenario import load, load_text
-from dashboard import fragments, presenters
-from dashboard.diagram import sequence_diagram
+from dashboard.live.timeline import Timeline
+from dashboard.panels import fragments, presenters
 from dashboard.panels import run as run_panels
-from dashboard.timeline import Timeline
+from dashboard.panels.diagram import sequence_diagram
 from tests.dashboard.conftest import finished, observed
 
 

@@ -1,4 +1,5 @@
-"""Rate limits (dashboard/ratelimit.py): counting, windows, isolation, the client's address.
+"""Rate limits (dashboard/workshops/ratelimit.py): counting, windows, isolation, the client's
+address.
 
 Most tests count in a local-memory cache of their own with a clock they move by hand; the last
 section runs against a real Redis when redis-server is installed (started on a free port).
@@ -23,8 +24,8 @@ from django.core.cache import caches
 from django.test import RequestFactory
 from django.test.utils import override_settings
 
-from dashboard import ratelimit
 from dashboard import settings as settings_module
+from dashboard.workshops import ratelimit
 from tests.conftest import NEEDS_REDIS
 
 START = 6000.0  # a multiple of 60 and of 1: windows of both start here
@@ -211,7 +212,7 @@ def test_a_failing_cache_lets_hits_through_and_warns_once(
     monkeypatch.setattr(cache, "incr", down)
     monkeypatch.setattr(cache, "add", down)
 
-    with caplog.at_level(logging.WARNING, logger="dashboard.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="dashboard.workshops.ratelimit"):
         assert all(ratelimit.allow("room", "k", (1, 60)) for _ in range(5))
 
     assert [r.getMessage() for r in caplog.records] == ["rate limits are off: the cache failed"]

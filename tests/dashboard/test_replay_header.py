@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client
 
-from dashboard import ratelimit
+from dashboard.workshops import ratelimit
 from tests.dashboard.test_runs import live_run, saved
 
 pytestmark = pytest.mark.django_db

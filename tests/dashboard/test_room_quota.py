@@ -7,8 +7,8 @@ from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from dashboard.live.runtime import registry
 from dashboard.models import LabRoom, SavedRun
-from dashboard.runtime import registry
 from tests.dashboard.conftest import open_workshop
 
 pytestmark = pytest.mark.django_db

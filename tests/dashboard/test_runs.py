@@ -15,13 +15,14 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from broker.scenario import load
-from dashboard import ratelimit, runs
+from dashboard.live.timeline import Timeline
 from dashboard.models import LabRoom, SavedRun
-from dashboard.observe import scenario_info, verdict_of
-from dashboard.presenters import fault_options
-from dashboard.rooms import builtin_text, commands_of, create_run
-from dashboard.runs import RunError, replay_to_end
-from dashboard.timeline import Timeline
+from dashboard.panels.observe import scenario_info, verdict_of
+from dashboard.panels.presenters import fault_options
+from dashboard.runs import store as runs
+from dashboard.runs.store import RunError, replay_to_end
+from dashboard.workshops import ratelimit
+from dashboard.workshops.rooms import builtin_text, commands_of, create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -477,7 +478,7 @@ def test_a_run_is_replayed_once_for_its_page_report_and_export(
 ) -> None:
     from django.utils import timezone
 
-    from dashboard import run_views
+    from dashboard.runs import views as run_views
 
     run_views._replays.clear()
     calls: list[str] = []

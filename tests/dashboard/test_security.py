@@ -15,7 +15,7 @@ from django.test.utils import override_settings
 
 from broker.scenario import load
 from dashboard.asgi import application
-from dashboard.runtime import registry
+from dashboard.live.runtime import registry
 from tests.dashboard.conftest import open_room
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Browsers that stop reading cannot make the server buffer without end (dashboard/fanout.py).
+"""Browsers that stop reading cannot make the server buffer without end (dashboard/live/fanout.py).
 
 A real Daphne (the embedded set-up, started like the browser tests' live server) and real
 sockets: a WebSocket client with a 4 KiB receive buffer asks for hundreds of full frames (15 KB
@@ -20,7 +20,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from dashboard import settings as settings_module
-from dashboard.fanout import Audience
+from dashboard.live.fanout import Audience
 from dashboard.management.commands.bench_fanout import open_room
 from dashboard.management.commands.bench_slow import SlowSocket, server_log
 from dashboard.management.commands.scaleout import Lab

@@ -10,8 +10,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import Client
 
+from dashboard.live.runtime import Control, registry
 from dashboard.models import LabRoom, Question, SavedRun
-from dashboard.runtime import Control, registry
 from tests.dashboard.conftest import open_workshop
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,9 @@ import weakref
 from typing import Any
 
 from broker.scenario import load
-from dashboard import fragments, presenters
-from dashboard.observe import observe, scenario_info, verdict_of
-from dashboard.timeline import Timeline
+from dashboard.live.timeline import Timeline
+from dashboard.panels import fragments, presenters
+from dashboard.panels.observe import observe, scenario_info, verdict_of
 from tests.dashboard.conftest import finished, observed, run, status, step
 
 RETRY_AGAIN = (

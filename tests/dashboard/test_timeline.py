@@ -2,8 +2,8 @@
 
 from broker.scenario import load
 from broker.simulation import Simulation
-from dashboard import timeline as timeline_module
-from dashboard.timeline import Timeline
+from dashboard.live import timeline as timeline_module
+from dashboard.live.timeline import Timeline
 
 
 def run_to_end(timeline: Timeline) -> None:

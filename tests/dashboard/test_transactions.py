@@ -10,12 +10,12 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from broker.scenario import load, step_parser
-from dashboard import fragments, presenters, txn_panels
 from dashboard.asgi import application
-from dashboard.diagram import sequence_diagram
-from dashboard.forms import ControlForm
-from dashboard.observe import scenario_info
-from dashboard.runtime import Room, registry
+from dashboard.live.runtime import Room, registry
+from dashboard.panels import fragments, presenters, txn_panels
+from dashboard.panels.diagram import sequence_diagram
+from dashboard.panels.observe import scenario_info
+from dashboard.workshops.forms import ControlForm
 from tests.dashboard.conftest import Headers, observed, run
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")

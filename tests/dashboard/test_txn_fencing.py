@@ -8,10 +8,10 @@ import re
 from typing import Any
 
 from broker.scenario import load
-from dashboard import fragments
-from dashboard.diagram import sequence_diagram
-from dashboard.observe import observe, scenario_info, verdict_of
-from dashboard.timeline import Timeline
+from dashboard.live.timeline import Timeline
+from dashboard.panels import fragments
+from dashboard.panels.diagram import sequence_diagram
+from dashboard.panels.observe import observe, scenario_info, verdict_of
 
 STATUS = {
     "room_id": "r1",

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.scenario import load, load_text
-from dashboard import fragments, presenters
-from dashboard.timeline import Timeline
+from dashboard.live.timeline import Timeline
+from dashboard.panels import fragments, presenters
 from tests.dashboard.conftest import finished, observed, step
 
 BUILTINS = Path(__file__).resolve().parents[2] / "broker" / "scenarios"

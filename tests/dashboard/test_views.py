@@ -10,9 +10,9 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from broker.scenario import load
-from dashboard import service
+from dashboard.live import service
+from dashboard.live.runtime import Control, registry
 from dashboard.models import SavedRun
-from dashboard.runtime import Control, registry
 from tests.dashboard.conftest import open_room
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

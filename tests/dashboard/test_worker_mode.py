@@ -11,10 +11,10 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client, override_settings
 
-from dashboard import gateway, worker
 from dashboard.asgi import application
+from dashboard.live import gateway, worker
+from dashboard.live.runtime import registry
 from dashboard.models import LabRoom
-from dashboard.runtime import registry
 from tests.dashboard.conftest import ORIGIN, session_headers
 
 SEQ = re.compile(r'^<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)"')

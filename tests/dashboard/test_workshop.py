@@ -11,10 +11,11 @@ from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from dashboard import rooms, service
 from dashboard.asgi import application
+from dashboard.live import service
+from dashboard.live.runtime import Control, registry
 from dashboard.models import CODE_ALPHABET, LabRoom, Question, SavedRun, Vote, hash_key
-from dashboard.runtime import Control, registry
+from dashboard.workshops import rooms
 from tests.dashboard.conftest import ORIGIN, open_workshop, session_headers
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from dashboard.management.commands.bench_fanout import bench_scenario, run_bench
 from dashboard.management.commands.bench_fanout import open_room as upload_room
 from dashboard.management.commands.scaleout import Lab
-from dashboard.workshop import NOT_PRESENTER
+from dashboard.workshops.workshop import NOT_PRESENTER
 
 SCENARIO = "producer-retry-duplicate"
 POSITION = "#scrubber-panel .scrub-pos"

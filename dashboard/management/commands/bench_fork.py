@@ -22,11 +22,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from broker.scenario import load_text
-from dashboard import forking
+from dashboard.live import forking
+from dashboard.live.runtime import Room, registry
+from dashboard.live.timeline import Timeline
 from dashboard.management.commands.bench_fanout import bench_scenario
 from dashboard.management.commands.bench_load import rss_mb
-from dashboard.runtime import Room, registry
-from dashboard.timeline import Timeline
 
 
 async def probe_while(work: Any) -> tuple[Any, float, float]:

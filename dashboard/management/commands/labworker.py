@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard import worker
+from dashboard.live import worker
 
 
 class Command(BaseCommand):

@@ -25,14 +25,21 @@ from broker.scenario import (
     load_text,
     step_parser,
 )
-from dashboard import forking, pacing
-from dashboard.diagram import sequence_diagram
+from dashboard.live import forking, pacing
+from dashboard.live.runtime import (
+    LimitError,
+    check_limits,
+    max_records,
+    records_in,
+    records_of,
+    setting,
+)
+from dashboard.live.timeline import Command, Timeline
 from dashboard.models import SavedRun
-from dashboard.observe import diagram_events, scenario_info
-from dashboard.presenters import verdict_panel
-from dashboard.rooms import commands_json, commands_of, create_run
-from dashboard.runtime import LimitError, check_limits, max_records, records_in, records_of, setting
-from dashboard.timeline import Command, Timeline
+from dashboard.panels.diagram import sequence_diagram
+from dashboard.panels.observe import diagram_events, scenario_info
+from dashboard.panels.presenters import verdict_panel
+from dashboard.workshops.rooms import commands_json, commands_of, create_run
 
 FORMAT = "delivery-lab-run"
 VERSION = 1

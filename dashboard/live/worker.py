@@ -23,9 +23,9 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from dashboard import pacing, service
-from dashboard.gateway import RUNTIME_CHANNEL
-from dashboard.runtime import registry
+from dashboard.live import pacing, service
+from dashboard.live.gateway import RUNTIME_CHANNEL
+from dashboard.live.runtime import registry
 
 WATCH_CHECK_S = 10.0
 

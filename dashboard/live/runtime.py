@@ -34,11 +34,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from broker.scenario import ScenarioError, ScenarioSpec
-from dashboard import background, fanout, fragments, pacing, workshop_panels
-from dashboard.observe import observe, scenario_info, snapshot_of, verdict_of
+from dashboard.live import background, fanout, pacing
+from dashboard.live.timeline import Command, Timeline
+from dashboard.panels import fragments, workshop_panels
 from dashboard.panels.common import BEAT, BEATS
-from dashboard.presenters import SPEEDS, FaultOption, fault_options
-from dashboard.timeline import Command, Timeline
+from dashboard.panels.observe import observe, scenario_info, snapshot_of, verdict_of
+from dashboard.panels.presenters import SPEEDS, FaultOption, fault_options
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from broker.scenario import ScenarioError, ScenarioSpec, load_text
+from dashboard.live.runtime import Control, Room, setting
 from dashboard.panels.common import BEAT, BEATS
-from dashboard.presenters import SPEEDS
-from dashboard.runtime import Control, Room, setting
+from dashboard.panels.presenters import SPEEDS
 
 # The fields a control may carry (an HTTP POST or a WebSocket message); ControlForm checks them.
 CONTROL_FIELDS = ("action", "speed", "position", "fault", "beats", "on")

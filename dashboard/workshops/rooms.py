@@ -21,6 +21,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from broker.scenario import BUILTIN_DIR, ScenarioSpec, builtin_names, load_text
+from dashboard.live.runtime import Busy, LimitError, setting
+from dashboard.live.timeline import Command
 from dashboard.models import (
     LabRoom,
     SavedRun,
@@ -30,8 +32,6 @@ from dashboard.models import (
     new_key,
     normalize_code,
 )
-from dashboard.runtime import Busy, LimitError, setting
-from dashboard.timeline import Command
 
 SESSION_PRESENTS = "lab_presents"  # room ids this browser session may control
 SESSION_VOTER = "lab_voter"  # this browser's anonymous attendee token (votes)

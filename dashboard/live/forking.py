@@ -40,9 +40,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dashboard import pacing, ratelimit
-from dashboard.runtime import Busy, Room, registry, setting
-from dashboard.timeline import Timeline
+from dashboard.live import pacing
+from dashboard.live.runtime import Busy, Room, registry, setting
+from dashboard.live.timeline import Timeline
+from dashboard.workshops import ratelimit
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from dashboard import consumer_panels as cp
-from dashboard import presenters as p
-from dashboard import txn_panels as tp
-from dashboard import workshop_panels as wp
-from dashboard.diagram import sequence_diagram
+from dashboard.panels import consumer_panels as cp
+from dashboard.panels import presenters as p
+from dashboard.panels import txn_panels as tp
+from dashboard.panels import workshop_panels as wp
+from dashboard.panels.diagram import sequence_diagram
 
 Presenter = Callable[[dict[str, Any]], dict[str, Any] | None]
 

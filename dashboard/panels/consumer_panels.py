@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard.panels.common import NOT_STARTED_ICON, dash, not_started
-from dashboard.presenters import decode_offsets_record, internal_log_panel, slug
+from dashboard.panels.presenters import decode_offsets_record, internal_log_panel, slug
 
 SINK_ROWS_SHOWN = 30
 OFFSETS_LOG_SHOWN = 16

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dashboard import background
+from dashboard.live import background
 
 logger = logging.getLogger(__name__)
 

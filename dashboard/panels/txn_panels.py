@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard.panels.common import NOT_STARTED_ICON, dash, not_started
-from dashboard.presenters import (
+from dashboard.panels.presenters import (
     TXN_STATE_WORDS,
     client_txn_state,
     decode_txn_state_record,

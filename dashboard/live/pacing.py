@@ -228,8 +228,8 @@ def hook_shutdown() -> None:
 
 async def shutdown(save_s: float = SHUTDOWN_SAVE_S) -> None:
     """Stop every room: no more turns, tasks cancelled, runs saved (bounded by ``save_s``)."""
-    from dashboard import service
-    from dashboard.runtime import registry
+    from dashboard.live import service
+    from dashboard.live.runtime import registry
 
     stopping.set()
     rooms = list(registry.rooms.values())

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import run_views
+from dashboard.runs import views as run_views
 
 urlpatterns = [
     path("import/", run_views.run_import, name="run-import"),

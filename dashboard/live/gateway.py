@@ -21,8 +21,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from dashboard import background, fanout, service
-from dashboard.runtime import remote_viewers, setting
+from dashboard.live import background, fanout, service
+from dashboard.live.runtime import remote_viewers, setting
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ async def ready(room_id: str, viewer: Any) -> None:
 
 async def unwatch(room_id: str, viewer: Any) -> None:
     if not remote_viewers():
-        from dashboard.runtime import registry
+        from dashboard.live.runtime import registry
 
         room = registry.get(room_id)
         if room is not None:
@@ -129,7 +129,7 @@ async def unwatch(room_id: str, viewer: Any) -> None:
 
 def local_viewers(room_id: str) -> int:
     if not remote_viewers():
-        from dashboard.runtime import registry
+        from dashboard.live.runtime import registry
 
         room = registry.get(room_id)
         return room.viewers if room is not None else 0
@@ -175,7 +175,7 @@ def _ensure_toucher() -> None:
 async def _touch_watched() -> None:
     from asgiref.sync import sync_to_async
 
-    from dashboard.rooms import touch_many
+    from dashboard.workshops.rooms import touch_many
 
     while relays:
         try:

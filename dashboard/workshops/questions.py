@@ -17,8 +17,8 @@ from asgiref.sync import sync_to_async
 from django.db.models import Count
 from django.utils import timezone
 
+from dashboard.live.runtime import Control, Room
 from dashboard.models import Question, SavedRun
-from dashboard.runtime import Control, Room
 
 
 def as_dict(question: Question, tally: list[int]) -> dict[str, Any]:

@@ -17,11 +17,11 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard import questions, workshop
+from dashboard.live.runtime import Busy, LimitError
+from dashboard.live.timeline import Timeline
 from dashboard.models import SavedRun
-from dashboard.observe import scenario_info, verdict_of
-from dashboard.rooms import commands_of, create_room, remember_run, take_presenter
-from dashboard.runs import (
+from dashboard.panels.observe import scenario_info, verdict_of
+from dashboard.runs.store import (
     RunError,
     command_rows,
     copy_run,
@@ -36,8 +36,8 @@ from dashboard.runs import (
     settings_of,
     verdict_context,
 )
-from dashboard.runtime import Busy, LimitError
-from dashboard.timeline import Timeline
+from dashboard.workshops import questions, workshop
+from dashboard.workshops.rooms import commands_of, create_room, remember_run, take_presenter
 
 
 def _rated(response: HttpResponse, refusal: str) -> HttpResponse:

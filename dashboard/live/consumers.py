@@ -17,10 +17,11 @@ from django.conf import settings
 
 from broker.guard import loads_json
 from broker.scenario import PathError
-from dashboard import gateway, ratelimit, rooms, workshop
-from dashboard.forms import CONTROL_FIELDS
-from dashboard.fragments import error_frame
-from dashboard.runtime import setting
+from dashboard.live import gateway
+from dashboard.live.runtime import setting
+from dashboard.panels.fragments import error_frame
+from dashboard.workshops import ratelimit, rooms, workshop
+from dashboard.workshops.forms import CONTROL_FIELDS
 
 MAX_MESSAGE_BYTES = 4096
 

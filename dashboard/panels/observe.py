@@ -15,8 +15,8 @@ from typing import Any
 from broker.events import Event
 from broker.scenario import ScenarioSpec
 from broker.simulation import Simulation
+from dashboard.live.timeline import Timeline
 from dashboard.panels.story import story_of
-from dashboard.timeline import Timeline
 
 RECENT_EVENTS = 12
 DIAGRAM_EVENTS = 80

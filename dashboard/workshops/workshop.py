@@ -8,9 +8,9 @@ from django.db import IntegrityError, transaction
 from django.utils.html import format_html
 
 from broker.scenario import ScenarioSpec
-from dashboard import ratelimit, rooms
+from dashboard.live.runtime import check_limits, setting
 from dashboard.models import LabRoom, Question, SavedRun, Vote
-from dashboard.runtime import check_limits, setting
+from dashboard.workshops import ratelimit, rooms
 
 NOT_PRESENTER = (
     "You are watching as an attendee: only the room's presenters can do that. "

@@ -25,12 +25,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from broker.scenario import ScenarioError
-from dashboard import background, forking, fragments, questions, rooms
-from dashboard.forms import ControlForm
-from dashboard.models import LabRoom, SavedRun
-from dashboard.panels.run import NEUTRAL_TITLE
-from dashboard.presenters import LANE_WINDOW, slug, window_cells
-from dashboard.runtime import (
+from dashboard.live import background, forking
+from dashboard.live.runtime import (
     Busy,
     LimitError,
     Room,
@@ -39,7 +35,13 @@ from dashboard.runtime import (
     seq_base,
     setting,
 )
-from dashboard.timeline import Timeline
+from dashboard.live.timeline import Timeline
+from dashboard.models import LabRoom, SavedRun
+from dashboard.panels import fragments
+from dashboard.panels.presenters import LANE_WINDOW, slug, window_cells
+from dashboard.panels.run import NEUTRAL_TITLE
+from dashboard.workshops import questions, rooms
+from dashboard.workshops.forms import ControlForm
 
 logger = logging.getLogger(__name__)
 

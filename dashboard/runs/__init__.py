@@ -1,0 +1,1 @@
+"""Saved runs: replay, export and import, their pages."""

@@ -1,0 +1,1 @@
+"""Workshop rooms in the database: rooms and roles, questions and votes, forms and rate limits."""
