@@ -358,3 +358,23 @@ def test_someone_elses_sandbox_says_watching_not_following_or_yours(
     # What the maker does, the visitor watches.
     step(maker, 4)
     assert_follows(maker, visitor)
+
+
+def test_an_attendees_page_carries_no_presenter_leftovers(
+    browser: Browser, live_url: str, contexts: list[BrowserContext]
+) -> None:
+    room = open_workshop(browser, contexts, live_url, PROJECTOR)
+    watcher = attendee(browser, contexts, live_url, room, PROJECTOR)
+    expect(watcher.locator("#conn")).to_have_text("live")
+
+    # Before any fault: no Faults panel, no slider that ignores clicks, no "press play".
+    expect(watcher.locator("#faults")).to_be_hidden()
+    expect(watcher.locator("#scrubber")).to_be_hidden()
+    expect(watcher.locator("#scrubber-panel .scrub-pos")).to_be_visible()
+    assert "press play" not in watcher.locator("body").inner_text()
+
+    room.presenter.get_by_role("button", name=FAULT).click()
+    # Once the presenter pressed one, the attendee sees what was pressed, and nothing to press.
+    expect(watcher.locator("#faults .pressed")).to_contain_text(FAULT)
+    expect(watcher.locator("#faults form").first).to_be_hidden()
+    expect(watcher.locator("#faults .hint")).to_be_hidden()
