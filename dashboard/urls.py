@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("upload/", views.upload, name="upload"),
     path("scenario-format/", views.scenario_format, name="scenario-format"),
+    path("docs/<str:name>/", views.doc, name="doc"),
     path("join/", views.join, name="join-form"),
     path("r/<str:code>/", views.join, name="join"),
     path("rooms/<str:room_id>/", views.room_page, name="room"),

@@ -118,14 +118,32 @@ def home(request: HttpRequest) -> HttpResponse:
     return opened
 
 
+# The lab's own documents a page may link to (served as text, offline): name -> title.
+DOCS = {
+    "scenarios": "The scenario file format",
+    "architecture": "How the lab works, and where it simplifies Kafka",
+    "workshops": "Running a workshop",
+    "saved-runs": "Saved runs",
+}
+
+
 @require_GET
 def scenario_format(request: HttpRequest) -> HttpResponse:
     """docs/scenarios.md, the scenario file format, as the repository has it (works offline)."""
+    return doc(request, "scenarios")
+
+
+@require_GET
+def doc(request: HttpRequest, name: str) -> HttpResponse:
+    """One of the lab's documents (DOCS) as the repository has it, as plain text."""
+    if name not in DOCS:
+        raise Http404(f"There is no document {name!r} here.")
     try:
-        text = (settings.BASE_DIR / "docs" / "scenarios.md").read_text(encoding="utf-8")
+        text = (settings.BASE_DIR / "docs" / f"{name}.md").read_text(encoding="utf-8")
     except OSError as exc:
-        raise Http404("The scenario format document is not installed here.") from exc
-    return render(request, "dashboard/scenario_format.html", {"text": text})
+        raise Http404(f"The document docs/{name}.md is not installed here.") from exc
+    context = {"text": text, "title": DOCS[name], "path": f"docs/{name}.md"}
+    return render(request, "dashboard/scenario_format.html", context)
 
 
 @require_POST

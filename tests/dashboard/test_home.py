@@ -153,3 +153,17 @@ def test_without_javascript_a_bad_upload_lands_on_its_error(client: Client) -> N
     page = client.post("/upload/", {"scenario": upload}).text
 
     assert 'id="upload-error" tabindex="-1" autofocus' in page
+
+
+@pytest.mark.django_db
+def test_the_room_says_where_the_lab_simplifies_kafka_and_links_the_full_list(
+    client: Client,
+) -> None:
+    from tests.dashboard.conftest import open_room
+
+    page = client.get(open_room(client)).text
+    assert "Where this lab simplifies Kafka" in page
+    assert 'href="/docs/architecture/"' in page
+    doc = client.get("/docs/architecture/")
+    assert doc.status_code == 200 and "## Where the lab simplifies Kafka" in doc.text
+    assert client.get("/docs/settings/").status_code == 404  # only the lab's documents
