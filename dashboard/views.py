@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from broker.scenario import ScenarioSpec
 from dashboard import catalogue
 from dashboard.live import gateway
-from dashboard.live.runtime import Busy, LimitError, setting
+from dashboard.live.limits import Busy, LimitError, setting
 from dashboard.models import Question
 from dashboard.panels import workshop_panels
 from dashboard.workshops import ratelimit, rooms, workshop

@@ -18,7 +18,7 @@ from django.conf import settings
 from broker.guard import loads_json
 from broker.scenario import PathError
 from dashboard.live import gateway
-from dashboard.live.runtime import setting
+from dashboard.live.limits import setting
 from dashboard.panels.fragments import error_frame
 from dashboard.workshops import ratelimit, rooms, workshop
 from dashboard.workshops.forms import CONTROL_FIELDS

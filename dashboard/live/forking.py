@@ -41,7 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dashboard.live import pacing
-from dashboard.live.runtime import Busy, Room, registry, setting
+from dashboard.live.limits import Busy, setting
+from dashboard.live.runtime import Room, registry
 from dashboard.live.timeline import Timeline
 from dashboard.workshops import ratelimit
 

@@ -22,7 +22,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from dashboard.live import background, fanout, service
-from dashboard.live.runtime import remote_viewers, setting
+from dashboard.live.limits import remote_viewers, setting
 
 logger = logging.getLogger(__name__)
 

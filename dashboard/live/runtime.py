@@ -26,16 +26,16 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
-from django.conf import settings
 
 from broker.scenario import ScenarioError, ScenarioSpec
 from dashboard.live import background, fanout, pacing
-from dashboard.live.timeline import Command, Timeline
+from dashboard.live.limits import LimitError, check_limits, remote_viewers, setting
+from dashboard.live.playback import Playback
+from dashboard.live.timeline import Timeline
 from dashboard.panels import fragments, workshop_panels
 from dashboard.panels.common import BEAT, BEATS
 from dashboard.panels.observe import observe, scenario_info, snapshot_of, verdict_of
@@ -52,60 +52,6 @@ DETAILS_INTERVAL_S = 0.5
 COUNT_DELAY_S = 1.0  # the attendee count waits this long after someone joins or leaves
 
 
-class LimitError(Exception):
-    """A limit of the lab was reached; the message says which, for the user."""
-
-
-class Busy(LimitError):
-    """A limit that frees up with time (a room, a copy, a replay slot): asking again later can
-    work, so HTTP answers 429 with a Retry-After, where a size limit is a 400."""
-
-    retry_after_s = 30
-
-
-def setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
-def seq_base() -> int:
-    """A starting frame number past any earlier copy's: the wall clock in milliseconds (a room
-    sends at most one frame per tick, far fewer than one a millisecond)."""
-    return int(time.time() * 1000)
-
-
-def remote_viewers() -> bool:
-    """Scale-out: rooms run in a worker; browsers are connected to other processes."""
-    return bool(setting("LAB_RUNTIME", "embedded") == "worker")
-
-
-def max_records() -> int:
-    return int(setting("LAB_MAX_RECORDS_PER_RUN", 200_000))
-
-
-def records_of(raw: Mapping[str, Any]) -> int:
-    """The records one command produces (its raw table, validated: a produce's count, 1 when
-    not given, as for a scenario step)."""
-    count = raw.get("count", 1) if raw.get("do") == "produce" else 0
-    return count if type(count) is int and count > 0 else 0
-
-
-def records_in(spec: ScenarioSpec, commands: Iterable[Command] = ()) -> int:
-    """The records a run can produce: its scenario's produce steps and its produce commands."""
-    steps = sum(int(s.params.get("count", 0)) for s in spec.steps if s.action == "produce")
-    return steps + sum(records_of(c.raw) for c in commands)
-
-
-def check_limits(spec: ScenarioSpec, commands: Sequence[Command] = ()) -> None:
-    limit = max_records()
-    records = records_in(spec, commands)
-    if records > limit:
-        raise LimitError(
-            f"This {'run' if commands else 'scenario'} produces {records:,} records; the "
-            f"dashboard runs at most {limit:,} per run. Lower the produce counts, or run it "
-            f"from a terminal (python -m broker run)."
-        )
-
-
 class Viewer(Protocol):
     """A local WebSocket connection watching a room (a RoomConsumer)."""
 
@@ -116,25 +62,6 @@ ALL_ACTIONS = frozenset(
     {"play", "pause", "step", "back", "seek", "speed", "reset", "fault", "anomaly-pause"}
 )
 HISTORY_ACTIONS = frozenset({"play", "pause", "step", "back", "seek", "speed", "anomaly-pause"})
-
-
-def anomaly_key(anomaly: Mapping[str, Any]) -> tuple[str, str, str]:
-    return (anomaly["kind"], anomaly["message_id"], anomaly.get("where", "log"))
-
-
-def judged_anomalies(verdict: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The verdict's anomalies, without messages still in flight (travelling, not lost)."""
-    return [a for a in verdict.get("anomalies", []) if not a.get("in_flight")]
-
-
-def anomaly_cause(anomaly: Mapping[str, Any]) -> dict[str, Any]:
-    """Why a room paused itself on an anomaly, for the page (header and verdict card)."""
-    kind = anomaly["kind"].replace("-", " ")
-    explanation = anomaly.get("explanation", "")
-    text = f"Paused: {kind} of {anomaly['message_id']}"
-    if explanation:
-        text += f" ({explanation})"
-    return {"text": text, "kind": anomaly["kind"], "message_id": anomaly["message_id"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +76,7 @@ class Control:
     on: bool | None = None  # anomaly-pause: pause on the next anomaly, or not
 
 
-class Room:
+class Room(Playback):
     """A live run. ``kind`` (see models.LabRoom): workshop, sandbox or view.
 
     ``info`` holds what the page shows about the room itself: its join code, the room it was
@@ -462,101 +389,6 @@ class Room:
         if self.playing:
             return ""
         return pacing.playing_refusal(self, registry.rooms.values())
-
-    def _play(self, now: float) -> None:
-        refusal = self.play_refusal()
-        if refusal:
-            self.notice = refusal
-            return
-        self.playing = True
-        self._seek_target = None
-        self._next_beat = now  # event pacing: the first moment at once
-        self._anchor_wall = now
-        self._anchor_virtual = self.clock_ms
-
-    def _moved(self) -> None:
-        self.clock_ms = self.timeline.sim.now_ms
-        self._verdict_dirty = True
-
-    # -- pacing --------------------------------------------------------------------------
-    def _advance(self, now: float) -> bool:
-        # A room's own slice, within what is left of every room's budget for this period.
-        budget = min(setting("LAB_TICK_BUDGET_MS", 8) / 1000, pacing.turns.left_s())
-        deadline = time.perf_counter() + max(0.001, budget)
-        timeline = self.timeline
-        if self._seek_target is not None:
-            if timeline.seek(self._seek_target, deadline):
-                self._seek_target = None
-            self._moved()
-            return True
-        if not self.playing:
-            return False
-        before = timeline.steps
-        if self.speed == "end":
-            while time.perf_counter() < deadline and self._step():
-                pass
-            self.clock_ms = timeline.sim.now_ms
-        elif self.speed == BEAT:
-            # Event pacing: one moment per beat, however much virtual time lies between two.
-            if now >= self._next_beat:
-                self._step(moment=True)
-                interval = 1 / float(self.beats)
-                self._next_beat += interval
-                if self._next_beat <= now:  # a late tick: no burst of beats to catch up
-                    self._next_beat = now + interval
-            self.clock_ms = timeline.sim.now_ms
-        else:
-            factor = float(self.speed)
-            target = self._anchor_virtual + int((now - self._anchor_wall) * 1000 * factor)
-            while True:
-                due = timeline.next_due_ms()
-                if due is None:
-                    timeline.step_engine()  # lets the engine notice that the run is over
-                    break
-                if due > target:
-                    break
-                if not self._step():
-                    target = timeline.sim.now_ms  # paused on an anomaly: the clock stops here
-                    break
-                if time.perf_counter() > deadline:
-                    # The engine cannot keep up: slow the virtual clock down to it.
-                    target = timeline.sim.now_ms
-                    self._anchor_wall, self._anchor_virtual = now, target
-                    break
-            due = timeline.next_due_ms()
-            self.clock_ms = max(timeline.sim.now_ms, target if due is None else min(target, due))
-        if (timeline.ended and not timeline.in_past) or self.paused_for is not None:
-            self.playing = False
-            self.clock_ms = timeline.sim.now_ms
-        if timeline.steps != before:
-            self._verdict_dirty = True
-        return True
-
-    def _step(self, moment: bool = False) -> bool:
-        """One engine step (or, ``moment``, up to the next visible event) while playing. With
-        pause on anomaly, a step that reached a new moment compares the checker's judged
-        anomalies with those before it, and pauses the room on the first new one. False when
-        the run is over or the room paused itself."""
-        timeline = self.timeline
-        watch = self.pause_on_anomaly
-        if watch and self._anomalies_seen is None:
-            seen = judged_anomalies(verdict_of(timeline.sim))
-            self._anomalies_seen = frozenset(anomaly_key(a) for a in seen)
-        position = timeline.position
-        moved = timeline.step_event() if moment else timeline.step_engine()
-        if not moved or not watch or timeline.position == position:
-            return moved
-        verdict = verdict_of(timeline.sim)
-        judged = judged_anomalies(verdict)
-        new = [a for a in judged if anomaly_key(a) not in (self._anomalies_seen or ())]
-        self._anomalies_seen = frozenset(anomaly_key(a) for a in judged)
-        if not new:
-            return True
-        self.playing = False
-        self.paused_for = anomaly_cause(new[0])
-        self._verdict_dirty = True
-        logger.info("room %s: paused on an anomaly at %d", self.id, timeline.position)
-        return False
 
     # -- the pacing task -------------------------------------------------------------------
     def ensure_running(self) -> None:

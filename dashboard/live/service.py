@@ -26,15 +26,8 @@ from django.utils import timezone
 
 from broker.scenario import ScenarioError
 from dashboard.live import background, forking
-from dashboard.live.runtime import (
-    Busy,
-    LimitError,
-    Room,
-    check_limits,
-    registry,
-    seq_base,
-    setting,
-)
+from dashboard.live.limits import Busy, LimitError, check_limits, seq_base, setting
+from dashboard.live.runtime import Room, registry
 from dashboard.live.timeline import Timeline
 from dashboard.models import LabRoom, SavedRun
 from dashboard.panels import fragments

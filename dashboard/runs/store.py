@@ -26,7 +26,7 @@ from broker.scenario import (
     step_parser,
 )
 from dashboard.live import forking, pacing
-from dashboard.live.runtime import (
+from dashboard.live.limits import (
     LimitError,
     check_limits,
     max_records,

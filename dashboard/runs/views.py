@@ -17,7 +17,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from broker.scenario import ScenarioSpec
-from dashboard.live.runtime import Busy, LimitError
+from dashboard.live.limits import Busy, LimitError
 from dashboard.live.timeline import Timeline
 from dashboard.models import SavedRun
 from dashboard.panels.observe import scenario_info, verdict_of

@@ -8,7 +8,8 @@ from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from broker.scenario import ScenarioError, ScenarioSpec, load_text
-from dashboard.live.runtime import Control, Room, setting
+from dashboard.live.limits import setting
+from dashboard.live.runtime import Control, Room
 from dashboard.panels.common import BEAT, BEATS
 from dashboard.panels.presenters import SPEEDS
 

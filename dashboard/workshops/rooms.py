@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from broker.scenario import BUILTIN_DIR, ScenarioSpec, builtin_names, load_text
-from dashboard.live.runtime import Busy, LimitError, setting
+from dashboard.live.limits import Busy, LimitError, setting
 from dashboard.live.timeline import Command
 from dashboard.models import (
     LabRoom,

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils.html import format_html
 
 from broker.scenario import ScenarioSpec
-from dashboard.live.runtime import check_limits, setting
+from dashboard.live.limits import check_limits, setting
 from dashboard.models import LabRoom, Question, SavedRun, Vote
 from dashboard.workshops import ratelimit, rooms
 

@@ -10,7 +10,8 @@ import pytest
 from broker.scenario import load, load_text
 from dashboard.live import forking, pacing
 from dashboard.live import timeline as timeline_module
-from dashboard.live.runtime import LimitError, Room, registry
+from dashboard.live.limits import LimitError
+from dashboard.live.runtime import Room, registry
 from dashboard.live.timeline import Timeline
 from dashboard.management.commands.bench_fanout import bench_scenario
 from dashboard.runs.store import RunError, replay

@@ -18,7 +18,8 @@ from django.test.utils import override_settings
 from broker.guard import MAX_NESTING
 from broker.scenario import load
 from dashboard.asgi import application
-from dashboard.live.runtime import records_in, registry
+from dashboard.live.limits import records_in
+from dashboard.live.runtime import registry
 from dashboard.live.timeline import Command
 from dashboard.models import LabRoom, SavedRun
 from dashboard.workshops.rooms import builtin_text, create_room, create_run
