@@ -12,25 +12,14 @@ from dashboard.live.timeline import Timeline
 from dashboard.panels import fragments
 from dashboard.panels.diagram import sequence_diagram
 from dashboard.panels.observe import observe, scenario_info, verdict_of
-
-STATUS = {
-    "room_id": "r1",
-    "playing": False,
-    "speed": "1",
-    "clock_ms": 0,
-    "ended": None,
-    "position": 0,
-    "length": 0,
-    "in_past": False,
-    "seeking": False,
-}
+from tests.dashboard.conftest import status
 
 
 def observed_at(until_ms: int) -> dict[str, Any]:
     timeline = Timeline(load("txn-zombie-fenced"))
     while timeline.sim.now_ms < until_ms and timeline.step_engine():
         pass
-    return observe(timeline, scenario_info(timeline.spec), STATUS, verdict_of(timeline.sim))
+    return observe(timeline, scenario_info(timeline.spec), status(), verdict_of(timeline.sim))
 
 
 def client_states(obs: dict[str, Any]) -> list[str]:
