@@ -151,8 +151,9 @@ def expect_no_controls(page: Page) -> None:
     expect(page.locator("#ask")).to_have_count(0)
     expect(page.locator("#share")).to_have_count(0)
     expect(page.locator("#speaker-notes")).to_have_count(0)  # never sent, not merely hidden
-    # The scrubber shows where the presenter is, but takes no pointer.
-    assert page.locator("#scrubber").evaluate("el => getComputedStyle(el).pointerEvents") == "none"
+    # No slider that ignores clicks: the position says where the presenter is.
+    expect(page.locator("#scrubber")).to_be_hidden()
+    expect(page.locator("#scrubber-panel .scrub-pos")).to_be_visible()
 
 
 # -- following ---------------------------------------------------------------------------------
