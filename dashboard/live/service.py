@@ -126,7 +126,7 @@ def _watch(room: Room) -> None:
 
 # -- saving --------------------------------------------------------------------------------
 def _state(room: Room) -> tuple[Any, ...]:
-    return (tuple(room.timeline.commands), room.timeline.steps, room.kind)
+    return (room.timeline.revision, room.timeline.steps, room.kind)
 
 
 async def _after_tick(room: Room) -> None:
@@ -138,7 +138,7 @@ async def _maybe_save(room: Room) -> None:
     """After a tick: save a new command at once, the position whenever the room stops (pause,
     step, the end of the run), and a playing room's position every few seconds."""
     saved = room.saved_state
-    if saved is None or saved[0] != tuple(room.timeline.commands):
+    if saved is None or saved[0] != room.timeline.revision:
         await save_now(room)
     elif room.playing:
         if time.monotonic() - room.saved_at >= POSITION_EVERY_S:

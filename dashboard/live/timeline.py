@@ -12,6 +12,7 @@ in the same millisecond, and ``Simulation.submit`` orders a command after whatev
 
 from __future__ import annotations
 
+import itertools
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -27,6 +28,10 @@ CHECKPOINT_EVERY_STEPS = 200
 CHECKPOINT_MAX_COST_S = 0.05
 # "Step one event" runs engine steps until a visible event; a bound keeps a tick short.
 MAX_STEPS_PER_EVENT = 100_000
+# Every timeline and every change to its commands takes the next number: two timelines with the
+# same revision hold the same commands (a fork copies its parent's), so saving compares a number,
+# not the whole list, on every tick.
+_revisions = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class Timeline:
         self.seed = spec.seed if seed is None else seed
         self.parse = step_parser(spec)
         self.commands: list[Command] = list(commands)
+        self.revision = next(_revisions)
         self.moments: list[int] = []
         self.head_steps = 0  # the furthest this branch of the run has been
         # A view of someone else's history stops where that history stopped (None: no limit).
@@ -83,6 +89,7 @@ class Timeline:
         other = Timeline.__new__(Timeline)
         other.spec, other.seed, other.parse = self.spec, self.seed, self.parse
         other.commands = list(self.commands)
+        other.revision = self.revision
         other.moments = list(self.moments)
         other.head_steps = self.head_steps
         other.limit_steps = self.head_steps if limit else self.limit_steps
@@ -225,12 +232,14 @@ class Timeline:
             self._fork()
         command = Command(self.steps, self.sim.now_ms, dict(raw), label)
         self.commands.append(command)
+        self.revision = next(_revisions)
         self._submit(command.raw)
         self._applied += 1
         return command
 
     def _fork(self) -> None:
         del self.commands[self._applied :]
+        self.revision = next(_revisions)
         del self.moments[self.position :]
         self.head_steps = self.steps
         for steps in [s for s in self._checkpoints if s > self.steps]:

@@ -520,6 +520,19 @@ def test_the_rooms_run_is_saved_with_each_commands_virtual_time(client: Client) 
     assert run.verdict["semantics"] == "at-least-once"
 
 
+def test_a_reset_room_saves_its_now_empty_list_of_commands(client: Client) -> None:
+    # The reset run starts a new timeline: its commands differ from the saved ones although
+    # neither list changed in place, so the save after the next tick must notice.
+    room, live = advanced(client)
+    async_to_sync(service.save_now)(live)
+
+    live.submit(Control("reset"))
+    live.tick(0.0)
+    async_to_sync(service._after_tick)(live)
+
+    assert SavedRun.objects.get(id=room.run_id).commands == []
+
+
 @override_settings(LAB_ROOM_IDLE_EXPIRY_S=60)
 def test_an_idle_room_expires_but_its_run_stays(client: Client) -> None:
     room = open_workshop(client)
