@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +51,17 @@ def _rated(response: HttpResponse, refusal: str) -> HttpResponse:
     return response
 
 
-def _refused_view(request: HttpRequest) -> HttpResponse | None:
+def _run_view_rate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """The "run-view" rate (per address) for the GET pages of a run; a plain 429 past it."""
-    refusal = workshop.rate_refusal(request, "run-view")
-    if not refusal:
-        return None
-    return _rated(HttpResponse(refusal, content_type="text/plain; charset=utf-8"), refusal)
+
+    @functools.wraps(view)
+    def rated(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refusal = workshop.rate_refusal(request, "run-view")
+        if refusal:
+            return _rated(HttpResponse(refusal, content_type="text/plain; charset=utf-8"), refusal)
+        return view(request, *args, **kwargs)
+
+    return rated
 
 
 class RunImportForm(forms.Form):
@@ -153,9 +160,10 @@ def _run_page(
 
 
 @require_GET
+@_run_view_rate
 def run_page(request: HttpRequest, run_id: str) -> HttpResponse:
     """A saved run: its scenario, seed and commands, and the verdict of replaying it."""
-    return _refused_view(request) or _run_page(request, _saved_run(run_id))
+    return _run_page(request, _saved_run(run_id))
 
 
 @require_POST
@@ -180,11 +188,9 @@ def run_replay(request: HttpRequest, run_id: str) -> HttpResponse:
 
 
 @require_GET
+@_run_view_rate
 def run_export(request: HttpRequest, run_id: str) -> HttpResponse:
     """The run as a JSON file (its verdict is empty when the run cannot be replayed here)."""
-    refused = _refused_view(request)
-    if refused is not None:
-        return refused
     run = _saved_run(run_id)
     document = export_document(run, _replayed(run).verdict)
     body = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -220,11 +226,9 @@ def _import_page(
 
 
 @require_GET
+@_run_view_rate
 def run_report(request: HttpRequest, run_id: str) -> HttpResponse:
     """A standalone, printable page: settings, commands, the sequence diagram, the verdict."""
-    refused = _refused_view(request)
-    if refused is not None:
-        return refused
     run = _saved_run(run_id)
     replayed = _replayed(run)
     svg, truncated = ("", False)
