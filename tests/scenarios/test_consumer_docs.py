@@ -8,22 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.__main__ import main
 from broker.scenario import builtin_names, load, load_text
 from broker.simulation import Simulation
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
-
-
-def section(title: str) -> str:
-    text = DOC.read_text(encoding="utf-8")
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end >= 0 else len(text)]
-
-
-def blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+from tests.scenarios.docs_support import blocks, builtin_table, run_example, section
 
 
 def example() -> str:
@@ -59,32 +46,19 @@ def test_the_documented_consumer_summary_is_what_the_cli_prints(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     [summary] = blocks(section("A complete consumer example"), "text")
-    path = tmp_path / "consumer-example.toml"
-    path.write_text(example(), encoding="utf-8")
-
-    assert main(["run", str(path)]) == 0
+    assert run_example(example(), tmp_path / "consumer-example.toml") == 0
     assert capsys.readouterr().out.endswith(summary)
 
 
-def consumer_table() -> list[tuple[str, str]]:
-    """(name, declared outcome) for each row of the consumer built-ins table."""
-    rows = re.findall(
-        r"^\| `([a-z0-9-]+)` \| [^|]+ \| [^|]+ \| ([^|]+) \|",
-        section("The consumer and sink built-ins"),
-        flags=re.MULTILINE,
-    )
-    return [(name, declared.strip()) for name, declared in rows]
-
-
 def test_the_consumer_table_lists_every_consumer_and_sink_builtin() -> None:
-    listed = [name for name, _declared in consumer_table()]
+    listed = [name for name, _declared in builtin_table("The consumer and sink built-ins")]
 
     assert len(listed) == len(set(listed))
     assert sorted(listed) == [n for n in builtin_names() if n.startswith(("consumer-", "sink-"))]
 
 
 def test_the_consumer_table_states_each_declared_outcome() -> None:
-    for name, declared in consumer_table():
+    for name, declared in builtin_table("The consumer and sink built-ins"):
         documented = dict(re.findall(r"`([a-z_]+) (?:= |)([^`]+)`", declared))
         expected = {k: str(v).replace("== ", "") for k, v in load(name).expected.items()}
         # "lost = 0" is documented for the expectation "== 0"; ">= 1" as is.

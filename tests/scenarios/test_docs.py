@@ -8,22 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.__main__ import main
 from broker.scenario import builtin_names, load_text
 from broker.simulation import Simulation
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
-
-
-def section(title: str) -> str:
-    text = DOC.read_text(encoding="utf-8")
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end >= 0 else len(text)]
-
-
-def blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+from tests.scenarios.docs_support import blocks, run_example, section
 
 
 def test_the_complete_example_runs_as_expected() -> None:
@@ -59,10 +46,7 @@ def test_the_documented_summary_is_what_the_cli_prints(
     text = section("A complete example")
     [example] = blocks(text, "toml")
     [summary] = blocks(text, "text")
-    path = tmp_path / "example.toml"
-    path.write_text(example, encoding="utf-8")
-
-    assert main(["run", str(path)]) == 0
+    assert run_example(example, tmp_path / "example.toml") == 0
     out = capsys.readouterr().out
     assert out.endswith(summary)
 

@@ -9,23 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.__main__ import main
 from broker.checker import OUTCOME_KEYS
 from broker.scenario import builtin_names, load, load_text
 from broker.simulation import Simulation
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
-
-
-def section(title: str) -> str:
-    text = DOC.read_text(encoding="utf-8")
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end >= 0 else len(text)]
-
-
-def blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+from tests.scenarios.docs_support import DOC, blocks, builtin_table, run_example, section
 
 
 def example() -> str:
@@ -65,32 +52,19 @@ def test_the_documented_transactional_summary_is_what_the_cli_prints(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     [summary] = blocks(section("A complete transactional example"), "text")
-    path = tmp_path / "txn-example.toml"
-    path.write_text(example(), encoding="utf-8")
-
-    assert main(["run", str(path)]) == 0
+    assert run_example(example(), tmp_path / "txn-example.toml") == 0
     assert capsys.readouterr().out.endswith(summary)
 
 
-def txn_table() -> list[tuple[str, str]]:
-    """(name, declared outcome) for each row of the transaction built-ins table."""
-    rows = re.findall(
-        r"^\| `([a-z0-9-]+)` \| [^|]+ \| [^|]+ \| ([^|]+) \|",
-        section("The transaction built-ins"),
-        flags=re.MULTILINE,
-    )
-    return [(name, declared.strip()) for name, declared in rows]
-
-
 def test_the_txn_table_lists_every_txn_builtin() -> None:
-    listed = [name for name, _declared in txn_table()]
+    listed = [name for name, _declared in builtin_table("The transaction built-ins")]
 
     assert len(listed) == len(set(listed))
     assert sorted(listed) == [n for n in builtin_names() if n.startswith("txn-")]
 
 
 def test_the_txn_table_states_each_declared_outcome() -> None:
-    for name, declared in txn_table():
+    for name, declared in builtin_table("The transaction built-ins"):
         documented = dict(re.findall(r"`([a-z_]+) (?:= |)([^`]+)`", declared))
         expected = {k: str(v).replace("== ", "") for k, v in load(name).expected.items()}
         assert {k: v.removeprefix("= ") for k, v in documented.items()} == expected, name
