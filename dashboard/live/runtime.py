@@ -429,31 +429,40 @@ class Room(Playback):
             next_at += tick_s
             if next_at < loop.time():
                 next_at = loop.time()  # too far behind (a long slice): do not rush to catch up
-            # Every room's ticks share one CPU budget per period (pacing.py): wait for a turn.
-            await pacing.turns.take()
-            started = time.perf_counter()
-            self.pause_if_unwatched(time.monotonic())
-            try:
-                frame = self.tick()
-            except Exception:
-                logger.exception("room %s: tick failed; pausing the run", self.id)
-                self.playing = False
-                frame = None
-            pacing.turns.spent(time.perf_counter() - started)
-            started = time.perf_counter()
-            if frame is not None:
-                await self.broadcast(frame, self.presenter_frame)
-            if self.notice is not None:
-                notice, self.notice = self.notice, None
-                await self.broadcast(fragments.error_frame(notice))
-            await self.send_count(time.monotonic())
-            pacing.turns.spent(time.perf_counter() - started)
-            if self.on_change is not None:
-                await self.on_change(self)
-            idle = time.monotonic() - self.last_used
-            if not self.viewers and not self.playing and not self.pending and idle > IDLE_STOP_S:
+            await self.tick_and_send()
+            if self.can_stop():
                 return
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def tick_and_send(self, now: float | None = None) -> None:
+        """One tick and what follows it: the frame, a refusal to tell, the attendee count, the
+        after-tick hook. A compare ticks its two panes with the same ``now`` (compare/pair.py)."""
+        # Every room's ticks share one CPU budget per period (pacing.py): wait for a turn.
+        await pacing.turns.take()
+        started = time.perf_counter()
+        self.pause_if_unwatched(time.monotonic())
+        try:
+            frame = self.tick(now)
+        except Exception:
+            logger.exception("room %s: tick failed; pausing the run", self.id)
+            self.playing = False
+            frame = None
+        pacing.turns.spent(time.perf_counter() - started)
+        started = time.perf_counter()
+        if frame is not None:
+            await self.broadcast(frame, self.presenter_frame)
+        if self.notice is not None:
+            notice, self.notice = self.notice, None
+            await self.broadcast(fragments.error_frame(notice))
+        await self.send_count(time.monotonic())
+        pacing.turns.spent(time.perf_counter() - started)
+        if self.on_change is not None:
+            await self.on_change(self)
+
+    def can_stop(self) -> bool:
+        """Whether the pacing task may end: nobody watches, nothing plays or waits, idle."""
+        idle = time.monotonic() - self.last_used
+        return not self.viewers and not self.playing and not self.pending and idle > IDLE_STOP_S
 
 
 class Registry:
