@@ -15,9 +15,11 @@ request; metadata look-ups are instant reads of the controller's state; with
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 from broker.clients.metadata import MetadataRefresh
@@ -148,58 +150,88 @@ class Producer:
         self, records: Sequence[Record], topic: str, partition: int | None = None
     ) -> TopicPartition:
         """Hand records to the accumulator, in order, as ``send()`` would one by
-        one (the loop is written for speed: it is the per-record hot path)."""
+        one.  Records in a row bound for the same partition are appended as one
+        run (``_append_run``): this is the per-record hot path of a big produce."""
         if self.closed:
             raise RuntimeError(f"{self.name}: send on a closed producer")
         tps = self._tps.get(topic)
         if tps is None:
             count = self.cluster.topics[topic].partitions
             tps = self._tps[topic] = [TopicPartition(topic, p) for p in range(count)]
+        if partition is not None:
+            self._append_run(tps[partition], records)
+            return tps[partition]
         count = len(tps)
-        queues = self._queues
-        batch_size = self.config.batch_size
-        now = self.scheduler.now_ms
         tp = tps[0]
-        batch: ProducerBatch | None = None
-        for record in records:
+        start = 0
+        for i, record in enumerate(records):
             key = record.key
-            if partition is not None:
-                next_tp = tps[partition]
-            elif key is not None:
+            if key is not None:
                 next_tp = tps[partition_for_key(key, count)]
             else:
+                # The sticky partition moves on when its batch closes, so the
+                # records before this one must be in their batches first.
+                self._append_run(tp, records[start:i])
+                start = i
                 next_tp = tps[self._choose_partition(topic, None, None)]
-            if batch is None or next_tp is not tp:
-                tp = next_tp
-                queue = queues.get(tp)
-                if queue is None:
-                    queue = queues[tp] = deque()
-                batch = queue[-1] if queue else None
-            size = (
-                RECORD_OVERHEAD_BYTES
-                + len(record.message_id)
-                + len(record.value)
-                + (len(key) if key is not None else 0)
+            if next_tp is not tp:
+                self._append_run(tp, records[start:i])
+                tp, start = next_tp, i
+        self._append_run(tp, records[start:])
+        return tp
+
+    def _append_run(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        """Append records bound for ``tp`` to its open batch, opening and closing
+        batches exactly as appending them one at a time would: a record joins the
+        open batch if it fits (or the batch is empty: an oversized record gets a
+        batch of its own), and a batch that reaches ``batch.size`` closes.
+
+        Rather than test each record, the running total of the records' sizes
+        (built in one pass) tells by bisection how many fit in the batch; the
+        Python-level work is then per batch, not per record."""
+        if not records:
+            return
+        batch_size = self.config.batch_size
+        totals = list(
+            accumulate(
+                [
+                    RECORD_OVERHEAD_BYTES + len(message_id) + len(value) + len(key or "")
+                    for message_id, key, value in records
+                ]
             )
+        )
+        queue = self._queues.get(tp)
+        if queue is None:
+            queue = self._queues[tp] = deque()
+        batch = queue[-1] if queue else None
+        start, before = 0, 0  # the first record not yet appended; the total before it
+        while start < len(totals):
             if (
                 batch is None
                 or batch.closed
                 or batch.attempts > 0
-                or (batch.records and batch.size_bytes + size > batch_size)
+                or (batch.records and batch.size_bytes + totals[start] - before > batch_size)
             ):
                 if batch is not None:
                     self._close_batch(batch)
-                batch = ProducerBatch(tp, now)
-                batch.delivery_timer = self.scheduler.after(
-                    self.config.delivery_timeout_ms, self._expire, batch
-                )
-                queues[tp].append(batch)
-                self._wake_at(now + self.config.linger_ms)
-            batch.records.append(record)
-            batch.size_bytes += size
+                batch = self._new_batch(tp, queue)
+            room = before + batch_size - batch.size_bytes
+            end = max(bisect_right(totals, room, start), start + 1)
+            batch.records.extend(records[start:end])
+            batch.size_bytes += totals[end - 1] - before
+            start, before = end, totals[end - 1]
             if batch.size_bytes >= batch_size:
                 self._close_batch(batch)
-        return tp
+
+    def _new_batch(self, tp: TopicPartition, queue: deque[ProducerBatch]) -> ProducerBatch:
+        now = self.scheduler.now_ms
+        batch = ProducerBatch(tp, now)
+        batch.delivery_timer = self.scheduler.after(
+            self.config.delivery_timeout_ms, self._expire, batch
+        )
+        queue.append(batch)
+        self._wake_at(now + self.config.linger_ms)
+        return batch
 
     def _close_batch(self, batch: ProducerBatch) -> None:
         if not batch.closed:
@@ -529,30 +561,25 @@ class Producer:
         ]:
             del self._metadata[tp]
         if self.config.acks == 0 and conn.lane == "":
-            self.events.emit(
-                self.actor,
-                "disconnected",
-                None,
-                None,
-                ErrorCode.NETWORK_EXCEPTION.name,
-                f"connection to {conn.server} lost; acks=0 sends cannot tell what it carried, "
-                "the next one reconnects",
-                src=conn.server,
-                dst=self.actor,
+            self._emit_disconnected(
+                conn, "acks=0 sends cannot tell what it carried, the next one reconnects"
             )
         elif any(e.exchange.conn is conn for e in self._in_flight.values()):
-            self.events.emit(
-                self.actor,
-                "disconnected",
-                None,
-                None,
-                ErrorCode.NETWORK_EXCEPTION.name,
-                f"connection to {conn.server} lost; its requests' outcome is unknown",
-                src=conn.server,
-                dst=self.actor,
-            )
+            self._emit_disconnected(conn, "its requests' outcome is unknown")
             self._fail_connection(conn)
         self._wake()
+
+    def _emit_disconnected(self, conn: Connection, consequence: str) -> None:
+        self.events.emit(
+            self.actor,
+            "disconnected",
+            None,
+            None,
+            ErrorCode.NETWORK_EXCEPTION.name,
+            f"connection to {conn.server} lost; {consequence}",
+            src=conn.server,
+            dst=self.actor,
+        )
 
     def _fail_connection(self, conn: Connection) -> None:
         failed = [cid for cid, e in self._in_flight.items() if e.exchange.conn is conn]
