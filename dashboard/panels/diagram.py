@@ -23,8 +23,8 @@ SLANT = 14
 _IDS = re.compile(r"\[[^\]]*\]")
 
 
-def _label(event: dict[str, Any]) -> str:
-    kind = event["kind"]
+def event_label(event: dict[str, Any]) -> str:
+    kind: str = event["kind"]
     detail = event.get("detail") or ""
     where = f" @{event['offset']}" if event.get("offset") is not None else ""
     ids = _IDS.search(detail)
@@ -80,10 +80,10 @@ def column_width(actors: list[str], events: list[dict[str, Any]]) -> int:
     index = {name: i for i, name in enumerate(actors)}
     need = float(MIN_COLUMN_W)
     for event in events:
-        text_w = CHAR_W * len(_label(event)) + 12
+        text_w = CHAR_W * len(event_label(event)) + 12
         src, dst = event.get("src"), event.get("dst")
         if src in index and dst in index and src != dst:
-            span = abs(index[src] - index[dst])
+            span: float = abs(index[src] - index[dst])
             if event["kind"].startswith("net.drop"):
                 span /= 2  # a lost message stops half-way
             need = max(need, text_w / span)
@@ -121,7 +121,8 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
                 f"{event['time_ms']} ms</text>"
             )
             previous_time = event["time_ms"]
-        label = escape(_label(event))
+        label = escape(event_label(event))
+        seq = event.get("seq", "")  # travel.js draws the arrows newer than those it has seen
         src, dst = event.get("src"), event.get("dst")
         if src in x and dst in x and src != dst:
             x1, x2 = x[src], x[dst]
@@ -131,7 +132,7 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
             if dropped:
                 x2 = (x1 + x2) // 2
             mid = (x1 + x2) // 2
-            parts.append(f'<g class="{css}">')
+            parts.append(f'<g class="{css}" data-seq="{seq}">')
             parts.append(
                 f'<line x1="{x1}" y1="{y - SLANT // 2}" x2="{x2}" y2="{y + SLANT // 2}"'
                 + ("" if dropped else ' marker-end="url(#msd-arrow)"')
@@ -158,8 +159,9 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
             if event["kind"] in ("broker.crash", "app.crash"):
                 css = "msd-note is-crash"
             parts.append(
-                f'<g class="{css}"><rect x="{cx - w // 2}" y="{y - 11}" width="{w}" height="22" '
-                f'rx="4"/><text x="{cx}" y="{y + 5}" text-anchor="middle">{label}</text></g>'
+                f'<g class="{css}" data-seq="{seq}"><rect x="{cx - w // 2}" y="{y - 11}" '
+                f'width="{w}" height="22" rx="4"/><text x="{cx}" y="{y + 5}" '
+                f'text-anchor="middle">{label}</text></g>'
             )
     parts.append("</svg>")
     return "".join(parts)

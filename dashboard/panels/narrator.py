@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.events import Event
+from dashboard.panels.travel import REQUESTS, RESPONSES, api_of, resent
 
 logger = logging.getLogger(__name__)
 _IDS = re.compile(r"\[([^\]]*)\]")
@@ -26,6 +27,8 @@ _COMMITTED = re.compile(r"group (\S+): (.*)$")
 _PROCESSED = re.compile(r"^processed (\S+?)(?:;|$)")
 # A long run keeps its latest sentences only (the panel shows far fewer).
 KEEP_LINES = 500
+# The sentences kept for the events of one feed (one beat at event pacing is one moment).
+BEAT_SHOWN = 3
 RETRY_WHY = {
     "REQUEST_TIMED_OUT": "no answer came within request.timeout.ms",
     "NETWORK_EXCEPTION": "its connection broke before the answer came",
@@ -101,8 +104,13 @@ class Narrator:
     since_commit: dict[str, int] = field(default_factory=dict)  # instance -> processed records
     # the sentence being extended: ((consumer, why), message ids, first offset)
     reprocessing: tuple[tuple[str, str], list[str], int] | None = None
+    # Every visible event of the latest feed (at event pacing, of the latest beat) with one
+    # sentence: its story line when it has one, else what it did (``routine``).
+    beat: list[Line] = field(default_factory=list)
+    beat_more: int = 0  # that feed's earlier events, not kept
 
     def feed(self, events: Iterable[Event]) -> None:
+        beat: list[Line] = []
         for event in events:
             self.seq = event.seq + 1
             if event.quiet:
@@ -111,14 +119,19 @@ class Narrator:
             handler = _HANDLERS.get(event.kind)
             try:
                 text = handler(self, event) if handler is not None else _plain(event)
+                said = text or routine(self, event)
             except Exception:  # a detail worded in a way not foreseen: no sentence, no stop
                 logger.exception("no sentence for event %s (%s)", event.seq, event.kind)
                 continue
+            beat.append(Line(event.time_ms, event.actor, event.kind, said))
             if text:
                 self.lines.append(Line(event.time_ms, event.actor, event.kind, text))
                 self.told += 1
                 if len(self.lines) > KEEP_LINES * 2:
                     del self.lines[:KEEP_LINES]
+        if beat:  # a feed that read nothing visible leaves the last beat's sentences
+            self.beat = beat[-BEAT_SHOWN:]
+            self.beat_more = len(beat) - len(self.beat)
 
     # -- who is who ---------------------------------------------------------------------------
     def _producer(self, name: str) -> dict[str, Any]:
@@ -265,6 +278,49 @@ def _again_processed(run: tuple[tuple[str, str], list[str], int], event: Event) 
     (actor, why), ids, first = run
     where = f"{event.partition}@{_span(sorted({first, event.offset or 0}))}"
     return f"{actor} processed {_names(ids)} ({where}) again: {why}, so it read them once more."
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "AEIOU" else f"a {word}"
+
+
+def routine(n: Narrator, event: Event) -> str:
+    """What an event did, in one plain sentence, for one that the story passes over."""
+    ids = _names(message_ids(event.detail))
+    kind, actor, where = event.kind, event.actor, event.partition or ""
+    if kind == "produce.send":
+        found = resent(event)
+        if found is not None:
+            attempt, seq = found
+            same = (
+                f"under the same sequence numbers ({seq}), by which the leader can tell a copy"
+                if seq
+                else "with no sequence number (idempotence is off), so nothing marks it as a copy"
+            )
+            return f"{actor} sends {ids} to {event.dst} again (attempt {attempt}), {same}."
+        return f"{actor} sends a Produce request with {ids} to {event.dst}, the leader of {where}."
+    if kind == "produce.append":
+        span = event.detail.split(" epoch", 1)[0]
+        return f"{actor}, the leader of {where}, appended {ids} at {span}."
+    if kind == "produce.ack":
+        if event.src is None:
+            return f"{actor} counts {ids} as sent: with acks=0 no answer ever comes."
+        return f"{event.src}'s answer reaches {actor}: {ids} acknowledged at offset {event.offset}."
+    if kind == "produce.retry":
+        why = RETRY_WHY.get(event.error or "", event.error or "it failed")
+        return f"{actor} puts {ids} back at the front of its queue to send again: {why}."
+    api = api_of(event)
+    if api and kind in REQUESTS:
+        return f"{event.src} sends {_a(api)} request to {event.dst}: {event.detail}."
+    if api and kind in RESPONSES:
+        error = f" with {event.error}" if event.error else ""
+        return f"{event.src} answers {event.dst}'s {api} request{error}: {event.detail}."
+    if kind == "step.note":
+        return "The script adds a note (see “The script says”)."
+    if kind.startswith("step."):
+        return f"The script: {event.detail}."
+    text = f"{actor}: {event.detail or kind.replace('.', ' ')}"
+    return text + (f" ({event.error})." if event.error else ".")
 
 
 def _plain(event: Event) -> str:
