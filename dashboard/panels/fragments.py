@@ -19,6 +19,7 @@ from dashboard.panels import presenters as p
 from dashboard.panels import txn_panels as tp
 from dashboard.panels import workshop_panels as wp
 from dashboard.panels.diagram import sequence_diagram
+from dashboard.panels.travel import travel_panel
 
 Presenter = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -45,6 +46,7 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("narration", "dashboard/panels/narration.html", p.narration_panel),
     ("events", "dashboard/panels/events.html", p.events_panel),
     ("extras", "dashboard/panels/extras.html", p.extras_panel),
+    ("travel", "dashboard/panels/travel.html", travel_panel),
 )
 # Sent to presenters only (a room's frames come in two variants with the same sequence number).
 PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally"})
