@@ -50,6 +50,7 @@ class ProducerConfig:
     batch_size: int = 16384
     linger_ms: int = 5
     enable_idempotence: bool = True
+    idempotence_set: bool = False  # enable.idempotence given explicitly (else Kafka's default)
     retry_backoff_ms: int = 100
     retry_backoff_max_ms: int = 1000
     metadata_max_age_ms: int = 300000  # metadata.max.age.ms: periodic metadata refresh

@@ -80,6 +80,8 @@ STEP_ACTIONS = (
     "crash-processor",
     "restart-processor",
     "stall-processor",
+    "configure",
+    "start-consumer",
     "note",
 )
 
@@ -431,6 +433,45 @@ def _acks(table: Mapping[str, Any], path: str) -> int:
     return mapping[value]
 
 
+def idempotence_conflicts(acks: int, retries: int, max_in_flight: int) -> list[str]:
+    """The settings that rule idempotence out, as KafkaProducer lists them."""
+    conflicts = []
+    if acks != -1:
+        conflicts.append("acks must be all")
+    if retries == 0:
+        conflicts.append("retries must be > 0")
+    if max_in_flight > 5:
+        conflicts.append("max.in.flight.requests.per.connection must be <= 5")
+    return conflicts
+
+
+def resolve_idempotence(
+    explicit: bool | None,
+    conflicts: list[str],
+    transactional: bool,
+    idempotence_path: str,
+    transactional_path: str,
+) -> bool:
+    """Whether the producer is idempotent, or the ConfigException Kafka throws.
+
+    ``explicit``: ``enable.idempotence`` as set (None: not set, Kafka >= 3.2's default then
+    turns idempotence on unless other settings conflict)."""
+    if explicit and conflicts:
+        raise ScenarioError(
+            idempotence_path,
+            "true is incompatible with these settings (Kafka refuses it too): "
+            + "; ".join(conflicts),
+        )
+    idempotent = not conflicts if explicit is None else explicit
+    if transactional and not idempotent:
+        raise ScenarioError(
+            transactional_path,
+            "needs idempotence (Kafka refuses a transactional.id without it): "
+            + ("; ".join(conflicts) if conflicts else "enable.idempotence is false"),
+        )
+    return idempotent
+
+
 def producer_config(raw: Any, path: str) -> ProducerConfig:
     """Validate a producer's Kafka configs as KafkaProducer would."""
     table = _table(raw, path)
@@ -451,35 +492,21 @@ def producer_config(raw: Any, path: str) -> ProducerConfig:
             f"must be at least linger.ms + request.timeout.ms ({linger + request_timeout}), "
             f"as Kafka requires, got {delivery_timeout}",
         )
-    conflicts = []
-    if acks != -1:
-        conflicts.append("acks must be all")
-    if retries == 0:
-        conflicts.append("retries must be > 0")
-    if max_in_flight > 5:
-        conflicts.append("max.in.flight.requests.per.connection must be <= 5")
-    if "enable.idempotence" in table:
-        idempotent = _bool(table, "enable.idempotence", path, True)
-        if idempotent and conflicts:
-            raise ScenarioError(
-                _join(path, "enable.idempotence"),
-                "true is incompatible with these settings (Kafka refuses it too): "
-                + "; ".join(conflicts),
-            )
-    else:
-        # Kafka >= 3.2: idempotence is on by default unless other settings conflict.
-        idempotent = not conflicts
+    explicit = (
+        _bool(table, "enable.idempotence", path, True) if "enable.idempotence" in table else None
+    )
     transactional_id = None
     if "transactional.id" in table:
         transactional_id = _name(
             _str(table, "transactional.id", path), _join(path, "transactional.id")
         )
-        if not idempotent:
-            raise ScenarioError(
-                _join(path, "transactional.id"),
-                "needs idempotence (Kafka refuses a transactional.id without it): "
-                + ("; ".join(conflicts) if conflicts else "enable.idempotence is false"),
-            )
+    idempotent = resolve_idempotence(
+        explicit,
+        idempotence_conflicts(acks, retries, max_in_flight),
+        transactional_id is not None,
+        _join(path, "enable.idempotence"),
+        _join(path, "transactional.id"),
+    )
     return ProducerConfig(
         acks=acks,
         retries=retries,
@@ -489,6 +516,7 @@ def producer_config(raw: Any, path: str) -> ProducerConfig:
         batch_size=_int(table, "batch.size", path, 16384, 1, 16 * 1024 * 1024),
         linger_ms=linger,
         enable_idempotence=idempotent,
+        idempotence_set=explicit is not None,
         retry_backoff_ms=_int(table, "retry.backoff.ms", path, 100, 0, ms),
         retry_backoff_max_ms=_int(table, "retry.backoff.max.ms", path, 1000, 0, ms),
         metadata_max_age_ms=_int(table, "metadata.max.age.ms", path, 300000, 1, ms),
@@ -742,6 +770,32 @@ class _Context:
     producers: frozenset[str]
     consumers: frozenset[str] = frozenset()
     processors: frozenset[str] = frozenset()
+    transactional: frozenset[str] = frozenset()  # producers with a transactional.id
+    consumer_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    processor_groups: frozenset[str] = frozenset()
+
+
+def _context(
+    brokers: int,
+    topics: tuple[TopicConfig, ...],
+    producers: tuple[ProducerSpec, ...],
+    consumers: tuple[ConsumerSpec, ...],
+    processors: tuple[ProcessorSpec, ...],
+) -> _Context:
+    groups: dict[str, tuple[str, ...]] = {}
+    for consumer in consumers:
+        group = consumer.config.group_id
+        groups[group] = tuple(dict.fromkeys(groups.get(group, ()) + consumer.topics))
+    return _Context(
+        brokers,
+        {t.name: t for t in topics},
+        frozenset(p.name for p in producers),
+        frozenset(c.name for c in consumers),
+        frozenset(p.name for p in processors),
+        frozenset(p.name for p in producers if p.config.transactional_id),
+        groups,
+        frozenset(p.consumer.group_id for p in processors),
+    )
 
 
 def _broker_ref(value: Any, where: str, ctx: _Context) -> int | str:
@@ -892,6 +946,17 @@ _STEP_KEYS: dict[str, tuple[str, ...]] = {
     "begin-transaction": ("producer",),
     "commit-transaction": ("producer",),
     "abort-transaction": ("producer",),
+    "configure": (
+        "producer",
+        "consumer",
+        "acks",
+        "enable.idempotence",
+        "max.in.flight.requests.per.connection",
+        "isolation.level",
+        "commit",
+        "sink",
+    ),
+    "start-consumer": ("group", "topic"),
 }
 for _kind_name in FAULT_KINDS:
     _STEP_KEYS[_kind_name] = (
@@ -969,13 +1034,9 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
             raise ScenarioError(_join(path, "client"), "required")
         params["client"] = _client_ref(table["client"], _join(path, "client"), ctx)
     elif action in ("crash-consumer", "restart-consumer", "stop-consumer", "stall-consumer"):
-        consumer = _str(table, "consumer", path)
-        if consumer not in ctx.consumers:
-            declared = ", ".join(sorted(ctx.consumers)) or "none"
-            raise ScenarioError(
-                _join(path, "consumer"), f"no consumer {consumer!r} (declared: {declared})"
-            )
-        params["consumer"] = consumer
+        from broker import experiments  # it reads steps with this module's readers
+
+        params["consumer"] = experiments.consumer_ref(table, path, ctx)
         if action == "crash-consumer":
             params["at"] = _str(table, "at", path, "now", choices=CRASH_POINTS)
             params["after_records"] = _int(table, "after_records", path, 1, 1, MAX_RECORDS)
@@ -983,6 +1044,15 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
             params["duration_ms"] = _int(table, "duration_ms", path, None, 1, MAX_DURATION_MS)
     elif action == "fail-sink":
         params["count"] = _int(table, "count", path, 1, 1, 1000)
+    elif action in ("configure", "start-consumer"):
+        from broker import experiments  # it reads steps with this module's readers
+
+        parse = (
+            experiments.parse_configure
+            if action == "configure"
+            else experiments.parse_start_consumer
+        )
+        params.update(parse(table, path, ctx))
     elif action in ("crash-processor", "restart-processor", "stall-processor"):
         processor = _str(table, "processor", path)
         if processor not in ctx.processors:
@@ -1082,13 +1152,7 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
     consumers = _consumers(data.get("consumers"), {t.name: t for t in topics}, names)
     processors = _processors(data.get("processors"), {t.name: t for t in topics}, names)
     sink_name = _sink(data.get("sink"), consumers)
-    ctx = _Context(
-        cluster.brokers,
-        {t.name: t for t in topics},
-        frozenset(p.name for p in producers),
-        frozenset(c.name for c in consumers),
-        frozenset(p.name for p in processors),
-    )
+    ctx = _context(cluster.brokers, topics, producers, consumers, processors)
     steps = _steps(data.get("steps"), ctx)
     duration = _int(data, "duration_ms", "", 600_000, 1, MAX_DURATION_MS)
     transactional = {p.name for p in producers if p.config.transactional_id}
@@ -1173,15 +1237,22 @@ StepParser = Callable[[Any, str, int], Step]
 
 def step_parser(spec: ScenarioSpec) -> StepParser:
     """Validate commands (buttons, API calls) against a loaded scenario."""
-    ctx = _Context(
-        spec.cluster.brokers,
-        {t.name: t for t in spec.topics},
-        frozenset(p.name for p in spec.producers),
-        frozenset(c.name for c in spec.consumers),
-        frozenset(p.name for p in spec.processors),
+    ctx = _context(
+        spec.cluster.brokers, spec.topics, spec.producers, spec.consumers, spec.processors
     )
 
     def parse(raw: Any, path: str, now_ms: int) -> Step:
         return parse_step(raw, path, ctx, now_ms)
 
     return parse
+
+
+# The readers and references broker/experiments.py parses its steps with.
+StepContext = _Context
+producer_ref = _producer_ref
+acks_of = _acks
+read_bool = _bool
+read_int = _int
+read_str = _str
+join_path = _join
+valid_name = _name

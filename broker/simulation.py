@@ -17,6 +17,7 @@ import copy
 import gc
 from typing import Any
 
+from broker import experiments
 from broker.checker import Ledger, Verdict, judge
 from broker.clients.app import ProducerApp, render
 from broker.clients.consumer_app import ConsumerApp
@@ -29,7 +30,7 @@ from broker.log import PartitionLog
 from broker.network import Network
 from broker.protocol import TopicPartition
 from broker.records import LogBatch, control_type
-from broker.scenario import MAX_RECORDS, ScenarioError, ScenarioSpec, Step
+from broker.scenario import MAX_CONSUMERS, MAX_RECORDS, ScenarioError, ScenarioSpec, Step
 from broker.scheduler import PRIORITY_COMMAND, Scheduler
 from broker.sink import Sink
 
@@ -88,6 +89,7 @@ class Simulation:
         self._producing = 0
         self._steps_left = 0
         self._next_settle_check = 0
+        self._stepped = False  # whether the run has begun (a command before it changes the start)
         self.ended: str | None = None
         for step in spec.steps:
             self._schedule_step(step)
@@ -137,13 +139,115 @@ class Simulation:
     def submit(self, step: Step) -> None:
         """Apply a command (validated by ``scenario.step_parser``) at the next event.
 
-        A run that had settled wakes up again; one past its duration does not."""
-        if self.ended == "duration":
-            raise ScenarioError("", f"the run is over (duration_ms={self.spec.duration_ms})")
+        A run that had settled wakes up again; one past its duration does not. A command the
+        run's state refuses (see ``check``) raises ``ScenarioError`` and changes nothing. A
+        ``configure`` before the run has begun applies at once: the run starts with it."""
+        self.check(step)
         self.ended = None
         step = Step(self.now_ms, step.action, step.params, step.narration)
         self.commands.append((self.now_ms, step))
+        if step.action == "configure" and not self._stepped:
+            self._configure(step.params, at_start=True)
+            return
         self._schedule_step(step)
+
+    def check(self, step: Step) -> None:
+        """Refuse, naming the problem, a command this run cannot take now (a parsed step: what
+        the parser could not know depends on the run's state). Changes nothing."""
+        if self.ended == "duration":
+            raise ScenarioError("", f"the run is over (duration_ms={self.spec.duration_ms})")
+        params = step.params
+        if step.action == "produce" and (
+            self.records_requested + int(params["count"]) > MAX_RECORDS
+        ):
+            raise ScenarioError(
+                "command.count", f"this run would produce more than {MAX_RECORDS} records"
+            )
+        name = params.get("consumer")
+        if name is not None and name not in self.consumers:
+            running = ", ".join(self.consumers) or "none"
+            raise ScenarioError(
+                "command.consumer", f"no consumer {name!r} in this run (consumers: {running})"
+            )
+        if step.action == "configure":
+            self._configuration(params)
+        elif step.action == "start-consumer":
+            self._new_consumer_spec(params)
+
+    def _configuration(self, params: Any) -> tuple[Any, str]:
+        """The new settings a configure gives its application, and the change in words;
+        or a refusal (ScenarioError)."""
+        if "producer" in params:
+            app = self.producers[params["producer"]]
+            client = app.client
+            if app.transactional and client is not None and client.txn is not None:
+                state = client.txn.state
+                if (
+                    app._ops
+                    or app._ending
+                    or state
+                    not in (
+                        TxnClientState.READY,
+                        TxnClientState.UNINITIALIZED,
+                    )
+                ):
+                    raise ScenarioError(
+                        "command.producer",
+                        f"{app.name} is {state.value}: commit or abort its transaction (or let "
+                        "initTransactions finish) before closing the producer",
+                    )
+            config = experiments.new_producer_config(app.closing or app.config, params)
+            before, after = experiments.settings_text(app.config), experiments.settings_text(config)
+            return config, f"{after} (was {before})"
+        consumer = self.consumers[params["consumer"]]
+        spec = experiments.new_consumer_spec(consumer.reconfiguring or consumer.spec, params)
+        before = experiments.consumer_settings_text(consumer.spec)
+        return spec, f"{experiments.consumer_settings_text(spec)} (was {before})"
+
+    def _new_consumer_spec(self, params: Any) -> Any:
+        if len(self.consumers) >= MAX_CONSUMERS:
+            raise ScenarioError(
+                "command", f"this run has {len(self.consumers)} consumers, the most it may have"
+            )
+        if not any(b.alive for b in self.cluster.brokers.values()):
+            raise ScenarioError("command", "no broker is alive to coordinate a group")
+        taken = [*self.producers, *self.consumers, *self.processors]
+        name = experiments.next_consumer_name(taken, len(self.consumers))
+        running = [app.reconfiguring or app.spec for app in self.consumers.values()]
+        return experiments.started_consumer_spec(name, params, running, self.now_ms)
+
+    def _configure(self, params: Any, at_start: bool = False) -> None:
+        try:
+            config, change = self._configuration(params)
+        except ScenarioError as exc:  # the state changed since the command was taken
+            self.events.emit("script", "command.refused", detail=exc.problem)
+            return
+        if "producer" in params:
+            self.producers[params["producer"]].reconfigure(config, change, at_start)
+            return
+        app = self.consumers[params["consumer"]]
+        self._sink_for(config)
+        app.sink = self.sink
+        app.reconfigure(config, change, at_start)
+
+    def _sink_for(self, spec: Any) -> None:
+        """A consumer that writes to the database needs one: created on first use."""
+        if spec.sink != "none" and self.sink is None:
+            self.sink = Sink("db")
+            for app in self.consumers.values():
+                app.sink = self.sink
+
+    def _start_new_consumer(self, params: Any) -> None:
+        try:
+            spec = self._new_consumer_spec(params)
+        except ScenarioError as exc:
+            self.events.emit("script", "command.refused", detail=exc.problem)
+            return
+        experiments.ensure_offsets_topic(self.cluster)
+        self._sink_for(spec)
+        app = ConsumerApp(spec, self.cluster, self.ledger, self.sink)
+        self.consumers[spec.name] = app
+        app.start()
 
     def _apply(self, step: Step) -> None:
         self._steps_left -= 1
@@ -238,6 +342,10 @@ class Simulation:
             self.producers[params["producer"]].commit_transaction()
         elif action == "abort-transaction":
             self.producers[params["producer"]].abort_transaction()
+        elif action == "configure":
+            self._configure(params)
+        elif action == "start-consumer":
+            self._start_new_consumer(params)
         elif action == "fail-sink":
             if self.sink is not None:
                 self.sink.fail_next += params["count"]
@@ -296,6 +404,7 @@ class Simulation:
         """Run one event.  False when the run is over."""
         if self.ended is not None:
             return False
+        self._stepped = True
         due = self.scheduler.next_due_ms()
         if due is None or due > self.spec.duration_ms:
             self.ended = "duration"
@@ -374,7 +483,7 @@ class Simulation:
             return False
         if not all(app.idle for app in self.processors.values()):
             return False
-        for group, topics in self.spec.groups.items():
+        for group, topics in self.groups().items():
             live = [
                 app.client
                 for app in self.consumers.values()
@@ -391,6 +500,14 @@ class Simulation:
             if owned != wanted:
                 return False
         return True
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Each consumer group and the topics it reads: the scenario's, and those of consumers
+        started during the run."""
+        out = self.spec.groups
+        for app in self.consumers.values():
+            out[app.group] = tuple(dict.fromkeys(out.get(app.group, ()) + app.spec.topics))
+        return out
 
     def _start_processor(self, name: str) -> None:
         self._starting -= 1
@@ -450,7 +567,7 @@ class Simulation:
             # A processor's effect is its committed output, judged as a pipeline.
             {
                 group: topics
-                for group, topics in self.spec.groups.items()
+                for group, topics in self.groups().items()
                 if group not in {p.consumer.group_id for p in self.spec.processors}
             },
             self.sink.message_counts() if self.sink is not None else None,
@@ -563,6 +680,7 @@ class Simulation:
                         for b in (client.in_flight_batches() if client else [])
                     ],
                     "queued": len(client.queued_batches()) if client else 0,
+                    "closing": app.closing is not None,
                     "transactional_id": app.config.transactional_id,
                     "transaction_state": client.txn.state.value
                     if client is not None and client.txn is not None
@@ -656,6 +774,10 @@ class Simulation:
             "generation": client.generation if client else None,
             "strategy": app.strategy,
             "isolation_level": app.spec.config.isolation_level,
+            "commit": app.spec.commit,
+            "sink": app.spec.sink,
+            "topics": list(app.spec.topics),
+            "reconfiguring": app.reconfiguring is not None,
             "partitions": partitions,
             "processing": len(app.batch) - app.index if app.busy else len(app.worker),
         }

@@ -67,6 +67,10 @@ class ProducerApp:
         self._txn_ids: list[str] = []
         self.txn_ready = False
         self.fenced = False
+        # A settings change (configure): the client is closing, completing its pending
+        # sends; what the application sends meanwhile waits for the new client.
+        self.closing: ProducerConfig | None = None
+        self._held: list[tuple[str, Sequence[str | None], Sequence[str], int | None]] = []
         self.client: Producer | None = None
         if start:
             self.client = self._new_client()
@@ -225,6 +229,10 @@ class ProducerApp:
         partition: int | None = None,
     ) -> list[str]:
         """Send new messages, one per (key, value), in order."""
+        if self.closing is not None and self.client is not None:
+            # Blocked in close(): the messages go to the new client once it exists.
+            self._held.append((topic, keys, values, partition))
+            return []
         if self.transactional and self.client is not None:
             self._queue(("produce", topic, keys, values, partition))
             return []
@@ -264,6 +272,8 @@ class ProducerApp:
         else:
             self.ledger.told_many(records, tp, base_offset, error)
         outbox = self.outbox
+        if self.closing is not None:
+            self.cluster.scheduler.after(0, self._closed_yet)
         if error is ErrorCode.NONE:
             for record in records:
                 outbox.pop(record.message_id, None)
@@ -292,6 +302,49 @@ class ProducerApp:
             self.ledger.sent_many((record,), self.name, -1, topic)
             self.client.send_many((record,), topic, partition)
 
+    # -- a settings change (the configure step) -----------------------------------------
+    def reconfigure(self, config: ProducerConfig, change: str, at_start: bool = False) -> None:
+        """New settings, the way an application gets them: ``close()`` the client, which
+        completes its pending sends, then a new client with ``config`` (with idempotence, a
+        new producer id). ``at_start``: the run has not begun, so the run simply starts with
+        them. A producer that is down gets them when it starts again."""
+        old = self.client
+        if old is None or at_start:
+            self.config = config
+            if old is not None:
+                old.close()
+                self.client = self._new_client()
+            when = "the run starts" if at_start else "it starts again"
+            self.events.emit(self.name, "app.configure", detail=f"{change}: from when {when}")
+            return
+        self.closing = config
+        self.events.emit(
+            self.name,
+            "app.configure",
+            detail=f"{change}: close() completes the pending sends, then a new producer",
+        )
+        self._closed_yet()
+
+    def _closed_yet(self) -> None:
+        """Once the closing client has no send left waiting, the new client takes over."""
+        old, config = self.client, self.closing
+        if old is None or config is None or not old.idle:
+            return
+        old.close()
+        self.closing = None
+        self.config = config
+        self.client = self._new_client()
+        self.events.emit(
+            self.name,
+            "app.reconfigured",
+            detail="closed; a new producer with acks="
+            + config.acks_name
+            + (" (idempotent: new producer id)" if config.enable_idempotence else ""),
+        )
+        held, self._held = self._held, []
+        for topic, keys, values, partition in held:
+            self.produce_many(topic, keys, values, partition)
+
     def crash(self) -> None:
         if self.client is None:
             return
@@ -299,6 +352,16 @@ class ProducerApp:
         self.client = None
         self._ops.clear()
         self._ending = False
+        if self.closing is not None:
+            self.config, self.closing = self.closing, None
+            held = sum(len(values) for _t, _k, values, _p in self._held)
+            self._held = []
+            if held:
+                self.events.emit(
+                    self.name,
+                    "produce.skipped",
+                    detail=f"application is down: {held} message(s) not sent",
+                )
         self.events.emit(
             self.name, "app.crash", detail="application stopped; its producer's buffers are gone"
         )
@@ -334,6 +397,8 @@ class ProducerApp:
     def idle(self) -> bool:
         if self.client is None:
             return True
+        if self.closing is not None:
+            return False
         if self.transactional and (self._ops or self._ending):
             return self.fenced
         txn = self.client.txn

@@ -105,6 +105,10 @@ class ConsumerApp:
         self._loop_timer: Timer | None = None
         self._names: dict[TopicPartition, str] = {}
         self._generation = 0  # bumps on crash so stale timers do nothing
+        # A settings change (configure) waiting for the loop to close the client, and
+        # whether the close (commit, LeaveGroup) is under way.
+        self.reconfiguring: ConsumerSpec | None = None
+        self._leaving = False
 
     # -- lifecycle -------------------------------------------------------------
     @property
@@ -157,29 +161,65 @@ class ConsumerApp:
         self.client = None
         self._generation += 1
         self._drop_work()
+        if self.reconfiguring is not None:  # the next incarnation starts with the new settings
+            self.spec, self.reconfiguring, self._leaving = self.reconfiguring, None, False
         self.events.emit(self.name, "app.crash", detail=why)
 
     def restart(self) -> None:
         self.start()
 
-    def stop(self) -> None:
-        """A graceful shutdown: commit (with auto-commit), leave the group."""
+    def stop(self, then: Callable[[], None] | None = None) -> None:
+        """A graceful shutdown: commit (with auto-commit), leave the group; then ``then``."""
         client = self.client
         if client is None:
             return
-        leave = partial(self._leave, client, self._generation)
+        leave = partial(self._leave, client, self._generation, then)
         owned = {tp: o for tp, o in client.positions.items() if tp in client.assignment}
         if self.spec.config.enable_auto_commit and owned:
             client.commit(owned, leave)
         else:
             leave(ErrorCode.NONE)
 
-    def _leave(self, client: Consumer, generation: int, _error: ErrorCode) -> None:
+    def _leave(
+        self,
+        client: Consumer,
+        generation: int,
+        then: Callable[[], None] | None,
+        _error: ErrorCode,
+    ) -> None:
         if self._generation == generation and self.client is client:
             client.leave()
             self.client = None
             self._generation += 1
             self._drop_work()
+            if then is not None:
+                then()
+
+    # -- a settings change (the configure step) -----------------------------------------
+    def reconfigure(self, spec: ConsumerSpec, change: str, at_start: bool = False) -> None:
+        """New settings, the way an application gets them: once the batch in hand is done,
+        ``close()`` (commit with auto-commit, LeaveGroup), then a new consumer with ``spec``
+        joins the group and resumes from the committed offset. ``at_start``, or while the
+        application is down, it simply starts with them."""
+        if self.client is None or at_start:
+            self.spec = spec
+            when = "the run starts" if at_start else "it starts again"
+            self.events.emit(self.name, "app.configure", detail=f"{change}: from when {when}")
+            return
+        self.reconfiguring = spec
+        self.events.emit(
+            self.name,
+            "app.configure",
+            detail=f"{change}: after the batch in hand, close() leaves the group; a new "
+            "consumer joins and resumes from the committed offset",
+        )
+        self._wake()
+
+    def _reopen(self) -> None:
+        spec, self.reconfiguring, self._leaving = self.reconfiguring, None, False
+        if spec is not None:
+            self.spec = spec
+            self.start()
 
     def _drop_work(self) -> None:
         """Whatever was in progress is gone with the process."""
@@ -258,6 +298,11 @@ class ConsumerApp:
         if generation != self._generation or self.client is None or self.busy:
             return
         if self._paused(self._loop, generation):
+            return
+        if self.reconfiguring is not None:
+            if not self._leaving:
+                self._leaving = True
+                self.stop(self._reopen)
             return
         records = self.client.poll()
         if not records:
@@ -602,6 +647,8 @@ class ConsumerApp:
         client = self.client
         if client is None:
             return True
+        if self.reconfiguring is not None:
+            return False
         if self.busy or self.worker or self.worker_busy or client.commits_in_flight:
             return False
         if self.scheduler.now_ms < self.stalled_until_ms:
