@@ -227,7 +227,8 @@ class Timeline:
 
         Raises ``ScenarioError`` (changing nothing) when the engine refuses the command.
         """
-        self.parse(raw, "command", self.sim.now_ms)  # validate before changing anything
+        # Validate (against the scenario, then the run's state) before changing anything.
+        self.sim.check(self.parse(raw, "command", self.sim.now_ms))
         if self.in_past:
             self._fork()
         command = Command(self.steps, self.sim.now_ms, dict(raw), label)
