@@ -520,6 +520,8 @@ LAB_MAX_CONNECTIONS_PER_ROOM = _env_int("LAB_MAX_CONNECTIONS_PER_ROOM", 500)
 # it, frames skip that browser until it catches up; after LAB_WS_STALL_CLOSE_S it is closed.
 LAB_WS_SEND_BUFFER_BYTES = _env_int("LAB_WS_SEND_BUFFER_BYTES", 256 * 1024, minimum=16 * 1024)
 LAB_WS_STALL_CLOSE_S = _env_seconds("LAB_WS_STALL_CLOSE_S", 30.0)
+# Per-message deflate on WebSockets, one compressed frame shared by all (dashboard/live/deflate.py).
+LAB_WS_DEFLATE = _env_bool("LAB_WS_DEFLATE", default=True)
 LAB_MAX_RECORDS_PER_RUN = _env_int("LAB_MAX_RECORDS_PER_RUN", 200_000)
 LAB_MAX_UPLOAD_BYTES = _env_int("LAB_MAX_UPLOAD_BYTES", 64 * 1024)  # a scenario file
 LAB_MAX_RUN_UPLOAD_BYTES = _env_int("LAB_MAX_RUN_UPLOAD_BYTES", 512 * 1024)  # a saved run
