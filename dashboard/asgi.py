@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from dashboard.live.deflate import DeflateWebSockets  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from dashboard.security import NoSniff, SameOriginWebSocket  # noqa: E402
 from dashboard.static_serving import StaticFiles  # noqa: E402
@@ -22,11 +23,17 @@ from dashboard.static_serving import StaticFiles  # noqa: E402
 # answers 404 (not 500) to a path that leaves the static folders (/static/../settings.py).
 http_app = NoSniff(StaticFiles(django_asgi_app)) if settings.SERVE_STATIC else django_asgi_app
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        # Only the lab's own pages may open a WebSocket (same scheme, host and port: see
-        # dashboard/security.py), and the session cookie tells a presenter from an attendee.
-        "websocket": SameOriginWebSocket(SessionMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# DeflateWebSockets: the first request tells Daphne to accept per-message deflate on the
+# WebSockets that follow (Daphne has no option for it: dashboard/live/deflate.py).
+application = DeflateWebSockets(
+    ProtocolTypeRouter(
+        {
+            "http": http_app,
+            # Only the lab's own pages may open a WebSocket (same scheme, host and port: see
+            # dashboard/security.py), and the session cookie tells a presenter from an attendee.
+            "websocket": SameOriginWebSocket(
+                SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )

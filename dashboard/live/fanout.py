@@ -2,8 +2,9 @@
 
 Under Daphne, a consumer's ASGI ``send`` is ``partial(server.handle_reply, protocol)``, and the
 protocol is an Autobahn ``WebSocketServerProtocol``. Going through it per browser costs a
-UTF-8 encode, a WebSocket framing and a join per connection; Autobahn's prepared messages
-(``PreparedMessage`` + ``sendPreparedMessage``, made for broadcasting) do that once per frame.
+UTF-8 encode, a compression (with per-message deflate) and a WebSocket framing per connection;
+a ``deflate.SharedFrame`` does that once per frame (and per window size) and the same bytes are
+written to every connection (see deflate.py for why one compressed frame fits them all).
 Anything else (the test communicator, another server) gets the plain ASGI message.
 
 A browser that stops reading (a laptop lid closed, a bad network, or someone holding sockets
@@ -25,12 +26,11 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from django.conf import settings
 
-from dashboard.live import background
+from dashboard.live import background, deflate
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,9 @@ STALLED_CODE = 4008
 STALLED_REASON = "Too far behind: this connection stopped reading frames. Reload to catch up."
 
 try:
-    from autobahn.websocket.protocol import PreparedMessage
-    from channels.sessions import InstanceSessionWrapper
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.web.http import HTTPChannel
 except ImportError:  # pragma: no cover - Daphne is a dependency; be safe without it
-    PreparedMessage = None  # type: ignore[assignment,misc]
-    InstanceSessionWrapper = None  # type: ignore[assignment,misc]
     WebSocketProtocol = None  # type: ignore[assignment,misc]
     HTTPChannel = None  # type: ignore[assignment,misc]
 
@@ -61,7 +57,7 @@ class Direct:
     protocol: Any
     server: Any
 
-    def send(self, prepared: Any) -> bool:
+    def send(self, prepared: deflate.SharedFrame) -> bool:
         """Send a prepared frame; False when the connection is closing or gone."""
         protocol = self.protocol
         connection = self.server.connections.get(protocol)
@@ -69,33 +65,26 @@ class Direct:
             return False
         if protocol.state != protocol.STATE_OPEN:
             return False
-        protocol.sendPreparedMessage(prepared)
+        bits = deflate.window_bits(protocol)
+        if bits is None:  # compressing with context: this connection's own compression
+            protocol.sendMessage(prepared.payload, False)
+        else:
+            protocol.sendData(prepared.for_window(bits))
         return True
 
 
 def direct(base_send: Any) -> Direct | None:
-    """The Daphne connection behind an ASGI ``send``, or None when it is something else.
-
-    Channels' session middleware wraps ``send`` to save sessions on HTTP responses; it does
-    nothing for WebSocket frames, so a frame may go to the server's send underneath it.
-    """
-    wrapper = getattr(base_send, "__self__", None)
-    if InstanceSessionWrapper is not None and isinstance(wrapper, InstanceSessionWrapper):
-        base_send = wrapper.real_send
-    if WebSocketProtocol is None or not isinstance(base_send, partial):
+    """The Daphne connection behind an ASGI ``send``, or None when it is something else."""
+    found = deflate.daphne_server(base_send)
+    if found is None or WebSocketProtocol is None or not isinstance(found[1], WebSocketProtocol):
         return None
-    server = getattr(base_send.func, "__self__", None)
-    if len(base_send.args) != 1 or not hasattr(server, "connections"):
-        return None
-    protocol = base_send.args[0]
-    if not isinstance(protocol, WebSocketProtocol):
-        return None
+    server, protocol = found
     return Direct(protocol, server)
 
 
-def prepare(frame: str) -> Any:
-    """A text frame, encoded and framed once (unmasked: server to client)."""
-    return PreparedMessage(frame.encode("utf-8"), False, False, False)
+def prepare(frame: str) -> deflate.SharedFrame:
+    """A text frame, encoded once, then framed (and compressed) once per form in use."""
+    return deflate.SharedFrame(frame)
 
 
 def queued_bytes(transport: Any) -> int | None:
