@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -30,15 +31,25 @@ import re
 import statistics
 import struct
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.management.commands.scaleout import Lab, LabError
+
+# A room that sent nothing for this long has ended its run (or was paused): stop measuring.
+QUIET_S = 3.0
+BEAT = "beat"  # event pacing: one moment per beat (dashboard/live/playback.py)
+SPEEDS = ("0.25", "0.5", "1", "2", "4", "8", "16", "end")
+# A set-up started for many runs opens a room per run from one address: lift the per-client
+# limits on opening rooms (a real audience opens rooms from many addresses).
+BENCH_ENV = {"LAB_RATE_ROOM_CREATE": "100000/60", "LAB_MAX_ROOMS_PER_CLIENT": "100000"}
 
 SEQ = re.compile(rb'<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)" data-sent="(\d+)"')
 
@@ -93,16 +104,36 @@ def bench_scenario(backlog: int) -> str:
     return head + BACKLOG_STEP.format(count=backlog).lstrip() + "\n" + sep + tail
 
 
-class Client:
-    """A bare WebSocket client: the handshake, then whole text messages (pings answered)."""
+# What Chromium offers: per-message deflate, any window the server likes.
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+class Client:
+    """A bare WebSocket client: the handshake, then whole text messages (pings answered).
+
+    Like a browser it offers per-message deflate (unless ``deflate`` is False) and inflates
+    what comes compressed; ``wire_bytes`` counts every byte of every frame it read (headers
+    included, compressed as sent), ``payload_bytes`` the messages once inflated."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deflate: bool = False
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        # One inflater for the connection: it reads messages compressed with or without the
+        # server's context takeover alike.
+        self.inflater = zlib.decompressobj(-15) if deflate else None
+        self.wire_bytes = 0
+        self.payload_bytes = 0
 
     @classmethod
     async def connect(
-        cls, base: str, path: str, cookie: str = "", origin: str | None = None
+        cls,
+        base: str,
+        path: str,
+        cookie: str = "",
+        origin: str | None = None,
+        deflate: bool = True,
     ) -> Client:
         url = urllib.parse.urlsplit(base)
         host, port = url.hostname or "127.0.0.1", url.port or 80
@@ -120,34 +151,51 @@ class Client:
         ]
         if cookie:
             lines.append(f"Cookie: {cookie}")
+        if deflate:
+            lines.append(f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         status = await reader.readline()
         if b" 101 " not in status:
             writer.close()
             raise CommandError(f"WebSocket refused by {base}: {status.decode().strip()!r}")
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass
-        return cls(reader, writer)
+        deflated = False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "sec-websocket-extensions":
+                deflated = deflated or "permessage-deflate" in value
+        return cls(reader, writer, deflated)
 
     async def receive(self) -> bytes:
         message = b""
+        compressed = False
         while True:
             head = await self.reader.readexactly(2)
             final, opcode = head[0] & 0x80, head[0] & 0x0F
             length = head[1] & 0x7F
+            wire = 2
             if length == 126:
                 length = struct.unpack("!H", await self.reader.readexactly(2))[0]
+                wire += 2
             elif length == 127:
                 length = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+                wire += 8
             payload = await self.reader.readexactly(length)
+            self.wire_bytes += wire + length
             if opcode == 0x8:
                 raise ConnectionError("closed by the server")
             if opcode == 0x9:  # ping: Daphne closes connections that never answer
                 self._write(0xA, payload)
                 continue
+            if opcode in (0x1, 0x2):
+                compressed = bool(head[0] & 0x40)  # RSV1: a per-message deflated message
             if opcode in (0x1, 0x2, 0x0):
                 message += payload
                 if final:
+                    if compressed:
+                        if self.inflater is None:
+                            raise ConnectionError("a compressed message on a plain connection")
+                        message = self.inflater.decompress(message + b"\x00\x00\xff\xff")
+                    self.payload_bytes += len(message)
                     return message
 
     def _write(self, opcode: int, payload: bytes) -> None:
@@ -168,29 +216,35 @@ class Client:
         self.writer.close()
 
 
-def open_room(base: str, scenario: str) -> tuple[str, str]:
-    """Upload the benchmark scenario like a browser would: returns the room id and the Cookie
-    header of that browser's session, which presents the room."""
+def open_room(base: str, scenario: str = "", builtin: str = "") -> tuple[str, str]:
+    """Open a room like a browser would, uploading ``scenario`` or, with ``builtin``, picking
+    that built-in scenario on the home page: returns the room id and the Cookie header of that
+    browser's session, which presents the room."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(base + "/").read()
-    token = next((c.value for c in jar if c.name == "csrftoken"), "")
-    boundary = uuid.uuid4().hex
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="scenario"; '
-        f'filename="fanout-bench.toml"\r\nContent-Type: text/plain\r\n\r\n'
-        f"{scenario}\r\n--{boundary}--\r\n"
-    ).encode()
+    token = next((c.value or "" for c in jar if c.name == "csrftoken"), "")
+    if builtin:
+        body = urllib.parse.urlencode({"scenario": builtin}).encode()
+        kind, url = "application/x-www-form-urlencoded", base + "/"
+    else:
+        boundary = uuid.uuid4().hex
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="scenario"; '
+            f'filename="fanout-bench.toml"\r\nContent-Type: text/plain\r\n\r\n'
+            f"{scenario}\r\n--{boundary}--\r\n"
+        ).encode()
+        kind, url = f"multipart/form-data; boundary={boundary}", base + "/upload/"
     request = urllib.request.Request(
-        base + "/upload/",
+        url,
         data=body,
-        headers={
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "X-CSRFToken": token,
-            "Referer": base + "/",
-        },
+        headers={"Content-Type": kind, "X-CSRFToken": token, "Referer": base + "/"},
     )
-    response = opener.open(request)
+    try:
+        response = opener.open(request)
+    except urllib.error.HTTPError as exc:
+        said = re.sub(r"<[^>]+>|\s+", " ", exc.read().decode(errors="replace"))
+        raise CommandError(f"could not open a room ({exc.code}): {said[:300].strip()}") from None
     match = re.search(r"/rooms/([^/]+)/$", urllib.parse.urlsplit(response.geturl()).path)
     if not match:
         raise CommandError(f"could not open a room: ended at {response.geturl()}")
@@ -198,6 +252,50 @@ def open_room(base: str, scenario: str) -> tuple[str, str]:
     if not cookie:
         raise CommandError("opening the room gave no session cookie")
     return match.group(1), cookie
+
+
+def scenario_names(asked: list[str]) -> list[str]:
+    """The built-in scenarios named (``all``: every one), checked against the engine's list."""
+    from broker.scenario import builtin_names
+
+    known = list(builtin_names())
+    names: list[str] = []
+    for name in asked:
+        for one in known if name == "all" else [name]:
+            if one not in known:
+                raise CommandError(f"--scenario: there is no built-in scenario {one!r}")
+            if one not in names:
+                names.append(one)
+    return names
+
+
+def bytes_table(results: list[tuple[str, Result]], beats: str) -> str:
+    """One row per scenario, one column pair per speed: KiB/s per attendee on the wire (and
+    frames/s), then the worst scenario per speed."""
+    speeds = list(dict.fromkeys(r.speed for _n, r in results))
+    label = {s: f"beat ({beats}/s)" if s == BEAT else f"{s}x" for s in speeds}
+    rows: dict[str, dict[str, Result]] = {}
+    for name, result in results:
+        rows.setdefault(name, {})[result.speed] = result
+    head = "| scenario | " + " | ".join(f"{label[s]} KiB/s (frames/s)" for s in speeds) + " |"
+    lines = [head, "|---|" + "--:|" * len(speeds)]
+    for name, by_speed in rows.items():
+        cells = [
+            f"{r.wire_rate / 1024:.1f} ({r.frame_rate:.1f})" if (r := by_speed.get(s)) else "-"
+            for s in speeds
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    worst = []
+    for s in speeds:
+        rates = [by_speed[s].wire_rate for by_speed in rows.values() if s in by_speed]
+        worst.append(f"{max(rates) / 1024:.1f}")
+    lines.append("| **highest** | " + " | ".join(worst) + " |")
+    deflate = {r.deflate for _n, r in results}
+    said = "on" if deflate == {True} else "off" if deflate == {False} else "mixed"
+    return (
+        "bytes per attendee per second of play, on the wire (per-message deflate "
+        f"{said}):\n" + "\n".join(lines) + "\n"
+    )
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -228,6 +326,10 @@ class Viewer:
     base: str
     snapshot_seq: int = -1
     seqs: list[int] = field(default_factory=list)
+    # Bytes read after the snapshot, on the wire and inflated, up to its last delta frame.
+    wire_bytes: int = 0
+    payload_bytes: int = 0
+    last_at: float = 0.0  # when its last delta frame arrived (monotonic)
 
 
 @dataclass
@@ -248,6 +350,34 @@ class Result:
     late_gaps: int = 0
     late_repeats: int = 0
     late_snapshot_ms: list[float] = field(default_factory=list)
+    # Seconds from the press on play to the last frame (a run that ended before --seconds).
+    play_s: float = 0.0
+    wire_bytes: list[int] = field(default_factory=list)  # per attendee, after its snapshot
+    payload_bytes: list[int] = field(default_factory=list)
+    deflate: bool = False  # the attendees' connections negotiated per-message deflate
+
+    @property
+    def wire_rate(self) -> float:
+        """Bytes per attendee per second of play, as read from the socket."""
+        return statistics.mean(self.wire_bytes) / self.play_s if self.wire_bytes else 0.0
+
+    @property
+    def payload_rate(self) -> float:
+        """The same, inflated: the frames' own size."""
+        return statistics.mean(self.payload_bytes) / self.play_s if self.payload_bytes else 0.0
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per attendee per second of play."""
+        return statistics.mean(self.delivered) / self.play_s if self.delivered else 0.0
+
+    def bytes_line(self) -> str:
+        return (
+            f"bytes per attendee: {self.wire_rate / 1024:.1f} KiB/s on the wire "
+            f"({self.payload_rate / 1024:.1f} KiB/s inflated; per-message deflate "
+            f"{'on' if self.deflate else 'off'}), {self.frame_rate:.1f} frames/s, over "
+            f"{self.play_s:.1f} s of play"
+        )
 
     def text(self) -> str:
         delays = sorted(self.delays)
@@ -258,9 +388,10 @@ class Result:
             f"clients: {self.clients} attendees + 1 presenter over {per_url} "
             f"URL{'s' if per_url > 1 else ''} ({', '.join(self.urls)}); "
             f"connected in {self.connect_s:.2f} s",
-            f"seconds: {self.elapsed:.1f}, speed: {self.speed}x",
+            f"seconds: {self.elapsed:.1f}, speed: {self.speed}"
+            f"{'' if self.speed == 'beat' else 'x'}",
             f"frames sent by the room: {self.frames_sent} "
-            f"({self.frames_sent / self.elapsed:.1f}/s)",
+            f"({self.frames_sent / (self.play_s or self.elapsed):.1f}/s)",
             f"frames delivered: {total} ({total / self.elapsed:.0f}/s in all, "
             f"{min(self.delivered)}..{max(self.delivered)} per client)",
             f"delay send -> receipt: p50 {p50:.1f} ms, p99 {percentile(delays, 0.99):.1f} ms, "
@@ -268,6 +399,8 @@ class Result:
             f"sequence: {self.gaps} gaps, {self.repeats} repeats (each client: one snapshot, "
             f"then every delta once)",
         ]
+        if self.wire_bytes:
+            lines.append(self.bytes_line())
         if self.late_joiners:
             waits = sorted(self.late_snapshot_ms)
             lines.append(
@@ -327,16 +460,20 @@ async def run_bench(
     concurrency: int = 25,
     late_joiners: int = 0,
     meter: CpuMeter | None = None,
+    deflate: bool = True,
+    beats: str = "1",
 ) -> Result:
     """Connect the presenter (``cookie``) and ``clients`` attendees, spread over ``urls``; press
-    play; read for ``seconds``. ``late_joiners`` more attendees connect while the room plays
-    (spread over the first half of the run): they check the join, not the delays."""
+    play (at ``speed``, or with event pacing at ``beats`` moments a second for "beat"); read
+    for ``seconds``, or until the room has sent nothing for QUIET_S (its run ended).
+    ``late_joiners`` more attendees connect while the room plays (spread over the first half
+    of the run): they check the join, not the delays."""
     path = f"/ws/rooms/{room}/"
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def join(base: str) -> Viewer:
         async with gate:
-            viewer = Viewer(await Client.connect(base, path), base)
+            viewer = Viewer(await Client.connect(base, path, deflate=deflate), base)
             snapshot = await viewer.client.receive()
         match = SEQ.match(snapshot)
         if not match or match.group(2) != b"full":
@@ -346,7 +483,7 @@ async def run_bench(
         return viewer
 
     started = time.monotonic()
-    presenter = await Client.connect(urls[0], path, cookie=cookie)
+    presenter = await Client.connect(urls[0], path, cookie=cookie, deflate=deflate)
     await presenter.receive()  # its snapshot
     viewers = await asyncio.gather(*(join(urls[i % len(urls)]) for i in range(clients)))
     connect_s = time.monotonic() - started
@@ -355,19 +492,28 @@ async def run_bench(
 
     async def read(viewer: Viewer, timed: bool = True) -> None:
         client = viewer.client
+        wire, payload = client.wire_bytes, client.payload_bytes  # the snapshot's, left out
+        viewer.last_at = time.monotonic()
         while True:
             left = stop_at - time.monotonic()
             if left <= 0:
                 return
             try:
-                message = await asyncio.wait_for(client.receive(), left)
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                message = await asyncio.wait_for(client.receive(), min(left, QUIET_S))
+            except TimeoutError:
+                if time.monotonic() - viewer.last_at >= QUIET_S:
+                    return  # the run is over (or paused): nothing more to measure
+                continue
+            except (asyncio.IncompleteReadError, ConnectionError):
                 return
             match = SEQ.match(message)
             if match and match.group(2) == b"delta":
                 if timed:
                     delays.append(time.time() * 1000 - int(match.group(3)))
                 viewer.seqs.append(int(match.group(1)))
+                viewer.last_at = time.monotonic()
+                viewer.wire_bytes = client.wire_bytes - wire
+                viewer.payload_bytes = client.payload_bytes - payload
 
     async def drain(client: Client) -> None:
         try:
@@ -390,18 +536,29 @@ async def run_bench(
         late.append(viewer)
         await read(viewer, timed=False)
 
-    await presenter.send(json.dumps({"action": "speed", "speed": speed}))
+    pressed: dict[str, str] = {"action": "speed", "speed": speed}
+    if speed == BEAT:
+        pressed["beats"] = beats
+    await presenter.send(json.dumps(pressed))
     await presenter.send(json.dumps({"action": "play"}))
     if meter is not None:
         meter.start()
     begun = time.monotonic()
     stop_at = begun + seconds
+    draining = asyncio.ensure_future(drain(presenter))
     await asyncio.gather(
-        drain(presenter),
         *(read(v) for v in viewers),
         *(join_late(i) for i in range(late_joiners)),
     )
+    draining.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await draining
     elapsed = time.monotonic() - begun
+    last = max(v.last_at for v in viewers)
+    # A run that ended early is measured up to its last frame, not over the silence after it.
+    play_s = (
+        max(1e-3, min(elapsed, last - begun)) if elapsed - (last - begun) >= QUIET_S else elapsed
+    )
     cpu = meter.stop() if meter is not None else {}
     for client in (presenter, *(v.client for v in viewers), *(v.client for v in late)):
         client.close()
@@ -433,6 +590,10 @@ async def run_bench(
         late_gaps=late_gaps,
         late_repeats=late_repeats,
         late_snapshot_ms=late_waits,
+        play_s=play_s,
+        wire_bytes=[v.wire_bytes for v in viewers],
+        payload_bytes=[v.payload_bytes for v in viewers],
+        deflate=all(v.client.inflater is not None for v in viewers),
     )
 
 
@@ -445,7 +606,26 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--clients", type=int, default=200, help="attendees (default 200)")
         parser.add_argument("--seconds", type=float, default=10.0)
-        parser.add_argument("--speed", default="1", help="playback speed (default 1)")
+        parser.add_argument(
+            "--speed",
+            default="1",
+            help="playback speed (default 1), or 'beat' (event pacing, --beats moments a "
+            "second); several, comma-separated (1,16,beat), make one run each",
+        )
+        parser.add_argument("--beats", default="1", choices=("0.5", "1", "2"))
+        parser.add_argument(
+            "--scenario",
+            action="append",
+            default=[],
+            help="play this built-in scenario (opened from the home page, like a presenter) "
+            "instead of the benchmark's stream; 'all' for every built-in; repeatable. Each "
+            "run lasts --seconds or until the scenario ends",
+        )
+        parser.add_argument(
+            "--no-deflate",
+            action="store_true",
+            help="clients do not offer per-message deflate (browsers do), to compare",
+        )
         parser.add_argument(
             "--backlog",
             type=int,
@@ -489,6 +669,15 @@ class Command(BaseCommand):
             raise CommandError("--backlog must be between 0 and 150000 (the run's record limit)")
         if options["clients"] < 1 or options["seconds"] <= 0:
             raise CommandError("--clients must be at least 1 and --seconds above 0")
+        speeds = [s.strip() for s in options["speed"].split(",") if s.strip()]
+        bad = [s for s in speeds if s not in SPEEDS and s != BEAT]
+        if bad or not speeds:
+            raise CommandError(
+                f"--speed: {', '.join(bad) or 'none'}; one of {', '.join(SPEEDS)}, beat"
+            )
+        scenarios = scenario_names(options["scenario"])
+        if scenarios and backlog:
+            raise CommandError("--backlog goes with the benchmark's own stream, not --scenario")
         urls = [u.rstrip("/") for u in options["url"]]
         if urls and options["setup"]:
             raise CommandError("--setup starts a lab; --url uses a running one: not both")
@@ -497,29 +686,48 @@ class Command(BaseCommand):
             scaleout = options["setup"] == "scaleout"
             if options["webs"] < 1:
                 raise CommandError("--webs must be at least 1")
-            lab = Lab(webs=options["webs"] if scaleout else 1, redis=scaleout, debug=False)
+            lab = Lab(
+                webs=options["webs"] if scaleout else 1,
+                redis=scaleout,
+                debug=False,
+                env=BENCH_ENV if len(scenarios) * len(speeds) > 1 else {},
+            )
             try:
                 lab.start()
             except LabError as exc:
                 lab.cleanup()
                 raise CommandError(str(exc)) from None
             urls = lab.urls
+        runs = [(name, speed) for name in scenarios or [""] for speed in speeds]
+        results: list[tuple[str, Result]] = []
         try:
-            room, cookie = open_room(urls[0], bench_scenario(backlog))
-            result = asyncio.run(
-                run_bench(
-                    urls,
-                    room,
-                    cookie,
-                    options["clients"],
-                    options["seconds"],
-                    options["speed"],
-                    concurrency=options["connect_concurrency"],
-                    late_joiners=options["late_joiners"],
-                    meter=CpuMeter(lab),
+            for name, speed in runs:
+                if name:
+                    room, cookie = open_room(urls[0], builtin=name)
+                else:
+                    room, cookie = open_room(urls[0], bench_scenario(backlog))
+                result = asyncio.run(
+                    run_bench(
+                        urls,
+                        room,
+                        cookie,
+                        options["clients"],
+                        options["seconds"],
+                        speed,
+                        concurrency=options["connect_concurrency"],
+                        late_joiners=options["late_joiners"],
+                        meter=CpuMeter(lab),
+                        deflate=not options["no_deflate"],
+                        beats=options["beats"],
+                    )
                 )
-            )
-            text = result.text()
+                results.append((name or "fan-out benchmark", result))
+                if len(runs) > 1:
+                    self.stdout.write(
+                        f"{name or 'fan-out benchmark'} at {speed}: {result.bytes_line()}"
+                    )
+            many = len(runs) > 1
+            text = bytes_table(results, options["beats"]) if many else results[0][1].text()
             if backlog:
                 text += asyncio.run(self._late_joiner(urls[-1], room, backlog))
         finally:
