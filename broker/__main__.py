@@ -1,4 +1,5 @@
-"""Command line: ``python -m broker list`` and ``python -m broker run``.
+"""Command line: ``python -m broker list``, ``python -m broker run`` and
+``python -m broker listen`` (Kafka listeners for real clients, see docs/kafka-clients.md).
 
 Exit codes: 0 when the verdict is as expected, 1 when it is not, 2 on bad
 input (a malformed scenario file, an unknown name, a bad option).
@@ -31,6 +32,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="random seed (default: the file's)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument("--trace", action="store_true", help="print one line per event")
+    listen = sub.add_parser("listen", help="open Kafka listeners for real clients")
+    listen.add_argument(
+        "scenario", nargs="?", default=None, help="a scenario (default: 3 brokers, no topics)"
+    )
+    listen.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="broker-1's port, broker-N's is PORT+N-1 "
+        "(default LAB_KAFKA_PORT or 9092; 0: any free ports)",
+    )
+    listen.add_argument("--seed", type=int, default=None, help="random seed")
+    listen.add_argument(
+        "--commands", action="store_true", help="read JSON commands (faults) from stdin"
+    )
     return parser
 
 
@@ -39,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "listen":
+            return _listen(args.scenario, args.port, args.seed, args.commands)
         return _run(args.scenario, args.seed, args.json, args.trace)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -51,6 +69,19 @@ def _list() -> int:
     for spec in specs:
         print(f"{spec.name:<{width}}  {spec.title}")
     return 0
+
+
+def _listen(scenario: str | None, port: int | None, seed: int | None, commands: bool) -> int:
+    import asyncio
+    import logging
+
+    from broker.wire.control import serve
+    from broker.wire.listener import ListenConfig
+
+    if port is not None and not 0 <= port <= 65535 - 8:
+        raise ScenarioError("--port", f"must be from 0 to 65527, got {port}")
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    return asyncio.run(serve(scenario, ListenConfig.from_env(port), seed, commands))
 
 
 def _run(name: str, seed: int | None, as_json: bool, trace: bool) -> int:

@@ -1,0 +1,287 @@
+"""Where an external client enters the engine: one ``Gateway`` per room, sans-IO.
+
+The listener hands over frames (``receive``) and gets bytes to write or a close
+back through the two callables a ``WireConnection`` carries.  Each TCP connection
+is an actor of the engine's ``Network``, named ``CLIENT_ID/cN``: its requests
+become the engine's request dataclasses, sent like any simulated client's (so
+latencies, fault rules, crashes and the sequence diagram apply to them), and the
+engine's responses are gathered into the Kafka response.
+
+Like Kafka's SocketServer, a connection's requests are handled one at a time:
+the next frame is read only once the previous request is answered (or, for an
+acks=0 Produce, handed over).  The handlers for each API live in
+``broker.wire.data`` and ``broker.wire.coordination``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka.protocol.api_message import ApiMessage
+
+from broker.cluster import broker_name
+from broker.network import Connection, Exchange
+from broker.simulation import Simulation
+from broker.wire import codec
+from broker.wire.records import RecordExtras
+from broker.wire.topics import TopicDefaults, TopicMaker
+
+log = logging.getLogger("broker.wire")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_connections: int = 64  # per room, every broker's port together
+    max_frame_bytes: int = 104_857_600  # socket.request.max.bytes
+    max_queued_requests: int = 64  # pipelined requests waiting on one connection
+    max_records: int = 1_000_000  # records external clients may write to a room
+    max_records_per_request: int = 100_000
+
+
+@dataclass(eq=False, slots=True)
+class WireConnection:
+    conn_id: int
+    broker_id: int
+    send: Callable[[bytes], None]
+    close: Callable[[str], None]
+    actor: str = ""
+    client_id: str = ""
+    queue: deque[codec.WireRequest] = field(default_factory=deque)
+    call: Call | None = None
+    open: bool = True
+    on_idle: Callable[[], None] | None = None  # called when no request is in progress
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """One wire request being answered: the engine requests it became, and their answers."""
+
+    conn: WireConnection
+    request: codec.WireRequest
+    finish: Callable[[Call], ApiMessage | None] | None = None
+    # Called on each engine answer; True finishes the call early (a long-poll Fetch).
+    on_answer: Callable[[Call, Any, Any], bool] | None = None
+    exchanges: dict[Any, Exchange] = field(default_factory=dict)
+    answers: dict[Any, Any] = field(default_factory=dict)
+    pending: int = 0
+    state: dict[str, Any] = field(default_factory=dict)  # per-API scratch
+    done: bool = False
+
+    @property
+    def body(self) -> Any:
+        return self.request.body
+
+    @property
+    def version(self) -> int:
+        return self.request.version
+
+
+Handler = Callable[["Gateway", Call], None]
+
+
+class Gateway:
+    def __init__(
+        self,
+        sim: Simulation,
+        ports: dict[int, int],
+        host: str = "127.0.0.1",
+        wall_ms: Callable[[int], int] = lambda virtual_ms: virtual_ms,
+        limits: Limits | None = None,
+        topics: TopicDefaults | None = None,
+    ) -> None:
+        from broker.wire.coordination import HANDLERS as COORDINATION
+        from broker.wire.data import HANDLERS as DATA
+
+        self.sim = sim
+        self.cluster = sim.cluster
+        self.network = sim.network
+        self.ports = ports
+        self.host = host
+        self.wall_ms = wall_ms
+        self.limits = limits or Limits()
+        self.topics = TopicMaker(sim.cluster, topics or TopicDefaults())
+        self.extras = RecordExtras(limit_batches=200_000)
+        self.handlers: dict[int, Handler] = {**DATA, **COORDINATION}
+        self.connections: dict[int, WireConnection] = {}
+        self._by_actor: dict[str, WireConnection] = {}
+        self._calls: dict[int, tuple[Call, Any]] = {}  # engine correlation id -> call, key
+        self._next_conn = 0
+        self._next_record = 0
+        self.records_written = 0
+        self.refused: list[str] = []  # the reasons of recent refusals and closes, for tests
+
+    # -- connections -----------------------------------------------------
+    def open(
+        self, broker_id: int, send: Callable[[bytes], None], close: Callable[[str], None]
+    ) -> WireConnection | None:
+        """A TCP connection to ``broker_id``'s port; None when it must be refused."""
+        if len(self.connections) >= self.limits.max_connections:
+            self._note(f"connection to broker-{broker_id} refused: {len(self.connections)} open")
+            return None
+        if not self.cluster.brokers[broker_id].alive:
+            self._note(f"connection to broker-{broker_id} refused: the broker is down")
+            return None
+        self._next_conn += 1
+        conn = WireConnection(self._next_conn, broker_id, send, close)
+        self.connections[conn.conn_id] = conn
+        return conn
+
+    def closed(self, conn: WireConnection) -> None:
+        """The client closed the connection (or the listener did)."""
+        if not conn.open:
+            return
+        conn.open = False
+        self.connections.pop(conn.conn_id, None)
+        if conn.actor:
+            self._by_actor.pop(conn.actor, None)
+            self.network.unregister_client(conn.actor)
+        if conn.call is not None:
+            conn.call.done = True
+        conn.queue.clear()
+
+    def drop(self, conn: WireConnection, reason: str) -> None:
+        """Close ``conn`` from the broker's side, logging why."""
+        if not conn.open:
+            return
+        self._note(f"{conn.actor or f'connection {conn.conn_id}'}: closed: {reason}")
+        self.closed(conn)
+        conn.close(reason)
+
+    def check_brokers(self) -> None:
+        """Close the connections of brokers that crashed (their process is gone)."""
+        for conn in list(self.connections.values()):
+            if not self.cluster.brokers[conn.broker_id].alive:
+                self.drop(conn, f"broker-{conn.broker_id} crashed")
+
+    def _note(self, text: str) -> None:
+        log.warning("%s", text)
+        self.refused.append(text)
+        del self.refused[:-50]
+
+    # -- requests --------------------------------------------------------
+    def receive(self, conn: WireConnection, frame: bytes) -> None:
+        """One request frame, without its 4-byte length."""
+        if not conn.open:
+            return
+        try:
+            request = codec.decode_request(frame)
+        except codec.FrameError as exc:
+            self.drop(conn, str(exc))
+            return
+        if not conn.actor:
+            conn.client_id = request.client_id or "client"
+            conn.actor = f"{conn.client_id}/c{conn.conn_id}"
+            self._by_actor[conn.actor] = conn
+            self.network.register_client(conn.actor, self._on_response, self._on_disconnect)
+        if len(conn.queue) >= self.limits.max_queued_requests:
+            self.drop(conn, f"more than {self.limits.max_queued_requests} requests queued")
+            return
+        conn.queue.append(request)
+        if conn.call is None:
+            self._next(conn)
+
+    def _next(self, conn: WireConnection) -> None:
+        while conn.open and conn.call is None and conn.queue:
+            request = conn.queue.popleft()
+            call = Call(conn, request)
+            conn.call = call
+            handler = self.handlers.get(request.api_key)
+            try:
+                if handler is None:
+                    raise codec.FrameError(f"no handler for API {request.api_key}")
+                handler(self, call)
+            except codec.FrameError as exc:
+                self.drop(conn, str(exc))
+                return
+            except Exception as exc:  # a request the lab did not foresee: this client only
+                log.exception("%s: request %r failed", conn.actor, request.api_key)
+                self.drop(conn, f"could not handle API {request.api_key}: {exc!r}")
+                return
+            if call.pending == 0 and not call.done:
+                self.complete(call)
+
+    def send(
+        self,
+        call: Call,
+        key: Any,
+        payload: Any,
+        partition: str | None = None,
+        answered: bool = True,
+    ) -> None:
+        """Send ``payload`` into the engine for ``call``, its answer filed under ``key``
+        (``answered=False``: an acks=0 Produce, which gets none)."""
+        conn = call.conn
+        exchange = self.network.send_request(
+            conn.actor, broker_name(conn.broker_id), payload, partition
+        )
+        if not answered:
+            return
+        call.exchanges[key] = exchange
+        call.pending += 1
+        self._calls[exchange.correlation_id] = (call, key)
+
+    def complete(self, call: Call) -> None:
+        """Answer ``call`` (unless it has no answer) and go on with the connection's next."""
+        if call.done:
+            return
+        call.done = True
+        for key, exchange in call.exchanges.items():
+            if key not in call.answers:
+                # Still parked in the engine (a long-poll fetch answered early): let it go.
+                self._calls.pop(exchange.correlation_id, None)
+                self.network.close(exchange.conn, notify_client=False)
+        conn = call.conn
+        if conn.call is call:
+            conn.call = None
+        if not conn.open:
+            return
+        try:
+            response = call.finish(call) if call.finish is not None else None
+            data = None if response is None else codec.encode_response(call.request, response)
+        except Exception as exc:  # as above: close this connection, nothing else
+            log.exception("%s: answering API %r failed", conn.actor, call.request.api_key)
+            self.drop(conn, f"could not answer API {call.request.api_key}: {exc!r}")
+            return
+        if data is not None:
+            conn.send(data)
+        self._next(conn)
+        if conn.call is None and conn.on_idle is not None:
+            conn.on_idle()
+
+    def _on_response(self, exchange: Exchange, payload: Any) -> None:
+        entry = self._calls.pop(exchange.correlation_id, None)
+        if entry is None:
+            return
+        call, key = entry
+        if call.done:
+            return
+        call.answers[key] = payload
+        call.pending -= 1
+        early = call.on_answer is not None and call.on_answer(call, key, payload)
+        if early or call.pending == 0:
+            self.complete(call)
+
+    def _on_disconnect(self, engine_conn: Connection) -> None:
+        conn = self._by_actor.get(engine_conn.client)
+        if conn is not None:
+            self.drop(conn, f"connection to {engine_conn.server} broken in the lab's network")
+
+    # -- helpers for the handlers ------------------------------------------
+    def next_message_id(self, client_id: str) -> str:
+        self._next_record += 1
+        return f"{client_id}-{self._next_record}"
+
+    def leader_log_bounds(self, tp: Any) -> tuple[int, int, int]:
+        """(high watermark, last stable offset, log start) of ``tp``'s leader, or -1s."""
+        state = self.cluster.controller.partitions.get(tp)
+        if state is None or state.leader is None:
+            return -1, -1, -1
+        replica = self.cluster.brokers[state.leader].replicas.get(tp)
+        if replica is None:
+            return -1, -1, -1
+        plog = replica.log
+        return plog.high_watermark, plog.last_stable_offset, plog.log_start_offset
