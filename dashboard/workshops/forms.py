@@ -11,11 +11,15 @@ from broker.scenario import ScenarioError, ScenarioSpec, load_text
 from dashboard.live.limits import setting
 from dashboard.live.runtime import Control, Room
 from dashboard.panels.common import BEAT, BEATS
+from dashboard.panels.experiments import EXPERIMENT_FIELDS, ExperimentError, experiment_command
 from dashboard.panels.presenters import SPEEDS
 
 # The fields a control may carry (an HTTP POST or a WebSocket message); ControlForm checks them.
-CONTROL_FIELDS = ("action", "speed", "position", "fault", "beats", "on")
-ACTIONS = ("play", "pause", "step", "back", "seek", "speed", "reset", "fault", "anomaly-pause")
+CONTROL_FIELDS = ("action", "speed", "position", "fault", "beats", "on", *EXPERIMENT_FIELDS)
+ACTIONS = (
+    *("play", "pause", "step", "back", "seek", "speed", "reset", "fault", "anomaly-pause"),
+    "experiment",  # the experiments panel: send more, start a consumer, configure
+)
 
 
 class ControlForm(forms.Form):
@@ -81,6 +85,11 @@ class ControlForm(forms.Form):
                 self.add_error("fault", f"This scenario has no fault {fault!r}.")
             elif not option.available:
                 self.add_error("fault", f"Not now: {option.why_not}.")
+        if action == "experiment":
+            try:
+                data["command"], data["label"] = experiment_command(self.data, self.room.timeline)
+            except ExperimentError as exc:
+                self.add_error(None, str(exc))
         return data
 
     def control(self) -> Control:
@@ -92,6 +101,8 @@ class ControlForm(forms.Form):
             fault=data.get("fault") or None,
             beats=data.get("beats") or None,
             on=None if not data.get("on") else data["on"] == "on",
+            command=data.get("command"),
+            label=data.get("label", ""),
         )
 
     def error_text(self) -> str:
