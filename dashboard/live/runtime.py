@@ -60,6 +60,7 @@ class Viewer(Protocol):
 
 ALL_ACTIONS = frozenset(
     {"play", "pause", "step", "back", "seek", "speed", "reset", "fault", "anomaly-pause"}
+    | {"experiment"}
 )
 HISTORY_ACTIONS = frozenset({"play", "pause", "step", "back", "seek", "speed", "anomaly-pause"})
 
@@ -74,6 +75,8 @@ class Control:
     fault: str | None = None
     beats: str | None = None  # with speed "beat": moments per second (BEATS)
     on: bool | None = None  # anomaly-pause: pause on the next anomaly, or not
+    command: dict[str, Any] | None = None  # experiment: the step dict (panels/experiments.py)
+    label: str = ""  # experiment: what the press did, in words
 
 
 class Room(Playback):
@@ -340,7 +343,7 @@ class Room(Playback):
         if action not in self.allowed_actions:
             return  # refused before it was queued (service.py); never applied here either
         timeline = self.timeline
-        if action not in ("pause", "anomaly-pause", "fault"):
+        if action not in ("pause", "anomaly-pause", "fault", "experiment"):
             self.paused_for = None  # a move: the reason for the last pause is history
             self._anomalies_seen = None
         if action == "play":
@@ -377,6 +380,10 @@ class Room(Playback):
             if option is None or not option.available:
                 return
             timeline.submit(option.command, option.label)
+            self._verdict_dirty = True
+        elif action == "experiment" and control.command is not None:
+            self._seek_target = None
+            timeline.submit(control.command, control.label)
             self._verdict_dirty = True
         elif action == "anomaly-pause" and control.on is not None:
             self.pause_on_anomaly = control.on
