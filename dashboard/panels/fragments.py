@@ -15,6 +15,7 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from dashboard.panels import consumer_panels as cp
+from dashboard.panels import experiments as ex
 from dashboard.panels import presenters as p
 from dashboard.panels import txn_panels as tp
 from dashboard.panels import workshop_panels as wp
@@ -32,6 +33,7 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("controls", "dashboard/panels/controls.html", p.controls_panel),
     ("scrubber-panel", "dashboard/panels/scrubber.html", p.scrubber_panel),
     ("faults", "dashboard/panels/faults.html", p.faults_panel),
+    ("experiments", "dashboard/panels/experiments.html", ex.experiments_panel),
     ("brokers", "dashboard/panels/brokers.html", p.brokers_panel),
     ("producers", "dashboard/panels/producers.html", p.producers_panel),
     ("consumers", "dashboard/panels/consumers.html", cp.consumers_panel),
