@@ -523,6 +523,8 @@ LAB_WS_STALL_CLOSE_S = _env_seconds("LAB_WS_STALL_CLOSE_S", 30.0)
 # Per-message deflate on WebSockets, one compressed frame shared by all (dashboard/live/deflate.py).
 LAB_WS_DEFLATE = _env_bool("LAB_WS_DEFLATE", default=True)
 LAB_MAX_RECORDS_PER_RUN = _env_int("LAB_MAX_RECORDS_PER_RUN", 200_000)
+# The most messages one "send N more" of the experiments panel may ask for (panels/experiments.py).
+LAB_MAX_SEND_MORE = _env_int("LAB_MAX_SEND_MORE", 1000)
 LAB_MAX_UPLOAD_BYTES = _env_int("LAB_MAX_UPLOAD_BYTES", 64 * 1024)  # a scenario file
 LAB_MAX_RUN_UPLOAD_BYTES = _env_int("LAB_MAX_RUN_UPLOAD_BYTES", 512 * 1024)  # a saved run
 # Django refuses a larger request body before any view sees it (400); keep it above the
