@@ -778,6 +778,8 @@ class Simulation:
             "sink": app.spec.sink,
             "topics": list(app.spec.topics),
             "reconfiguring": app.reconfiguring is not None,
+            "session_timeout_ms": app.spec.config.session_timeout_ms,
+            "heartbeat_interval_ms": app.spec.config.heartbeat_interval_ms,
             "partitions": partitions,
             "processing": len(app.batch) - app.index if app.busy else len(app.worker),
         }

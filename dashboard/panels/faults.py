@@ -286,12 +286,16 @@ def restart_and_stall(kind: str, actor: dict[str, Any], state: Life) -> list[Fau
 
 
 def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
-    """Crash, restart and stall buttons for each consumer; sink faults when there is a sink."""
+    """Crash, restart and stall buttons for each consumer (the scenario's, and those the
+    experiments panel started); sink faults when there is a sink."""
     options: list[FaultOption] = []
     entries = {c["name"]: c for c in snapshot.get("consumers") or []}
-    for consumer in scenario.get("consumers", []):
-        name = consumer["name"]
-        state = life(consumer, entries.get(name))
+    declared = {c["name"]: c for c in scenario.get("consumers", [])}
+    for name in [*declared, *(n for n in entries if n not in declared)]:
+        entry = entries.get(name)
+        # The run's settings win over the file's: a configure may have changed them.
+        consumer = {**declared.get(name, {}), **(entry or {})}
+        state = life(consumer, entry)
 
         def crash(
             at: str, label: str, when: bool = True, name: str = name, state: Life = state
@@ -320,7 +324,7 @@ def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -
             sink == "offsets-with-output",
         )
         options.extend(restart_and_stall("consumer", consumer, state))
-    sink_name = scenario.get("sink")
+    sink_name = scenario.get("sink") or (snapshot.get("sink") or {}).get("name")
     if sink_name:
         options.append(
             FaultOption(
