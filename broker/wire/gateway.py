@@ -2,10 +2,11 @@
 
 The listener hands over frames (``receive``) and gets bytes to write or a close
 back through the two callables a ``WireConnection`` carries.  Each TCP connection
-is an actor of the engine's ``Network``, named ``CLIENT_ID/cN``: its requests
-become the engine's request dataclasses, sent like any simulated client's (so
-latencies, fault rules, crashes and the sequence diagram apply to them), and the
-engine's responses are gathered into the Kafka response.
+is an actor of the engine's ``Network``, named ``CLIENT_ID#N`` (so a fault rule
+naming the client.id hits all of them): its requests become the engine's request
+dataclasses, sent like any simulated client's (so latencies, fault rules, crashes
+and the sequence diagram apply to them), and the engine's responses are gathered
+into the Kafka response.
 
 Like Kafka's SocketServer, a connection's requests are handled one at a time:
 the next frame is read only once the previous request is answered (or, for an
@@ -174,7 +175,7 @@ class Gateway:
             return
         if not conn.actor:
             conn.client_id = request.client_id or "client"
-            conn.actor = f"{conn.client_id}/c{conn.conn_id}"
+            conn.actor = f"{conn.client_id}#{conn.conn_id}"
             self._by_actor[conn.actor] = conn
             self.network.register_client(conn.actor, self._on_response, self._on_disconnect)
         if len(conn.queue) >= self.limits.max_queued_requests:

@@ -1,0 +1,117 @@
+"""Unmodified kafka-python (3.0.12) clients against a headless room."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from tests.wire.room import Room
+
+pytestmark = pytest.mark.timeout(120)
+
+FAST = {"request_timeout_ms": 3000, "retry_backoff_ms": 50, "metadata_max_age_ms": 5000}
+
+
+def producer(room: Room, client_id: str, **config: Any) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=room.bootstrap, client_id=client_id, **{**FAST, **config}
+    )
+
+
+def read_all(room: Room, topic: str, expected: int, **config: Any) -> list[Any]:
+    """Every record of ``topic`` from the start, polling until ``expected`` arrived (or
+    the deadline: a test then fails on the count)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=room.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **config,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        out: list[Any] = []
+        for _ in range(100):
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+            if len(out) >= expected:
+                # One more poll: whatever else is there (a duplicate) must show too.
+                for records in consumer.poll(timeout_ms=300).values():
+                    out.extend(records)
+                break
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def test_produce_then_consume_round_trips_keys_values_headers_and_offsets(room: Room) -> None:
+    p = producer(room, "writer", acks="all")
+    sent = [
+        p.send("orders", key=f"k{i}".encode(), value=bytes([i, 0xFF, 0]), headers=[("h", b"x")])
+        for i in range(25)
+    ]
+    p.flush(timeout=20)
+    offsets = [f.get(timeout=1).offset for f in sent]
+    assert offsets == list(range(25))
+    p.close()
+    records = read_all(room, "orders", 25)
+    assert [r.offset for r in records] == list(range(25))
+    assert [r.key for r in records] == [f"k{i}".encode() for i in range(25)]
+    assert [r.value for r in records] == [bytes([i, 0xFF, 0]) for i in range(25)]
+    assert all(r.headers == [("h", b"x")] for r in records)
+
+
+def test_metadata_creates_the_topic_and_advertises_each_broker_on_its_own_port(
+    room: Room,
+) -> None:
+    p = producer(room, "asker")
+    try:
+        # A producer's Metadata request allows auto-creation: Kafka's default, 1 partition.
+        assert p.partitions_for("created-by-metadata") == {0}
+        ports = {b.node_id: f"{b.host}:{b.port}" for b in p._metadata.brokers()}
+        assert ports == room.brokers
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_a_dropped_produce_response_is_retried(room: Room, idempotent: bool) -> None:
+    """The leader appends, the answer is lost, the client times out and retries: with
+    idempotence the retry is answered with the original offset and the log holds one
+    copy; without it the log holds two."""
+    topic = f"retried-{idempotent}".lower()
+    warm = producer(room, "warm")
+    warm.send(topic, b"first").get(timeout=10)
+    warm.close()
+    answer = room.command(do="drop-response", api="Produce", client="retrier")
+    assert "ok" in answer, answer
+    p = producer(room, "retrier", acks="all", enable_idempotence=idempotent, retries=5)
+    metadata = p.send(topic, b"once").get(timeout=30)
+    p.close()
+    values = [r.value for r in read_all(room, topic, 2)]
+    if idempotent:
+        assert values == [b"first", b"once"]
+        assert metadata.offset == 1
+    else:
+        assert values == [b"first", b"once", b"once"]
+        assert metadata.offset == 2
+
+
+def test_transactions_commit_and_abort_for_both_isolation_levels(room: Room) -> None:
+    p = producer(room, "txn", transactional_id="txn-1")
+    p.init_transactions()
+    for value, commit in ((b"c1", True), (b"a1", False), (b"c2", True)):
+        p.begin_transaction()
+        p.send("payments", value)
+        p.flush(timeout=10)  # sent before the end: an abort drops what is still unsent
+        if commit:
+            p.commit_transaction()
+        else:
+            p.abort_transaction()
+    p.close()
+    committed = read_all(room, "payments", 2, isolation_level="read_committed")
+    assert [r.value for r in committed] == [b"c1", b"c2"]
+    everything = read_all(room, "payments", 3, isolation_level="read_uncommitted")
+    assert [r.value for r in everything] == [b"c1", b"a1", b"c2"]
