@@ -123,6 +123,8 @@ class RoomListener:
             return
         try:
             await self._read_frames(conn, reader, writer, gateway, driver, closing)
+        except (ConnectionError, OSError):
+            pass  # the client went away mid-write: the same as a close
         finally:
             gateway.closed(conn)
             writer.close()
