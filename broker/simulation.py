@@ -146,8 +146,11 @@ class Simulation:
         self.ended = None
         step = Step(self.now_ms, step.action, step.params, step.narration)
         self.commands.append((self.now_ms, step))
-        if step.action == "configure" and not self._stepped:
-            self._configure(step.params, at_start=True)
+        if step.action == "start-consumer" or (step.action == "configure" and not self._stepped):
+            # At once: later commands can name the new consumer, and the run starts with
+            # a configure pressed before it (the new client's own requests wait as usual).
+            self._steps_left += 1
+            self._apply(step)
             return
         self._schedule_step(step)
 
@@ -343,7 +346,7 @@ class Simulation:
         elif action == "abort-transaction":
             self.producers[params["producer"]].abort_transaction()
         elif action == "configure":
-            self._configure(params)
+            self._configure(params, at_start=not self._stepped)
         elif action == "start-consumer":
             self._start_new_consumer(params)
         elif action == "fail-sink":
