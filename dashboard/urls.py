@@ -19,4 +19,5 @@ urlpatterns = [
     path("rooms/<str:room_id>/end/", views.end, name="room-end"),
     path("rooms/<str:room_id>/lanes/<str:partition>/", views.lane, name="room-lane"),
     path("runs/", include("dashboard.runs.urls")),
+    path("compare/", include("dashboard.compare.urls")),
 ]
