@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from broker.scenario import ScenarioSpec
 from dashboard import catalogue
+from dashboard.compare import store as compares
 from dashboard.live import gateway
 from dashboard.live.limits import Busy, LimitError, setting
 from dashboard.models import Question
@@ -190,7 +191,8 @@ def join(request: HttpRequest, code: str = "") -> HttpResponse:
     if decision:
         room = rooms.find_by_code(code)
         if room is not None:
-            return redirect("room", room_id=room.id)
+            compare_id = compares.of_room(room)  # a pane of a compare: both panes
+            return redirect("compare", compare_id) if compare_id else redirect("room", room.id)
         decision = ratelimit.check("join-fail", address, rate)
         if decision:
             return render(
