@@ -78,11 +78,15 @@ def _metadata_response(
     answer = call.answers.get("metadata")
     leaders: dict[TopicPartition, int | None] = dict(answer.leaders) if answer else {}
     alive = [b for b, broker in sorted(gw.cluster.brokers.items()) if broker.alive]
+    # As in KRaft, a broker stays registered until the controller fences it (a crashed one
+    # for broker.session.timeout.ms): clients find its port closed meanwhile.
+    fenced = gw.cluster.controller.fenced
+    listed = sorted({b for b in gw.cluster.brokers if not fenced.get(b)} | set(alive))
     brokers = [
         MetadataResponse.MetadataResponseBroker(
             node_id=b, host=gw.host, port=gw.ports[b], rack=None
         )
-        for b in alive
+        for b in listed
     ]
     topics = []
     for name in names:

@@ -24,7 +24,7 @@ def read_all(room: Room, topic: str, expected: int, **config: Any) -> list[Any]:
     """Every record of ``topic`` from the start, polling until ``expected`` arrived (or
     the deadline: a test then fails on the count)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=room.bootstrap,
+        bootstrap_servers=list(room.brokers.values()),  # broker-1 may have crashed
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         **config,
