@@ -142,6 +142,13 @@ def brokers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def batch_records(records: list[str], shown: int = 6) -> str:
+    """A batch's messages; a big one (hundreds, sent in every frame) by its ends and count."""
+    if len(records) <= shown:
+        return ", ".join(records)
+    return f"{', '.join(records[:3])}, \u2026 {records[-1]} ({len(records)} messages)"
+
+
 def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     producers = obs["snapshot"].get("producers")
     if not producers:
@@ -167,7 +174,7 @@ def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "in_flight": [
                     {
                         "partition": b["partition"],
-                        "records": ", ".join(b.get("records", [])),
+                        "records": batch_records(b.get("records", [])),
                         "attempts": b.get("attempts", 0),
                         "last_error": b.get("last_error"),
                     }
