@@ -54,6 +54,7 @@ class RoomListener:
         self.ports: dict[int, int] = {}
         self.gateway: Gateway | None = None
         self.driver: Driver | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def bootstrap(self) -> str:
@@ -94,6 +95,8 @@ class RoomListener:
         if self.gateway is not None:
             for conn in list(self.gateway.connections.values()):
                 self.gateway.drop(conn, "the room's listener stopped")
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
         for server in self.servers.values():
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -101,6 +104,10 @@ class RoomListener:
     async def _serve(
         self, broker_id: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         gateway, driver = self.gateway, self.driver
         if gateway is None or driver is None:
             writer.close()
