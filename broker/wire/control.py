@@ -5,8 +5,9 @@ topics: clients create them (``auto.create.topics.enable``).  With
 ``--commands``, each line of standard input is one JSON command, the same as a
 scenario step or a room's button (``{"do": "crash-broker", "broker": 1}``); a
 fault may name an external client by its ``client.id`` (``"client": "my-app"``),
-which matches every connection that client opened.  Each command is answered
-with one JSON line on standard output.
+which matches every connection that client opened; ``{"do": "faults"}`` lists the
+armed rules and their hits.  Each command is answered with one JSON line on
+standard output: ``{"ok": ...}`` or ``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def default_spec(seed: int = 0) -> ScenarioSpec:
     )
 
 
-def apply_command(sim: Simulation, raw: Any) -> str:
-    """Apply one command now; the answer says what was done (ScenarioError if refused)."""
+def apply_command(sim: Simulation, raw: Any) -> Any:
+    """Apply one command now; the answer says what was done (ScenarioError if refused).
+    ``{"do": "faults"}`` lists the armed fault rules and how often each has hit."""
     if not isinstance(raw, dict):
         raise ScenarioError("command", "expected a JSON object")
     action = raw.get("do")
+    if action == "faults":
+        return [{"rule": r.describe(), "hit": r.hit} for r in sim.network.rules]
     if action in FAULT_KINDS and "client" in raw:
         rule = _client_rule(raw)
         sim.network.arm(rule)

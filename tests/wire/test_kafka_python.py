@@ -90,6 +90,7 @@ def test_a_dropped_produce_response_is_retried(room: Room, idempotent: bool) -> 
     p = producer(room, "retrier", acks="all", enable_idempotence=idempotent, retries=5)
     metadata = p.send(topic, b"once").get(timeout=30)
     p.close()
+    assert [r["hit"] for r in room.command(do="faults")["ok"]] == [1]  # the answer was lost
     values = [r.value for r in read_all(room, topic, 2)]
     if idempotent:
         assert values == [b"first", b"once"]
