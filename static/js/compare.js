@@ -66,7 +66,14 @@
     var side = frame.id.replace("frame-", "");
     var win = frame.contentWindow;
     var doc = frame.contentDocument;
-    if (!win || !doc || win.labPaneHooked) return;
+    // Not the frame's first, empty document (whose window the room page may go on using).
+    if (!win || !doc || !doc.getElementById("room") || doc.labPaneHooked) return;
+    doc.labPaneHooked = true;
+    doc.addEventListener("htmx:wsAfterMessage", function () {
+      mirrorVerdict(side, doc);
+    });
+    mirrorVerdict(side, doc);
+    if (win.labPaneHooked) return;
     win.labPaneHooked = true;
     win.addEventListener("submit", function (evt) {
       if (!isControlForm(evt.target)) return;
@@ -80,10 +87,6 @@
       evt.stopImmediatePropagation();
       press(side, target.form, null);
     }, true);
-    doc.addEventListener("htmx:wsAfterMessage", function () {
-      mirrorVerdict(side, doc);
-    });
-    mirrorVerdict(side, doc);
   }
 
   function paneDoc(side) {
