@@ -90,6 +90,7 @@ def test_the_limits_have_their_defaults(load: Any) -> None:
         "LAB_MAX_ROOMS_PER_CLIENT": 6,
         "LAB_MAX_CONNECTIONS_PER_ROOM": 500,
         "LAB_MAX_RECORDS_PER_RUN": 200_000,
+        "LAB_MAX_SEND_MORE": 1000,
         "LAB_MAX_UPLOAD_BYTES": 64 * 1024,
         "LAB_MAX_RUN_UPLOAD_BYTES": 512 * 1024,
         "LAB_MAX_REPLAY_STEPS": 1_000_000,
