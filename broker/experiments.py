@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker import scenario as sc
 from broker.clients.consumer_app import COMMIT_STRATEGIES, SINK_MODES, ConsumerSpec
+from broker.clients.processor import ProcessorSpec
 from broker.config import ConsumerConfig, ProducerConfig, TopicConfig
 from broker.groups import OFFSETS_TOPIC
 
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
 MIF = "max.in.flight.requests.per.connection"
 PRODUCER_SETTINGS = ("acks", "enable.idempotence", MIF)
 CONSUMER_SETTINGS = ("isolation.level", "commit", "sink")
-CONFIGURE_KEYS = ("producer", "consumer", *PRODUCER_SETTINGS, *CONSUMER_SETTINGS)
+# A processor's consumer reads at an isolation level; its transactional producer has a limit
+# on requests in flight (its acks and idempotence are fixed by transactions).
+PROCESSOR_SETTINGS = ("isolation.level", MIF)
+CLIENTS = ("producer", "consumer", "processor")
 START_CONSUMER_KEYS = ("group", "topic")
 ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 # The group a started consumer reads in when the scenario has no consumer group.
@@ -46,14 +50,19 @@ ACKS_VALUES: dict[object, int] = {"all": -1, 1: 1, 0: 0}
 
 # -- parsing (static, against the scenario) -------------------------------------------------
 def parse_configure(table: Mapping[str, Any], path: str, ctx: sc.StepContext) -> dict[str, Any]:
-    if ("producer" in table) == ("consumer" in table):
+    if sum(kind in table for kind in CLIENTS) != 1:
         raise sc.ScenarioError(
-            path, "configure names one application: a producer or a consumer, not both"
+            path, "configure names one application: a producer, a consumer or a processor"
         )
-    if "producer" in table:
+    params: dict[str, Any]
+    settings: tuple[str, ...]
+    if "processor" in table:
+        params = _parse_processor(table, path, ctx)
+        settings = PROCESSOR_SETTINGS
+    elif "producer" in table:
         name = sc.producer_ref(table, path, ctx)
         _not_for(table, path, CONSUMER_SETTINGS, f"producer {name}", PRODUCER_SETTINGS)
-        params: dict[str, Any] = {"producer": name}
+        params = {"producer": name}
         if "acks" in table:
             params["acks"] = ACKS_NAMES[sc.acks_of(table, path)]
         if "enable.idempotence" in table:
@@ -86,6 +95,34 @@ def parse_configure(table: Mapping[str, Any], path: str, ctx: sc.StepContext) ->
     if len(params) == 1:
         raise sc.ScenarioError(
             path, f"nothing to configure: give at least one of {', '.join(settings)}"
+        )
+    return params
+
+
+def _parse_processor(table: Mapping[str, Any], path: str, ctx: sc.StepContext) -> dict[str, Any]:
+    name = sc.read_str(table, "processor", path)
+    if name not in ctx.processors:
+        declared = ", ".join(sorted(ctx.processors)) or "none"
+        raise sc.ScenarioError(
+            sc.join_path(path, "processor"), f"no processor {name!r} (declared: {declared})"
+        )
+    others = tuple(
+        k for k in (*PRODUCER_SETTINGS, *CONSUMER_SETTINGS) if k not in PROCESSOR_SETTINGS
+    )
+    _not_for(table, path, others, f"processor {name}", PROCESSOR_SETTINGS)
+    params: dict[str, Any] = {"processor": name}
+    if "isolation.level" in table:
+        params["isolation.level"] = sc.read_str(
+            table, "isolation.level", path, choices=ISOLATION_LEVELS
+        )
+    if MIF in table:
+        params[MIF] = sc.read_int(table, MIF, path, None, 1, 100)
+        sc.resolve_idempotence(
+            None,
+            sc.idempotence_conflicts(-1, 1, params[MIF]),
+            True,
+            sc.join_path(path, MIF),
+            sc.join_path(path, MIF),
         )
     return params
 
@@ -213,6 +250,26 @@ def new_consumer_spec(
         commit=commit,
         sink=sink,
         restart_from=current.restart_from if sink == "offsets-with-output" else "stored",
+    )
+
+
+def new_processor_spec(
+    current: ProcessorSpec, params: Mapping[str, Any], path: str = "command"
+) -> ProcessorSpec:
+    """A processor's settings after ``params`` (a parsed configure), or a refusal."""
+    consumer = replace(
+        current.consumer,
+        isolation_level=params.get("isolation.level", current.consumer.isolation_level),
+    )
+    in_flight = {MIF: params[MIF]} if MIF in params else {}
+    producer = new_producer_config(current.producer, {"producer": current.name, **in_flight}, path)
+    return replace(current, consumer=consumer, producer=producer)
+
+
+def processor_settings_text(spec: ProcessorSpec) -> str:
+    return (
+        f"isolation.level={spec.consumer.isolation_level}, "
+        f"{MIF}={spec.producer.max_in_flight_requests_per_connection}"
     )
 
 

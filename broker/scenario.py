@@ -949,6 +949,7 @@ _STEP_KEYS: dict[str, tuple[str, ...]] = {
     "configure": (
         "producer",
         "consumer",
+        "processor",
         "acks",
         "enable.idempotence",
         "max.in.flight.requests.per.connection",

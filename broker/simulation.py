@@ -202,6 +202,12 @@ class Simulation:
             config = experiments.new_producer_config(app.closing or app.config, params)
             before, after = experiments.settings_text(app.config), experiments.settings_text(config)
             return config, f"{after} (was {before})"
+        if "processor" in params:
+            processor = self.processors[params["processor"]]
+            current = processor.reconfiguring or processor.spec
+            new = experiments.new_processor_spec(current, params)
+            before = experiments.processor_settings_text(processor.spec)
+            return new, f"{experiments.processor_settings_text(new)} (was {before})"
         consumer = self.consumers[params["consumer"]]
         spec = experiments.new_consumer_spec(consumer.reconfiguring or consumer.spec, params)
         before = experiments.consumer_settings_text(consumer.spec)
@@ -227,6 +233,9 @@ class Simulation:
             return
         if "producer" in params:
             self.producers[params["producer"]].reconfigure(config, change, at_start)
+            return
+        if "processor" in params:
+            self.processors[params["processor"]].reconfigure(config, change, at_start)
             return
         app = self.consumers[params["consumer"]]
         self._sink_for(config)
@@ -748,6 +757,9 @@ class Simulation:
                         app.producer.txn if app.producer is not None else None
                     ),
                     "in_transaction": len(app.batch) if app.busy else 0,
+                    "isolation_level": app.spec.consumer.isolation_level,
+                    "max_in_flight": app.spec.producer.max_in_flight_requests_per_connection,
+                    "reconfiguring": app.reconfiguring is not None,
                 }
                 for app in self.processors.values()
             ],

@@ -85,6 +85,8 @@ class ProcessorApp:
         self.stalled_until_ms = 0
         self.group_metadata: tuple[str, int] = ("", -1)
         self._loop_timer: Timer | None = None
+        # A settings change (configure) waiting for the loop to be between transactions.
+        self.reconfiguring: ProcessorSpec | None = None
 
     @property
     def instance(self) -> str:
@@ -140,6 +142,16 @@ class ProcessorApp:
             TxnClientState.FATAL_ERROR,
         )
         self.producer.close()
+        self._gone()
+        if self.reconfiguring is not None:  # the next incarnation starts with the new settings
+            self.spec, self.reconfiguring = self.reconfiguring, None
+        self.events.emit(
+            self.name,
+            "app.crash",
+            detail=why + ("; its transaction is left open" if left_open else ""),
+        )
+
+    def _gone(self) -> None:
         self.consumer = None
         self.producer = None
         self.generation += 1
@@ -147,11 +159,37 @@ class ProcessorApp:
         self.trap = None
         if self._loop_timer:
             self._loop_timer.cancel()
+
+    # -- a settings change (the configure step) -----------------------------------------
+    def reconfigure(self, spec: ProcessorSpec, change: str, at_start: bool = False) -> None:
+        """New settings, as a Kafka Streams application gets them: between two transactions
+        it closes (its consumer leaves the group, its producer closes), then starts again with
+        ``spec``: initTransactions with the same transactional.id, and a rejoin that resumes
+        from the committed offsets. ``at_start``, or while it is down, it simply starts with
+        them."""
+        if self.consumer is None or at_start:
+            self.spec = spec
+            when = "the run starts" if at_start else "it starts again"
+            self.events.emit(self.name, "app.configure", detail=f"{change}: from when {when}")
+            return
+        self.reconfiguring = spec
         self.events.emit(
             self.name,
-            "app.crash",
-            detail=why + ("; its transaction is left open" if left_open else ""),
+            "app.configure",
+            detail=f"{change}: after the transaction in hand, close() and start again",
         )
+        self._wake()
+
+    def _reopen(self) -> None:
+        consumer, producer, spec = self.consumer, self.producer, self.reconfiguring
+        if consumer is None or producer is None or spec is None:
+            return
+        consumer.leave()
+        producer.close()
+        self._gone()
+        self.spec, self.reconfiguring = spec, None
+        self.events.emit(self.name, "app.reconfigured", detail="closed; starting again")
+        self.start()
 
     def arm_crash(self, point: str) -> None:
         if point == "now":
@@ -217,6 +255,9 @@ class ProcessorApp:
         if generation != self.generation or consumer is None or producer is None or self.busy:
             return
         if self._paused(self._loop, generation):
+            return
+        if self.reconfiguring is not None:
+            self._reopen()
             return
         records = consumer.poll()
         if not records:
@@ -436,6 +477,11 @@ class ProcessorApp:
         consumer = self.consumer
         if consumer is None or self.fenced:
             return True
-        if self.busy or not self.ready or self.scheduler.now_ms < self.stalled_until_ms:
+        if (
+            self.busy
+            or not self.ready
+            or self.reconfiguring is not None
+            or self.scheduler.now_ms < self.stalled_until_ms
+        ):
             return False
         return consumer.state == "stable" and not consumer.rejoin_needed and consumer.caught_up()

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from broker.clients.consumer_app import COMMIT_STRATEGIES, SINK_MODES
-from broker.experiments import CONSUMER_SETTINGS, ISOLATION_LEVELS, MIF, PRODUCER_SETTINGS
+from broker.experiments import (
+    CONSUMER_SETTINGS,
+    ISOLATION_LEVELS,
+    MIF,
+    PROCESSOR_SETTINGS,
+    PRODUCER_SETTINGS,
+)
 from broker.scenario import MAX_CONSUMERS, ScenarioError
 from dashboard.live.limits import max_records, records_in, setting
 
@@ -22,7 +28,7 @@ if TYPE_CHECKING:
 
 # The form fields an experiment may post (besides ``action``); ControlForm passes them on.
 EXPERIMENT_FIELDS: tuple[str, ...] = (
-    *("do", "producer", "consumer", "topic", "count", "group"),
+    *("do", "producer", "consumer", "processor", "topic", "count", "group"),
     *PRODUCER_SETTINGS,
     *CONSUMER_SETTINGS,
 )
@@ -78,6 +84,15 @@ def experiments_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
         for c in snapshot.get("consumers") or []
     ]
     groups = list(dict.fromkeys(c["group"] for c in consumers))
+    processor_settings = [
+        {
+            "name": p["name"],
+            "reconfiguring": bool(p.get("reconfiguring")),
+            "isolation": p.get("isolation_level", "read_committed"),
+            "in_flight": p.get("max_in_flight", 5),
+        }
+        for p in snapshot.get("processors") or []
+    ]
     return {
         "room_id": obs["status"].get("room_id", ""),
         "in_past": bool(obs["status"].get("in_past")),
@@ -85,6 +100,7 @@ def experiments_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
         "topics": topics_of(scenario),
         "producers": producers,
         "consumers": consumers,
+        "processors": processor_settings,
         "groups": groups,
         "can_start": len(consumers) < MAX_CONSUMERS,
         "max_send": max_send_more(),
@@ -161,15 +177,28 @@ def _configure(fields: Mapping[str, Any], timeline: Timeline) -> tuple[dict[str,
     """Only the settings that differ from the client's current ones."""
     sim = timeline.sim
     producer, consumer = fields.get("producer"), fields.get("consumer")
-    if producer and producer in sim.producers:
+    processor = fields.get("processor")
+    current: dict[str, Any]
+    raw: dict[str, Any]
+    keys: tuple[str, ...]
+    if processor and processor in sim.processors:
+        papp = sim.processors[processor]
+        pspec = papp.reconfiguring or papp.spec
+        current = {
+            "isolation.level": pspec.consumer.isolation_level,
+            MIF: str(pspec.producer.max_in_flight_requests_per_connection),
+        }
+        raw = {"do": "configure", "processor": processor}
+        keys = PROCESSOR_SETTINGS
+    elif producer and producer in sim.producers:
         app = sim.producers[producer]
         config = app.closing or app.config
-        current: dict[str, Any] = {
+        current = {
             "acks": config.acks_name,
             "enable.idempotence": "true" if config.enable_idempotence else "false",
             MIF: str(config.max_in_flight_requests_per_connection),
         }
-        raw: dict[str, Any] = {"do": "configure", "producer": producer}
+        raw = {"do": "configure", "producer": producer}
         keys = PRODUCER_SETTINGS
     elif consumer and consumer in sim.consumers:
         capp = sim.consumers[consumer]
@@ -182,13 +211,13 @@ def _configure(fields: Mapping[str, Any], timeline: Timeline) -> tuple[dict[str,
         raw = {"do": "configure", "consumer": consumer}
         keys = CONSUMER_SETTINGS
     else:
-        who = producer or consumer
+        who = processor or producer or consumer
         raise ExperimentError(f"Configure which application? There is no {who!r} in this run.")
     for key in keys:
         if key in fields and str(fields[key]) != current[key]:
             raw[key] = _typed(key, str(fields[key]))
     changes = {k: v for k, v in raw.items() if k in keys}
-    name = producer or consumer
+    name = processor or producer or consumer
     if not changes:
         now = ", ".join(f"{k}={v}" for k, v in current.items())
         raise ExperimentError(f"Nothing to change: {name} already has {now}.")

@@ -218,7 +218,7 @@ def test_the_parser_refuses_what_does_not_fit_a_configure() -> None:
             "producer": "p1",
             "isolation.level": "read_committed",
         },
-        "command: configure names one application: a producer or a consumer, not both": {
+        "command: configure names one application: a producer, a consumer or a processor": {
             "producer": "p1",
             "consumer": "billing",
             "acks": 1,
@@ -349,3 +349,36 @@ def test_the_same_commands_give_the_same_trace() -> None:
     first = play()
     assert first == play()
     assert any("c3#2" in line for line in first)
+
+
+# -- configure a processor --------------------------------------------------------------------
+def test_a_processor_configured_mid_run_restarts_between_transactions_and_loses_nothing() -> None:
+    sim, parse = started("txn-read-process-write-crash")
+    sim.run()
+    press(
+        sim,
+        parse,
+        {
+            "do": "configure",
+            "processor": "enricher",
+            "isolation.level": "read_uncommitted",
+            "max.in.flight.requests.per.connection": 2,
+        },
+    )
+    press(sim, parse, {"do": "produce", "producer": "p1", "topic": "orders", "count": 4})
+    verdict = sim.run()
+
+    [processor] = sim.snapshot()["processors"]
+    assert (processor["instance"], processor["isolation_level"], processor["max_in_flight"]) == (
+        "enricher#3",
+        "read_uncommitted",
+        2,
+    )
+    assert (verdict.outcome["lost"], verdict.outcome["duplicated"]) == (0, 0)
+    assert len(details(sim, "app.reconfigured")) == 1
+    with pytest.raises(ScenarioError) as refused:
+        parse({"do": "configure", "processor": "enricher", "acks": 1}, "command", 0)
+    assert str(refused.value) == (
+        "command.acks: not a setting of processor enricher (its settings: isolation.level, "
+        "max.in.flight.requests.per.connection)"
+    )
