@@ -1,5 +1,5 @@
-"""Live experiments: the steps that change a running setup (docs/scenarios.md, "Experiment
-steps").
+"""Live experiments on a running engine: the ``configure`` and ``start-consumer`` commands
+(docs/scenarios.md, "Experiment steps"; parsed in broker/experiment_steps.py).
 
 - ``configure``: an application changes its client's settings. Kafka's clients take their
   config when they are constructed, so the application does what a real one must: it closes the
@@ -9,176 +9,34 @@ steps").
 - ``start-consumer``: one more consumer instance, in an existing group (a rebalance) or, where
   the scenario has none, reading a topic from the earliest offset in a new group.
 
-Parsing here is static: against the scenario, like any step. What depends on the state of the
-run (the client's current settings, the consumers running, the groups) is checked by the
-functions below when the engine takes the command (``Simulation.check``), and refused with a
-``ScenarioError`` that names the problem, before anything changes.
+What depends on the state of the run (the client's current settings, the consumers running,
+the groups) is checked here when the engine takes a command (``Simulation.check``), and refused
+with a ``ScenarioError`` that names the problem, before anything changes.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from broker import scenario as sc
-from broker.clients.consumer_app import COMMIT_STRATEGIES, SINK_MODES, ConsumerSpec
+from broker.clients.consumer_app import ConsumerApp, ConsumerSpec
 from broker.clients.processor import ProcessorSpec
+from broker.clients.transactional import TxnClientState
 from broker.config import ConsumerConfig, ProducerConfig, TopicConfig
+from broker.experiment_steps import ACKS_VALUES, MIF
 from broker.groups import OFFSETS_TOPIC
+from broker.sink import Sink
 
 if TYPE_CHECKING:
     from broker.cluster import Cluster
+    from broker.simulation import Simulation
 
-MIF = "max.in.flight.requests.per.connection"
-PRODUCER_SETTINGS = ("acks", "enable.idempotence", MIF)
-CONSUMER_SETTINGS = ("isolation.level", "commit", "sink")
-# A processor's consumer reads at an isolation level; its transactional producer has a limit
-# on requests in flight (its acks and idempotence are fixed by transactions).
-PROCESSOR_SETTINGS = ("isolation.level", MIF)
-CLIENTS = ("producer", "consumer", "processor")
-START_CONSUMER_KEYS = ("group", "topic")
-ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
-# The group a started consumer reads in when the scenario has no consumer group.
-NEW_GROUP = "readers"
-# Names the engine gives started consumers: c1, c2, ... (never a declared name).
-AUTO_NAME = re.compile(r"c[1-9][0-9]{0,2}")
-ACKS_NAMES = {-1: "all", 1: 1, 0: 0}
-ACKS_VALUES: dict[object, int] = {"all": -1, 1: 1, 0: 0}
+Settings = ProducerConfig | ConsumerSpec | ProcessorSpec
 
 
-# -- parsing (static, against the scenario) -------------------------------------------------
-def parse_configure(table: Mapping[str, Any], path: str, ctx: sc.StepContext) -> dict[str, Any]:
-    if sum(kind in table for kind in CLIENTS) != 1:
-        raise sc.ScenarioError(
-            path, "configure names one application: a producer, a consumer or a processor"
-        )
-    params: dict[str, Any]
-    settings: tuple[str, ...]
-    if "processor" in table:
-        params = _parse_processor(table, path, ctx)
-        settings = PROCESSOR_SETTINGS
-    elif "producer" in table:
-        name = sc.producer_ref(table, path, ctx)
-        _not_for(table, path, CONSUMER_SETTINGS, f"producer {name}", PRODUCER_SETTINGS)
-        params = {"producer": name}
-        if "acks" in table:
-            params["acks"] = ACKS_NAMES[sc.acks_of(table, path)]
-        if "enable.idempotence" in table:
-            params["enable.idempotence"] = sc.read_bool(table, "enable.idempotence", path, True)
-        if MIF in table:
-            params[MIF] = sc.read_int(table, MIF, path, None, 1, 100)
-        # The conflicts within the command itself; those with the client's other settings
-        # are checked when the engine takes it (new_producer_config).
-        sc.resolve_idempotence(
-            params.get("enable.idempotence"),
-            sc.idempotence_conflicts(ACKS_VALUES[params.get("acks", "all")], 1, params.get(MIF, 1)),
-            name in ctx.transactional,
-            sc.join_path(path, "enable.idempotence"),
-            sc.join_path(path, "producer"),
-        )
-        settings = PRODUCER_SETTINGS
-    else:
-        name = consumer_ref(table, path, ctx)
-        _not_for(table, path, PRODUCER_SETTINGS, f"consumer {name}", CONSUMER_SETTINGS)
-        params = {"consumer": name}
-        if "isolation.level" in table:
-            params["isolation.level"] = sc.read_str(
-                table, "isolation.level", path, choices=ISOLATION_LEVELS
-            )
-        if "commit" in table:
-            params["commit"] = sc.read_str(table, "commit", path, choices=COMMIT_STRATEGIES)
-        if "sink" in table:
-            params["sink"] = sc.read_str(table, "sink", path, choices=SINK_MODES)
-        settings = CONSUMER_SETTINGS
-    if len(params) == 1:
-        raise sc.ScenarioError(
-            path, f"nothing to configure: give at least one of {', '.join(settings)}"
-        )
-    return params
-
-
-def _parse_processor(table: Mapping[str, Any], path: str, ctx: sc.StepContext) -> dict[str, Any]:
-    name = sc.read_str(table, "processor", path)
-    if name not in ctx.processors:
-        declared = ", ".join(sorted(ctx.processors)) or "none"
-        raise sc.ScenarioError(
-            sc.join_path(path, "processor"), f"no processor {name!r} (declared: {declared})"
-        )
-    others = tuple(
-        k for k in (*PRODUCER_SETTINGS, *CONSUMER_SETTINGS) if k not in PROCESSOR_SETTINGS
-    )
-    _not_for(table, path, others, f"processor {name}", PROCESSOR_SETTINGS)
-    params: dict[str, Any] = {"processor": name}
-    if "isolation.level" in table:
-        params["isolation.level"] = sc.read_str(
-            table, "isolation.level", path, choices=ISOLATION_LEVELS
-        )
-    if MIF in table:
-        params[MIF] = sc.read_int(table, MIF, path, None, 1, 100)
-        sc.resolve_idempotence(
-            None,
-            sc.idempotence_conflicts(-1, 1, params[MIF]),
-            True,
-            sc.join_path(path, MIF),
-            sc.join_path(path, MIF),
-        )
-    return params
-
-
-def _not_for(
-    table: Mapping[str, Any], path: str, keys: tuple[str, ...], what: str, own: tuple[str, ...]
-) -> None:
-    for key in keys:
-        if key in table:
-            raise sc.ScenarioError(
-                sc.join_path(path, key), f"not a setting of {what} (its settings: {', '.join(own)})"
-            )
-
-
-def consumer_ref(table: Mapping[str, Any], path: str, ctx: sc.StepContext) -> str:
-    """A declared consumer, or a name the engine gives started consumers (``c2``): whether
-    that one runs is the engine's to say."""
-    name = sc.read_str(table, "consumer", path)
-    if name not in ctx.consumers and not AUTO_NAME.fullmatch(name):
-        declared = ", ".join(sorted(ctx.consumers)) or "none"
-        raise sc.ScenarioError(
-            sc.join_path(path, "consumer"), f"no consumer {name!r} (declared: {declared})"
-        )
-    return name
-
-
-def parse_start_consumer(
-    table: Mapping[str, Any], path: str, ctx: sc.StepContext
-) -> dict[str, Any]:
-    groups = ctx.consumer_groups
-    default = next(iter(groups), NEW_GROUP)
-    group = sc.valid_name(sc.read_str(table, "group", path, default), sc.join_path(path, "group"))
-    if group in ctx.processor_groups:
-        raise sc.ScenarioError(
-            sc.join_path(path, "group"),
-            f"{group!r} is a processor's group: start-consumer starts consumer applications",
-        )
-    params: dict[str, Any] = {"group": group}
-    if group in groups:
-        if "topic" in table:
-            raise sc.ScenarioError(
-                sc.join_path(path, "topic"),
-                f"group {group!r} reads {', '.join(groups[group])}: a new member subscribes as "
-                "its group does (topic is for a new group)",
-            )
-        return params
-    topic = sc.read_str(
-        table, "topic", path, next(iter(ctx.topics)) if len(ctx.topics) == 1 else None
-    )
-    if topic not in ctx.topics:
-        raise sc.ScenarioError(sc.join_path(path, "topic"), f"no topic {topic!r}")
-    params["topic"] = topic
-    return params
-
-
-# -- the engine's side (against the state of the run) -----------------------------------------
+# -- new settings ----------------------------------------------------------------------------
 def settings_text(config: ProducerConfig) -> str:
     return (
         f"acks={config.acks_name}, enable.idempotence={str(config.enable_idempotence).lower()}, "
@@ -338,3 +196,83 @@ def ensure_offsets_topic(cluster: Cluster) -> bool:
         detail=f"{OFFSETS_TOPIC} created for the first consumer group ({rf} replica(s))",
     )
     return True
+
+
+# -- on a running simulation ------------------------------------------------------------------
+def configuration(sim: Simulation, params: Mapping[str, Any]) -> tuple[Settings, str]:
+    """The new settings a configure gives its application, and the change in words; or a
+    refusal (ScenarioError)."""
+    if "producer" in params:
+        app = sim.producers[params["producer"]]
+        client = app.client
+        if app.transactional and client is not None and client.txn is not None:
+            state = client.txn.state
+            ready = state in (TxnClientState.READY, TxnClientState.UNINITIALIZED)
+            if app.busy_with_transaction or not ready:
+                raise sc.ScenarioError(
+                    "command.producer",
+                    f"{app.name} is {state.value}: commit or abort its transaction (or let "
+                    "initTransactions finish) before closing the producer",
+                )
+        config = new_producer_config(app.closing or app.config, params)
+        return config, f"{settings_text(config)} (was {settings_text(app.config)})"
+    if "processor" in params:
+        processor = sim.processors[params["processor"]]
+        new = new_processor_spec(processor.reconfiguring or processor.spec, params)
+        before = processor_settings_text(processor.spec)
+        return new, f"{processor_settings_text(new)} (was {before})"
+    consumer = sim.consumers[params["consumer"]]
+    spec = new_consumer_spec(consumer.reconfiguring or consumer.spec, params)
+    before = consumer_settings_text(consumer.spec)
+    return spec, f"{consumer_settings_text(spec)} (was {before})"
+
+
+def new_consumer(sim: Simulation, params: Mapping[str, Any]) -> ConsumerSpec:
+    """The settings of the consumer a start-consumer starts, or a refusal."""
+    if len(sim.consumers) >= sc.MAX_CONSUMERS:
+        raise sc.ScenarioError(
+            "command", f"this run has {len(sim.consumers)} consumers, the most it may have"
+        )
+    if not any(b.alive for b in sim.cluster.brokers.values()):
+        raise sc.ScenarioError("command", "no broker is alive to coordinate a group")
+    taken = [*sim.producers, *sim.consumers, *sim.processors]
+    name = next_consumer_name(taken, len(sim.consumers))
+    running = [app.reconfiguring or app.spec for app in sim.consumers.values()]
+    return started_consumer_spec(name, params, running, sim.now_ms)
+
+
+def configure(sim: Simulation, params: Mapping[str, Any], at_start: bool = False) -> None:
+    try:
+        settings, change = configuration(sim, params)
+    except sc.ScenarioError as exc:  # the state changed since the command was taken
+        sim.events.emit("script", "command.refused", detail=exc.problem)
+        return
+    if isinstance(settings, ProducerConfig):
+        sim.producers[params["producer"]].reconfigure(settings, change, at_start)
+    elif isinstance(settings, ProcessorSpec):
+        sim.processors[params["processor"]].reconfigure(settings, change, at_start)
+    else:
+        app = sim.consumers[params["consumer"]]
+        _sink_for(sim, settings)
+        app.reconfigure(settings, change, at_start)
+
+
+def start_consumer(sim: Simulation, params: Mapping[str, Any]) -> None:
+    try:
+        spec = new_consumer(sim, params)
+    except sc.ScenarioError as exc:
+        sim.events.emit("script", "command.refused", detail=exc.problem)
+        return
+    ensure_offsets_topic(sim.cluster)
+    _sink_for(sim, spec)
+    app = ConsumerApp(spec, sim.cluster, sim.ledger, sim.sink)
+    sim.consumers[spec.name] = app
+    app.start()
+
+
+def _sink_for(sim: Simulation, spec: ConsumerSpec) -> None:
+    """A consumer that writes to the database needs one: created on first use."""
+    if spec.sink != "none" and sim.sink is None:
+        sim.sink = Sink("db")
+        for app in sim.consumers.values():
+            app.sink = sim.sink

@@ -1035,9 +1035,9 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
             raise ScenarioError(_join(path, "client"), "required")
         params["client"] = _client_ref(table["client"], _join(path, "client"), ctx)
     elif action in ("crash-consumer", "restart-consumer", "stop-consumer", "stall-consumer"):
-        from broker import experiments  # it reads steps with this module's readers
+        from broker import experiment_steps  # it reads steps with this module's readers
 
-        params["consumer"] = experiments.consumer_ref(table, path, ctx)
+        params["consumer"] = experiment_steps.consumer_ref(table, path, ctx)
         if action == "crash-consumer":
             params["at"] = _str(table, "at", path, "now", choices=CRASH_POINTS)
             params["after_records"] = _int(table, "after_records", path, 1, 1, MAX_RECORDS)
@@ -1046,12 +1046,12 @@ def parse_step(raw: Any, path: str, ctx: _Context, default_at_ms: int = 0) -> St
     elif action == "fail-sink":
         params["count"] = _int(table, "count", path, 1, 1, 1000)
     elif action in ("configure", "start-consumer"):
-        from broker import experiments  # it reads steps with this module's readers
+        from broker import experiment_steps  # it reads steps with this module's readers
 
         parse = (
-            experiments.parse_configure
+            experiment_steps.parse_configure
             if action == "configure"
-            else experiments.parse_start_consumer
+            else experiment_steps.parse_start_consumer
         )
         params.update(parse(table, path, ctx))
     elif action in ("crash-processor", "restart-processor", "stall-processor"):
@@ -1248,7 +1248,7 @@ def step_parser(spec: ScenarioSpec) -> StepParser:
     return parse
 
 
-# The readers and references broker/experiments.py parses its steps with.
+# The readers and references broker/experiment_steps.py parses its steps with.
 StepContext = _Context
 producer_ref = _producer_ref
 acks_of = _acks

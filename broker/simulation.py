@@ -30,7 +30,7 @@ from broker.log import PartitionLog
 from broker.network import Network
 from broker.protocol import TopicPartition
 from broker.records import LogBatch, control_type
-from broker.scenario import MAX_CONSUMERS, MAX_RECORDS, ScenarioError, ScenarioSpec, Step
+from broker.scenario import MAX_RECORDS, ScenarioError, ScenarioSpec, Step
 from broker.scheduler import PRIORITY_COMMAND, Scheduler
 from broker.sink import Sink
 
@@ -173,93 +173,9 @@ class Simulation:
                 "command.consumer", f"no consumer {name!r} in this run (consumers: {running})"
             )
         if step.action == "configure":
-            self._configuration(params)
+            experiments.configuration(self, params)
         elif step.action == "start-consumer":
-            self._new_consumer_spec(params)
-
-    def _configuration(self, params: Any) -> tuple[Any, str]:
-        """The new settings a configure gives its application, and the change in words;
-        or a refusal (ScenarioError)."""
-        if "producer" in params:
-            app = self.producers[params["producer"]]
-            client = app.client
-            if app.transactional and client is not None and client.txn is not None:
-                state = client.txn.state
-                if (
-                    app._ops
-                    or app._ending
-                    or state
-                    not in (
-                        TxnClientState.READY,
-                        TxnClientState.UNINITIALIZED,
-                    )
-                ):
-                    raise ScenarioError(
-                        "command.producer",
-                        f"{app.name} is {state.value}: commit or abort its transaction (or let "
-                        "initTransactions finish) before closing the producer",
-                    )
-            config = experiments.new_producer_config(app.closing or app.config, params)
-            before, after = experiments.settings_text(app.config), experiments.settings_text(config)
-            return config, f"{after} (was {before})"
-        if "processor" in params:
-            processor = self.processors[params["processor"]]
-            current = processor.reconfiguring or processor.spec
-            new = experiments.new_processor_spec(current, params)
-            before = experiments.processor_settings_text(processor.spec)
-            return new, f"{experiments.processor_settings_text(new)} (was {before})"
-        consumer = self.consumers[params["consumer"]]
-        spec = experiments.new_consumer_spec(consumer.reconfiguring or consumer.spec, params)
-        before = experiments.consumer_settings_text(consumer.spec)
-        return spec, f"{experiments.consumer_settings_text(spec)} (was {before})"
-
-    def _new_consumer_spec(self, params: Any) -> Any:
-        if len(self.consumers) >= MAX_CONSUMERS:
-            raise ScenarioError(
-                "command", f"this run has {len(self.consumers)} consumers, the most it may have"
-            )
-        if not any(b.alive for b in self.cluster.brokers.values()):
-            raise ScenarioError("command", "no broker is alive to coordinate a group")
-        taken = [*self.producers, *self.consumers, *self.processors]
-        name = experiments.next_consumer_name(taken, len(self.consumers))
-        running = [app.reconfiguring or app.spec for app in self.consumers.values()]
-        return experiments.started_consumer_spec(name, params, running, self.now_ms)
-
-    def _configure(self, params: Any, at_start: bool = False) -> None:
-        try:
-            config, change = self._configuration(params)
-        except ScenarioError as exc:  # the state changed since the command was taken
-            self.events.emit("script", "command.refused", detail=exc.problem)
-            return
-        if "producer" in params:
-            self.producers[params["producer"]].reconfigure(config, change, at_start)
-            return
-        if "processor" in params:
-            self.processors[params["processor"]].reconfigure(config, change, at_start)
-            return
-        app = self.consumers[params["consumer"]]
-        self._sink_for(config)
-        app.sink = self.sink
-        app.reconfigure(config, change, at_start)
-
-    def _sink_for(self, spec: Any) -> None:
-        """A consumer that writes to the database needs one: created on first use."""
-        if spec.sink != "none" and self.sink is None:
-            self.sink = Sink("db")
-            for app in self.consumers.values():
-                app.sink = self.sink
-
-    def _start_new_consumer(self, params: Any) -> None:
-        try:
-            spec = self._new_consumer_spec(params)
-        except ScenarioError as exc:
-            self.events.emit("script", "command.refused", detail=exc.problem)
-            return
-        experiments.ensure_offsets_topic(self.cluster)
-        self._sink_for(spec)
-        app = ConsumerApp(spec, self.cluster, self.ledger, self.sink)
-        self.consumers[spec.name] = app
-        app.start()
+            experiments.new_consumer(self, params)
 
     def _apply(self, step: Step) -> None:
         self._steps_left -= 1
@@ -355,9 +271,9 @@ class Simulation:
         elif action == "abort-transaction":
             self.producers[params["producer"]].abort_transaction()
         elif action == "configure":
-            self._configure(params, at_start=not self._stepped)
+            experiments.configure(self, params, at_start=not self._stepped)
         elif action == "start-consumer":
-            self._start_new_consumer(params)
+            experiments.start_consumer(self, params)
         elif action == "fail-sink":
             if self.sink is not None:
                 self.sink.fail_next += params["count"]

@@ -214,6 +214,11 @@ class ProducerApp:
     def alive(self) -> bool:
         return self.client is not None
 
+    @property
+    def busy_with_transaction(self) -> bool:
+        """Transaction steps queued or a commit or abort under way."""
+        return bool(self._ops) or self._ending
+
     def produce(
         self, topic: str, key: str | None, value: str, partition: int | None = None
     ) -> str | None:

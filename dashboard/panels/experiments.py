@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from broker.clients.consumer_app import COMMIT_STRATEGIES, SINK_MODES
-from broker.experiments import (
+from broker.experiment_steps import (
     CONSUMER_SETTINGS,
     ISOLATION_LEVELS,
     MIF,
