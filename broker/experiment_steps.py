@@ -21,7 +21,6 @@ CONSUMER_SETTINGS = ("isolation.level", "commit", "sink")
 # on requests in flight (its acks and idempotence are fixed by transactions).
 PROCESSOR_SETTINGS = ("isolation.level", MIF)
 CLIENTS = ("producer", "consumer", "processor")
-START_CONSUMER_KEYS = ("group", "topic")
 ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 # The group a started consumer reads in when the scenario has no consumer group.
 NEW_GROUP = "readers"
