@@ -102,8 +102,15 @@ def test_a_consumer_started_from_the_panel_joins_and_the_panel_fits_a_phone(
     page.set_viewport_size(PHONE)
     page.locator("#experiments").scroll_into_view_if_needed()
     assert_no_sideways_scroll(page)
-    right = page.locator("#experiments").evaluate("el => el.getBoundingClientRect().right")
-    assert right <= PHONE["width"]
+    # Nothing in the panel reaches past the phone's edge, in large text (L) too.
+    widest = (
+        "el => Math.max(...[el, ...el.querySelectorAll('*')]"
+        ".map(e => e.getBoundingClientRect().right))"
+    )
+    assert page.locator("#experiments").evaluate(widest) <= PHONE["width"]
+    page.keyboard.press("l")
+    expect(page.locator("html")).to_have_attribute("data-size", "large")
+    assert page.locator("#experiments").evaluate(widest) <= PHONE["width"]
 
 
 def test_an_attendee_gets_no_experiment_controls(
