@@ -57,6 +57,11 @@ LOST = {
 CLOSED = frozenset({"disconnected", "response.out-of-order"})
 # Ends that have no box on the page: their events are not drawn.
 NO_BOX = frozenset({"script", "network", "controller"})
+# The scenario's clients shown beside the brokers: side -> (scenario key, role, icon).
+CLIENT_SIDES = (
+    ("writers", (("producers", "producer", "\u2709"),)),
+    ("readers", (("consumers", "consumer", "\u21e9"), ("processors", "processor", "\u21c4"))),
+)
 _ATTEMPT = re.compile(r"attempt (\d+)")
 _SEQ = re.compile(r"seq (\d+(?:\.\.\d+)?)")
 _IDS = re.compile(r"\[[^\]]*\]")
@@ -86,12 +91,13 @@ def resent(event: Event) -> tuple[str, str] | None:
 
 
 def retry_of(event: Event) -> str:
-    """The retry tag of a Produce sent again: "retry, attempt 2, same seq 0..0"."""
+    """The retry tag of a Produce sent again: "retry, attempt 2, same seq 0..0", or "no seq"
+    without idempotence."""
     found = resent(event)
     if found is None:
         return ""
     attempt, seq = found
-    return f"retry, attempt {attempt}, " + (f"same seq {seq}" if seq else "no sequence number")
+    return f"retry, attempt {attempt}, " + (f"same seq {seq}" if seq else "no seq")
 
 
 def message(event: Event) -> dict[str, Any] | None:
@@ -159,20 +165,41 @@ class Wire:
 def duration_ms(status: dict[str, Any]) -> int:
     """How long one message moves on screen: a beat at event pacing, shorter the faster the
     room plays, none "to the end" (the page shows a count), STEP_MS for a step."""
+    speed = str(status.get("speed", "1"))
+    if speed == "end" and (status.get("playing") or status.get("ended") is not None):
+        return 0  # the last frame of a run played to the end is not playing any more
     if not status.get("playing"):
         return STEP_MS
-    speed = str(status.get("speed", "1"))
     if speed == BEAT:
         return int(800 / float(status.get("beats") or 1))
-    if speed == "end":
-        return 0
     return max(FASTEST_MS, int(BASE_MS / math.sqrt(float(speed))))
+
+
+def sides(scenario: dict[str, Any]) -> list[tuple[str, list[dict[str, str]]]]:
+    """The clients beside the brokers, writers left and readers right, so that a message
+    between them travels in the first screen (their own panels lie further down). An instance
+    ("billing#2") or a processor's producer ("enricher.producer") is found by the name before
+    "#" or "." (travel.js)."""
+    out: list[tuple[str, list[dict[str, str]]]] = []
+    for side, roles in CLIENT_SIDES:
+        out.append(
+            (
+                side,
+                [
+                    {"name": actor["name"], "role": role, "icon": icon}
+                    for key, role, icon in roles
+                    for actor in scenario.get(key, [])
+                ],
+            )
+        )
+    return out
 
 
 def travel_panel(obs: dict[str, Any]) -> dict[str, Any]:
     wire = (obs.get("story") or {}).get("wire") or {"total": 0, "messages": []}
     messages = wire["messages"]
     return {
+        "sides": sides(obs.get("scenario") or {}),
         "total": wire["total"],
         "upto": messages[-1]["seq"] if messages else -1,
         "messages": messages,

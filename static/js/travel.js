@@ -36,19 +36,43 @@
     return el;
   }
 
-  function box(name) {
-    if (!name) return null;
-    var found = document.querySelectorAll('[data-actor~="' + CSS.escape(name) + '"]');
-    for (var i = 0; i < found.length; i++) {
-      if (found[i].getClientRects().length) return found[i];
-    }
-    return null;
+  // The elements that stand for an actor, in page order: its own, then (for an instance such
+  // as "billing#2" or a processor's "enricher.producer") those of the name before "#" or ".".
+  function boxes(name) {
+    if (!name) return [];
+    var base = name.split(/[#.]/)[0];
+    var selector = '[data-actor~="' + CSS.escape(name) + '"]';
+    if (base && base !== name) selector += ', [data-actor~="' + CSS.escape(base) + '"]';
+    return Array.prototype.filter.call(document.querySelectorAll(selector), function (el) {
+      return el.getClientRects().length > 0;
+    });
   }
 
-  // Where a message leaves or reaches a box: the middle of its top line, in the layer's frame.
-  function anchor(el, origin) {
+  function box(name) {
+    return boxes(name)[0] || null;
+  }
+
+  // Where a message leaves or reaches a box (the middle of its first line), or with ``above``
+  // where a note about it goes (on its top edge), in the layer's frame.
+  function anchor(el, origin, above) {
     var r = el.getBoundingClientRect();
+    if (above) return { x: r.left + 4 - origin.left, y: r.top - origin.top };
     return { x: r.left + r.width / 2 - origin.left, y: r.top + Math.min(r.height / 2, 22) - origin.top };
+  }
+
+  // Where a lost message stops: half-way across the gap between the two boxes.
+  function between(one, other, origin) {
+    var r = one.getBoundingClientRect();
+    var q = other.getBoundingClientRect();
+    var facing = function (lo1, hi1, lo2, hi2) {
+      if (hi1 <= lo2) return (hi1 + lo2) / 2;
+      if (hi2 <= lo1) return (hi2 + lo1) / 2;
+      return (Math.max(lo1, lo2) + Math.min(hi1, hi2)) / 2;
+    };
+    return {
+      x: facing(r.left, r.right, q.left, q.right) - origin.left,
+      y: facing(r.top, r.bottom, q.top, q.bottom) - origin.top,
+    };
   }
 
   function at(point) {
@@ -57,8 +81,9 @@
 
   function reapplyMarks() {
     marks.forEach(function (mark) {
-      var el = box(mark[0]);
-      if (el) el.classList.add(mark[1]);
+      boxes(mark[0]).forEach(function (el) {
+        el.classList.add(mark[1]);
+      });
     });
   }
 
@@ -75,7 +100,7 @@
 
   // The previous frame's messages go when new ones come, each once its own movement is over.
   function clearMessages(host) {
-    Array.prototype.forEach.call(host.children, function (el) {
+    Array.prototype.slice.call(host.children).forEach(function (el) {
       if (el.dataset.moving === "true") el.dataset.leaving = "true";
       else el.remove();
     });
@@ -126,7 +151,7 @@
       if (!own) return;
       mark(role === "note" ? item.dataset.src : item.dataset.dst, "travel-actor");
       msg.classList.add("is-static");
-      msg.style.transform = at(anchor(own, origin));
+      msg.style.transform = at(anchor(own, origin, true));
       host.appendChild(msg);
       return;
     }
@@ -134,19 +159,20 @@
     mark(item.dataset.dst, "travel-receiver");
     var a = anchor(from, origin);
     var b = anchor(to, origin);
-    var end = lost ? { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 } : b;
+    var end = lost ? between(from, to, origin) : b;
     host.appendChild(msg);
     if (stillness() || !msg.animate || duration <= 0) {
       // No motion: the message is shown half-way, lost ones already under their cross.
       msg.classList.add("is-static");
-      msg.style.transform = at({ x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 });
+      msg.style.transform = at(between(from, to, origin));
       if (lost) msg.classList.add("is-gone");
       return;
     }
     msg.style.transform = at(end);
     msg.dataset.moving = "true";
+    msg.dataset.duration = String(Math.round(lost ? duration * 0.6 : duration));
     var movement = msg.animate([{ transform: at(a) }, { transform: at(end) }], {
-      duration: lost ? duration * 0.6 : duration,
+      duration: parseInt(msg.dataset.duration, 10),
       delay: delay,
       easing: "ease-in-out",
       fill: "backwards",
@@ -158,7 +184,7 @@
   function count(host, origin, fresh) {
     var el = document.createElement("div");
     el.className = "travel-count";
-    el.textContent = fresh + " messages";
+    el.textContent = fresh + (fresh === 1 ? " message" : " messages") + " on the wire";
     var near = document.getElementById("brokers");
     var point = near && near.getClientRects().length ? anchor(near, origin) : { x: 80, y: 80 };
     el.style.transform = at(point);
