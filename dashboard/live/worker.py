@@ -23,6 +23,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from dashboard.compare import pair as _compare_ops  # noqa: F401 (the compare operations)
 from dashboard.live import pacing, service
 from dashboard.live.gateway import RUNTIME_CHANNEL
 from dashboard.live.runtime import registry
