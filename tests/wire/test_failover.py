@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
+from tests.wire.clients import FAST, read_all
 from tests.wire.room import Room, eventually
-from tests.wire.test_kafka_python import FAST, read_all
 
 pytestmark = pytest.mark.timeout(120)
 

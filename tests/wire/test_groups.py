@@ -11,11 +11,10 @@ import textwrap
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
 
+from tests.wire.clients import FAST, create_topic, read_all
 from tests.wire.room import ROOT, Room, eventually
-from tests.wire.test_kafka_python import FAST, read_all
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,14 +39,6 @@ MEMBER = textwrap.dedent(
                 print("committed", tp.partition, records[-1].offset + 1, flush=True)
     """
 )
-
-
-def create_topic(room: Room, name: str, partitions: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=room.bootstrap, **FAST)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 3)])
-    finally:
-        admin.close()
 
 
 def test_a_killed_member_s_partition_resumes_at_its_committed_offset(room: Room) -> None:

@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.wire.clients import FAST, create_topic, read_all
 from tests.wire.room import Room
 
 pytestmark = pytest.mark.timeout(120)
-
-FAST = {"request_timeout_ms": 3000, "retry_backoff_ms": 50, "metadata_max_age_ms": 5000}
 
 
 def producer(room: Room, client_id: str, **config: Any) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=room.bootstrap, client_id=client_id, **{**FAST, **config}
     )
-
-
-def read_all(room: Room, topic: str, expected: int, **config: Any) -> list[Any]:
-    """Every record of ``topic`` from the start, polling until ``expected`` arrived (or
-    the deadline: a test then fails on the count)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=list(room.brokers.values()),  # broker-1 may have crashed
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **config,
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        out: list[Any] = []
-        for _ in range(100):
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-            if len(out) >= expected:
-                # One more poll: whatever else is there (a duplicate) must show too.
-                for records in consumer.poll(timeout_ms=300).values():
-                    out.extend(records)
-                break
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        consumer.close()
 
 
 def test_produce_then_consume_round_trips_keys_values_headers_and_offsets(room: Room) -> None:
@@ -116,3 +90,28 @@ def test_transactions_commit_and_abort_for_both_isolation_levels(room: Room) -> 
     assert [r.value for r in committed] == [b"c1", b"c2"]
     everything = read_all(room, "payments", 3, isolation_level="read_uncommitted")
     assert [r.value for r in everything] == [b"c1", b"a1", b"c2"]
+
+
+def test_a_parked_fetch_over_several_partitions_wakes_when_one_gets_data(room: Room) -> None:
+    """Partitions 0 and 3 of a 4-partition topic share broker-1 as leader, so one Fetch
+    asks for both; it waits up to fetch.max.wait.ms for data and answers as soon as a
+    record reaches either."""
+    create_topic(room, "multi", 4)
+    consumer = KafkaConsumer(
+        bootstrap_servers=room.bootstrap, fetch_max_wait_ms=8000, auto_offset_reset="latest"
+    )
+    p = producer(room, "waker", acks=1)
+    try:
+        consumer.assign([TopicPartition("multi", n) for n in range(4)])
+        assert consumer.poll(timeout_ms=500) == {}  # positions found, a fetch now parked
+        start = time.monotonic()
+        p.send("multi", b"wake", partition=3).get(timeout=10)
+        got: dict[Any, list[Any]] = {}
+        while not got and time.monotonic() - start < 20:
+            got = consumer.poll(timeout_ms=100)
+        waited = time.monotonic() - start
+        assert [r.value for records in got.values() for r in records] == [b"wake"]
+        assert waited < 4, f"answered after {waited:.1f} s: the parked fetch was not woken"
+    finally:
+        consumer.close()
+        p.close()
