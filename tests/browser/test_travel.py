@@ -8,7 +8,7 @@ second copy.
 
 import re
 
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from tests.browser import test_workshop
 from tests.browser.test_layout import (
@@ -31,7 +31,8 @@ def open_page(
     browser: Browser, contexts: list[BrowserContext], live_url: str, viewport: dict[str, int]
 ) -> Page:
     """producer-retry-duplicate presented in a new page that allows motion."""
-    context = browser.new_context(viewport=viewport, reduced_motion="no-preference")
+    size = ViewportSize(width=viewport["width"], height=viewport["height"])
+    context = browser.new_context(viewport=size, reduced_motion="no-preference")
     contexts.append(context)
     page = context.new_page()
     page.set_default_timeout(15_000)
