@@ -49,6 +49,8 @@ VERDICT_LIVE_COST_S = 0.02
 VERDICT_LIVE_INTERVAL_S = 0.25
 IDLE_STOP_S = 120.0
 DETAILS_INTERVAL_S = 0.5
+# Speeds as factors of the virtual clock ("end": as fast as it goes; beats: one moment a beat).
+SPEED_FACTORS = {"end": 16.0, BEAT: 1.0} | {s: float(s) for s in SPEEDS if s != "end"}
 COUNT_DELAY_S = 1.0  # the attendee count waits this long after someone joins or leaves
 
 
@@ -213,7 +215,7 @@ class Room(Playback):
         if not changed:
             return None
         # While playing, the event list and the diagram refresh a few times a second only.
-        details = not self.playing or now - self._details_at >= DETAILS_INTERVAL_S
+        details = not self.playing or now - self._details_at >= self.details_interval()
         if details:
             self._details_at = now
         model = self._build(details)
@@ -230,6 +232,14 @@ class Room(Playback):
             fragments.frame(self.seq, "delta", parts + private, sent_at) if self.notes else public
         )
         return public
+
+    def details_interval(self) -> float:
+        """How often the event list and the diagram refresh while playing: twice a second up
+        to 4x; past that they change faster than anyone reads them, so every 1 s at 8x and
+        2 s at 16x or "to the end" (the bytes and the browser's work of a frame that carries
+        them: docs/performance.md)."""
+        factor = SPEED_FACTORS.get(self.speed, 1.0)
+        return DETAILS_INTERVAL_S * max(1.0, factor / 4)
 
     def page(self) -> fragments.PageModel:
         self.watched_at = time.monotonic()  # a page or a snapshot: someone is looking

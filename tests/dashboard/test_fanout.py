@@ -45,3 +45,25 @@ async def test_a_frame_arriving_after_a_snapshot_that_has_it_is_not_sent_again()
     await audience.send(12, "f12")
 
     assert viewer.got == ["f12"]
+
+
+def event_list_refreshes(speed: str, seconds: float) -> int:
+    """How many frames of a room playing at ``speed`` for ``seconds`` carry the event list."""
+    from broker.scenario import load_text
+    from dashboard.live.runtime import Control, Room
+    from dashboard.management.commands.bench_fanout import bench_scenario
+
+    room = Room("r1", load_text(bench_scenario(0), "stream"))  # an order every 20 ms, 60 s
+    room.tick(0.0)
+    room.submit(Control("speed", speed=speed))
+    room.submit(Control("play"))
+    frames = [room.tick(i * 0.05) for i in range(1, int(seconds / 0.05) + 1)]
+    assert room.playing and sum(1 for f in frames if f) > seconds * 15  # still going
+    return sum(1 for f in frames if f is not None and '<section id="events"' in f)
+
+
+def test_the_event_list_refreshes_less_often_at_speeds_nobody_reads_it() -> None:
+    """Twice a second at 1x; at 16x, where it changes faster than anyone reads, every 2 s
+    (each refresh carries the list and the diagram: the bulk of a frame's bytes)."""
+    assert event_list_refreshes("1", 3.0) >= 5
+    assert event_list_refreshes("16", 3.0) <= 2
