@@ -244,6 +244,25 @@ def test_a_bad_press_is_refused_with_what_was_wrong_and_changes_nothing(client: 
     assert not live(compare_id).pending
 
 
+def test_a_press_one_pane_cannot_take_goes_to_neither(client: Client) -> None:
+    compare_id = open_compare(client)
+    pair = live(compare_id)
+    a = pair.rooms[0]
+    a.timeline.submit({"do": "crash-broker", "broker": 2}, "as if pane A had lost broker-2")
+    while all(o.available for o in a.fault_options() if o.id == "crash-broker:2"):
+        assert a.timeline.step_engine()
+    pressed_before = [len(room.timeline.commands) for room in pair.rooms]
+
+    refused = press(client, compare_id, "b", action="fault", fault="crash-broker:2")
+
+    assert refused.status_code == 400
+    assert "Not now in pane A: crash-broker:2 (broker-2 is already down)" in unescape(
+        refused.content.decode()
+    )
+    assert not pair.pending
+    assert [len(room.timeline.commands) for room in pair.rooms] == pressed_before
+
+
 def test_an_attendee_may_watch_but_not_press(client: Client) -> None:
     compare_id = open_compare(client, mode="workshop")
     attendee = Client()
