@@ -115,6 +115,12 @@ def experiments_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
 def experiment_command(fields: Mapping[str, Any], timeline: Timeline) -> tuple[dict[str, Any], str]:
     """The step dict and label of an experiment press, validated against the scenario and the
     run's state as the engine would take it now; ``ExperimentError`` names what is wrong."""
+    from dashboard.runs.store import MAX_COMMANDS  # here: the saved runs import the panels
+
+    if len(timeline.commands) >= MAX_COMMANDS:
+        raise ExperimentError(
+            f"This run has reached {MAX_COMMANDS:,} commands, the most a saved run may have."
+        )
     do = str(fields.get("do") or "")
     if do not in EXPERIMENTS:
         raise ExperimentError(f"Which experiment? One of: {', '.join(EXPERIMENTS)} (got {do!r}).")

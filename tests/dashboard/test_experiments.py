@@ -215,3 +215,18 @@ def test_a_saved_run_with_experiments_replays_to_the_same_end() -> None:
         "billing-b",
         "c3#2",
     ]
+
+
+def test_presses_stop_at_the_commands_a_saved_run_may_have(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = open_room(client)
+    monkeypatch.setattr("dashboard.runs.store.MAX_COMMANDS", 1)
+    assert post(client, url, do="start-consumer", topic="orders").status_code == 204
+    the_room().tick(0.0)
+
+    refused = post(client, url, do="start-consumer", topic="orders")
+
+    assert refused.status_code == 400
+    assert refused.text == "This run has reached 1 commands, the most a saved run may have."
+    assert len(the_room().timeline.commands) == 1
