@@ -5,8 +5,9 @@ Each pane is an ordinary ``runtime.Room`` (its own engine, frames, viewers and s
 ``now`` (``Room.tick_and_send``), so while playing both panes reach the same virtual time at
 every tick. A press goes to both:
 
-- play, pause, speed, pause on anomaly and every fault or consumer button are submitted to both
-  rooms before the same tick, so each applies it at the same virtual time;
+- play, pause, speed, pause on anomaly, every fault or consumer button and every experiment
+  (send more, start a consumer, change a setting) are submitted to both rooms before the same
+  tick, so each applies it at the same virtual time;
 - step, back and seek move both panes through *shared* virtual time, not each pane's own
   moments (the two runs have different events): step runs both to the next moment of either
   pane, back to just before the latest, and the scrubber of one pane seeks it and takes the
@@ -37,7 +38,7 @@ from dashboard.workshops.forms import ControlForm
 logger = logging.getLogger(__name__)
 
 SIDES = ("a", "b")
-ROOM_ACTIONS = frozenset({"play", "pause", "speed", "fault", "anomaly-pause"})
+ROOM_ACTIONS = frozenset({"play", "pause", "speed", "fault", "anomaly-pause", "experiment"})
 
 
 def apply_due(timeline: Timeline) -> None:
@@ -288,6 +289,14 @@ async def control(
     if not form.is_valid():
         return {"error": form.error_text()}
     command = form.control()
+    if command.action == "experiment":  # checked against each pane's own state
+        for other, room in enumerate(pair.rooms):
+            check = ControlForm(fields, room=room)
+            if other != index and not check.is_valid():
+                return {
+                    "error": f"Not now in pane {SIDES[other].upper()}: {check.error_text()} "
+                    "A press goes to both panes or to neither."
+                }
     refusal = _refusal(pair, index, command)
     if refusal:
         return {"error": refusal, "busy": "LAB_MAX_PLAYING" in refusal}

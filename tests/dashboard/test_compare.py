@@ -244,6 +244,19 @@ def test_a_bad_press_is_refused_with_what_was_wrong_and_changes_nothing(client: 
     assert not live(compare_id).pending
 
 
+def test_an_experiment_pressed_in_one_pane_is_recorded_in_both(client: Client) -> None:
+    compare_id = open_compare(client)
+    pair = live(compare_id)
+    sent = press(
+        client, compare_id, "b", action="experiment", do="produce", producer="p1", count="2"
+    )
+    assert sent.status_code == 204, sent.content.decode()
+    tick(pair, 0.0)
+    pressed = [[c.raw for c in room.timeline.commands[1:]] for room in pair.rooms]
+    assert pressed[0] == pressed[1]
+    assert [(r["do"], r["count"]) for r in pressed[0]] == [("produce", 2)]
+
+
 def test_a_press_one_pane_cannot_take_goes_to_neither(client: Client) -> None:
     compare_id = open_compare(client)
     pair = live(compare_id)
