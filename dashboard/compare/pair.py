@@ -112,6 +112,10 @@ class Pair:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
+            if not self.bound():  # a pane ended, expired or was dropped from memory
+                if pairs.get(self.id) is self:
+                    del pairs[self.id]
+                return
             next_at = max(next_at + tick_s, loop.time())
             now = time.monotonic()
             self.apply_pending()

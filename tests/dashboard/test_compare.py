@@ -287,6 +287,27 @@ def test_an_attendee_may_watch_but_not_press(client: Client) -> None:
     assert attendee.post(f"/compare/{compare_id}/end/").status_code == 403
 
 
+def test_ending_a_compare_ends_both_rooms_and_keeps_both_runs(client: Client) -> None:
+    compare_id = open_compare(client, mode="workshop")
+    compare = store.find(compare_id)
+    assert compare is not None
+    runs = [compare.a.run_id, compare.b.run_id]
+
+    response = client.post(f"/compare/{compare_id}/end/")
+
+    assert response.status_code == 302 and response["Location"] == f"/runs/{runs[0]}/"
+    assert not LabRoom.objects.exists()
+    assert SavedRun.objects.filter(id__in=runs).count() == 2
+    assert all(registry.get(room_id) is None for room_id in compare.room_ids)
+    assert not live_or_none(compare_id)
+    assert client.get(f"/compare/{compare_id}/").status_code == 404
+
+
+def live_or_none(compare_id: str) -> bool:
+    pair = pairs.pairs.get(compare_id)
+    return pair is not None and pair.bound()
+
+
 def test_the_join_code_takes_an_attendee_to_both_panes(client: Client) -> None:
     compare_id = open_compare(client, mode="workshop")
     code = LabRoom.objects.get(id=compare_id).code
