@@ -19,6 +19,7 @@ from dashboard.models import LabRoom, SavedRun
 from dashboard.panels.observe import verdict_of
 from dashboard.runs.store import replay_to_end
 from dashboard.workshops import rooms
+from tests.dashboard.conftest import open_workshop
 
 pytestmark = pytest.mark.django_db
 SCENARIO = "producer-retry-duplicate"
@@ -85,6 +86,35 @@ def test_the_form_offers_the_settings_worth_comparing_in_the_scenario(client: Cl
     assert "dual write" in sink and "offsets with the output" in sink
 
 
+def test_a_room_and_the_home_page_lead_to_the_compare_form(client: Client) -> None:
+    home = client.get("/").content.decode()
+    assert f'href="/compare/new/?scenario={SCENARIO}"' in home
+
+    room = open_workshop(client, "sink-dual-write")
+    page = client.get(f"/rooms/{room.id}/").content.decode()
+    assert f'href="/compare/new/?room={room.id}"' in page  # "Compare with…"
+    form = client.get(f"/compare/new/?room={room.id}").content.decode()
+    assert "dual write" in form and f'name="room" value="{room.id}"' in form
+
+    response = client.post(
+        "/compare/new/",
+        {
+            "room": room.id,
+            "a": "dual-write",
+            "b": "offsets-with-output",
+            "seed": "7",
+            "mode": "private",
+        },
+    )
+    assert response.status_code == 302
+    compare = store.find(response["Location"].strip("/").split("/")[-1])
+    assert compare is not None
+    assert compare.a.run.scenario_toml == room.run.scenario_toml  # the room's scenario
+    assert (compare.a.run.seed, compare.b.run.seed) == (7, 7)  # one seed, both panes
+    assert (compare.a.kind, compare.b.kind) == ("sandbox", "sandbox")
+    assert compare.a.code is None
+
+
 def test_idempotence_off_duplicates_and_on_delivers_exactly_once(client: Client) -> None:
     compare_id = open_compare(client)
     page = client.get(f"/compare/{compare_id}/").content.decode()
@@ -96,6 +126,26 @@ def test_idempotence_off_duplicates_and_on_delivers_exactly_once(client: Client)
 
     assert off["duplicated_in_log"] >= 1 and off["lost"] == 0
     assert on["duplicated_in_log"] == 0 and on["lost"] == 0
+
+
+@pytest.mark.parametrize(
+    ("scenario", "a", "b", "count"),
+    [
+        ("txn-abort-read-committed", "read-uncommitted", "read-committed", "aborted_reads"),
+        ("sink-dual-write", "dual-write", "offsets-with-output", "duplicated_in_sink"),
+    ],
+)
+def test_the_presets_of_transactions_and_sinks_make_the_difference_they_name(
+    client: Client, scenario: str, a: str, b: str, count: str
+) -> None:
+    form = client.get(f"/compare/new/?scenario={scenario}").content.decode()
+    assert f'value="{a}" checked' in form and f'value="{b}" checked' in form  # the default pair
+
+    compare_id = open_compare(client, scenario=scenario, a=a, b=b)
+    weak, strong = outcome(play_to_end(client, compare_id))
+
+    assert weak[count] > 0 and strong[count] == 0
+    assert weak["lost"] == strong["lost"] == 0
 
 
 def test_both_panes_step_through_the_same_virtual_time(client: Client) -> None:
