@@ -276,6 +276,14 @@ def _refusal(pair: Pair, side: int, control: Control) -> str:
                 f"{len(others)} of at most {limit} (LAB_MAX_PLAYING_ROOMS). Step through it "
                 "instead, or pause another run."
             )
+        private = sum(1 for r in others if r.kind in pacing.PRIVATE_KINDS)
+        cap = pacing.max_playing_private()
+        if pair.rooms[0].kind in pacing.PRIVATE_KINDS and private + 2 > cap:
+            return (
+                f"This compare cannot play now: it plays two private runs, and {private} are "
+                f"already playing, of at most {cap} (LAB_MAX_PLAYING_PRIVATE). Step through "
+                "it instead, or try play again in a minute."
+            )
     return ""
 
 

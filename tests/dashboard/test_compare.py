@@ -396,6 +396,32 @@ def test_a_compare_counts_as_two_workshop_rooms(client: Client) -> None:
     assert LabRoom.objects.filter(kind="workshop").count() == 2
 
 
+@override_settings(LAB_MAX_PLAYING_ROOMS=3)
+def test_a_compare_plays_only_when_both_its_runs_fit_under_the_playing_cap(
+    client: Client,
+) -> None:
+    playing, waiting, private = (
+        open_compare(client, mode=m) for m in ("workshop",) * 2 + ("private",)
+    )
+    assert press(client, playing, action="play").status_code == 204
+    tick(live(playing), 0.0)
+    assert sum(room.playing for room in registry.rooms.values()) == 2
+
+    refused = press(client, waiting, action="play")
+    assert refused.status_code == 429  # frees up when another run pauses
+    assert "it plays two runs, and the lab already plays 2 of at most 3" in refused.content.decode()
+    assert not live(waiting).pending
+
+    with override_settings(LAB_MAX_PLAYING_ROOMS=8, LAB_MAX_PLAYING_PRIVATE=3):
+        press(client, private, action="step")  # a step is never refused
+        assert press(client, private, action="play").status_code == 204  # 2 of 3 private
+        tick(live(private), 0.0)
+        second = open_compare(client)
+        refused = press(client, second, action="play")
+    assert refused.status_code == 429
+    assert "two private runs, and 2 are already playing, of at most 3" in refused.content.decode()
+
+
 @override_settings(LAB_RATE_ROOM_CREATE="3/60")
 def test_a_compare_counts_twice_against_the_rate_of_room_creations(client: Client) -> None:
     open_compare(client, mode="workshop")  # 2 of 3
