@@ -16,7 +16,9 @@ from tests.browser.test_layout import (
     POSITION,
     PROJECTOR,
     assert_no_sideways_scroll,
+    in_first_screen,
     open_scenario,
+    top_of,
 )
 
 contexts = test_workshop.contexts  # the fixture: browser contexts closed after each test
@@ -102,6 +104,12 @@ def test_event_pacing_shows_the_drop_the_retry_and_the_second_append_as_separate
     expect(page.locator(RETRY)).to_have_count(0)
     assert_no_sideways_scroll(page)
 
+    # Projector mode reorders the column: the clients and brokers stay above the lanes.
+    page.get_by_role("button", name="▣ projector").click()
+    expect(page.locator("#projector-toggle")).to_have_attribute("aria-pressed", "true")
+    assert top_of(page, ".wire-row") < top_of(page, "#lanes-title")
+    assert in_first_screen(page, "#travel [data-actor='p1']")
+
 
 def test_played_at_beat_pacing_a_message_moves_for_its_beat(
     browser: Browser, contexts: list[BrowserContext], live_url: str
@@ -132,15 +140,22 @@ def test_without_motion_messages_are_shown_in_place(
     assert lost.evaluate("el => el.getAnimations().length") == 0
     expect(page.locator("#broker-1")).to_have_class(re.compile(r"\btravel-sender\b"))
     expect(page.locator("#producer-p1")).to_have_class(re.compile(r"\btravel-receiver\b"))
-    # In the gap between p1 (beside the brokers) and broker-1, where it was lost.
-    edges = page.evaluate(
+    # In the gap between p1 (beside the brokers) and broker-1, where it was lost: in neither
+    # box, within the two.
+    where = page.evaluate(
         """() => {
-            const box = sel => document.querySelector(sel).getBoundingClientRect();
-            return [box('#travel [data-actor="p1"]').right, box('.travel-msg.is-lost').left,
-                    box('#broker-1').left];
+            const a = document.querySelector('#travel [data-actor="p1"]').getBoundingClientRect();
+            const b = document.getElementById('broker-1').getBoundingClientRect();
+            const p = document.querySelector('.travel-msg.is-lost').getBoundingClientRect();
+            const inside = r => p.left > r.left && p.left < r.right && p.top > r.top
+                && p.top < r.bottom;
+            const within = p.left >= Math.min(a.left, b.left)
+                && p.left <= Math.max(a.right, b.right)
+                && p.top >= Math.min(a.top, b.top) && p.top <= Math.max(a.bottom, b.bottom);
+            return [inside(a), inside(b), within];
         }"""
     )
-    assert edges[0] <= edges[1] <= edges[2], edges
+    assert where == [False, False, True], where
 
     step_to(page, 8)
     retry = page.locator(RETRY)
