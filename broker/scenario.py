@@ -1157,7 +1157,15 @@ def parse_scenario(data: Mapping[str, Any], default_name: str, source: str = "")
     steps = _steps(data.get("steps"), ctx)
     duration = _int(data, "duration_ms", "", 600_000, 1, MAX_DURATION_MS)
     transactional = {p.name for p in producers if p.config.transactional_id}
+    starts = any(step.action == "start-consumer" for step in steps)
     for i, step in enumerate(steps):
+        consumer = step.params.get("consumer")
+        if consumer is not None and consumer not in ctx.consumers and not starts:
+            # A started consumer's name (c1, c2...) only means something after a start-consumer.
+            declared = ", ".join(sorted(ctx.consumers)) or "none"
+            raise ScenarioError(
+                f"steps[{i}].consumer", f"no consumer {consumer!r} (declared: {declared})"
+            )
         if step.action.endswith("-transaction") and step.params["producer"] not in transactional:
             raise ScenarioError(
                 f"steps[{i}].producer",

@@ -184,6 +184,11 @@ class Simulation:
             self.narration.append((self.now_ms, step.narration))
         params = step.params
         action = step.action
+        consumer = params.get("consumer")
+        if consumer is not None and consumer not in self.consumers:
+            # A file's step naming a consumer its start-consumer steps have not started.
+            self.events.emit("script", "command.refused", detail=f"no consumer {consumer!r}")
+            return
         if action == "produce":
             self._producing += 1
             self._produce_next(step, 0)

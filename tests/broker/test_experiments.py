@@ -382,3 +382,36 @@ def test_a_processor_configured_mid_run_restarts_between_transactions_and_loses_
         "command.acks: not a setting of processor enricher (its settings: isolation.level, "
         "max.in.flight.requests.per.connection)"
     )
+
+
+# -- in a scenario file -----------------------------------------------------------------------
+FILE = """
+semantics = "at-least-once"
+[[topics]]
+name = "orders"
+[[producers]]
+name = "p1"
+[[steps]]
+at_ms = 0
+do = "produce"
+producer = "p1"
+topic = "orders"
+count = 3
+"""
+
+
+def test_a_file_names_a_started_consumer_only_after_a_start_consumer_step() -> None:
+    crash = '[[steps]]\nat_ms = 50\ndo = "crash-consumer"\nconsumer = "c1"\n'
+    with pytest.raises(ScenarioError) as refused:
+        load_text(FILE + crash, "f")
+    assert str(refused.value) == "steps[1].consumer: no consumer 'c1' (declared: none)"
+
+    start = '[[steps]]\nat_ms = 10\ndo = "start-consumer"\n'
+    sim = Simulation(load_text(FILE + start + crash, "f"))
+    sim.run()
+
+    assert [(c["name"], c["alive"]) for c in sim.snapshot()["consumers"]] == [("c1", False)]
+    typo = crash.replace('"c1"', '"c2"')
+    sim = Simulation(load_text(FILE + start + typo, "f"))
+    sim.run()
+    assert details(sim, "command.refused") == ["50 script: no consumer 'c2'"]
