@@ -142,7 +142,7 @@ def produce(gw: Gateway, call: Call) -> None:
             try:
                 batches = decode_batches(
                     pd.records,
-                    lambda: gw.next_message_id(call.conn.client_id),
+                    lambda n: gw.message_ids(call.conn.client_id, n),
                     gw.extras,
                     gw.limits.max_records_per_request,
                 )

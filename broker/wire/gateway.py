@@ -272,9 +272,11 @@ class Gateway:
             self.drop(conn, f"connection to {engine_conn.server} broken in the lab's network")
 
     # -- helpers for the handlers ------------------------------------------
-    def next_message_id(self, client_id: str) -> str:
-        self._next_record += 1
-        return f"{client_id}-{self._next_record}"
+    def message_ids(self, client_id: str, count: int) -> list[str]:
+        """Fresh message ids for ``count`` records of ``client_id`` (``CLIENT_ID-N``)."""
+        first = self._next_record + 1
+        self._next_record += count
+        return [f"{client_id}-{n}" for n in range(first, first + count)]
 
     def leader_log_bounds(self, tp: Any) -> tuple[int, int, int]:
         """(high watermark, last stable offset, log start) of ``tp``'s leader, or -1s."""

@@ -80,11 +80,15 @@ class RecordExtras:
 
 def decode_batches(
     data: bytes | None,
-    next_id: Callable[[], str],
+    reserve_ids: Callable[[int], list[str]],
     extras: RecordExtras,
     max_records: int,
 ) -> list[RecordBatch]:
-    """A Produce request's records for one partition, as engine batches."""
+    """A Produce request's records for one partition, as engine batches.
+
+    kafka-python reads the batches (framing, header, CRC32C, decompression); the records
+    of an uncompressed batch are read by ``_plain_records``, about ten times faster than
+    kafka-python's per-record iterator, which is kept for compressed batches."""
     if not data:
         raise BadRecords("no records")
     records = MemoryRecords(bytes(data))
@@ -100,29 +104,32 @@ def decode_batches(
             raise BadRecords("record batch CRC32C mismatch")
         if batch.is_control_batch:
             raise BadRecords("a client may not write control batches")
-        engine_records: list[Record] = []
-        timestamps: list[int] = []
-        headers: list[Headers] = []
+        count += batch.records_count
+        if count > max_records:
+            raise BadRecords(f"more than {max_records} records in one request")
         try:
-            for record in batch:
-                count += 1
-                if count > max_records:
-                    raise BadRecords(f"more than {max_records} records in one request")
-                engine_records.append(
-                    Record(next_id(), _text(record.key), _text(record.value) or "")
-                )
-                timestamps.append(record.timestamp)
-                headers.append(tuple((k, bytes(v or b"")) for k, v in record.headers))
+            if batch.compression_type == 0 and batch.timestamp_type == 0:
+                read = _plain_records(bytes(batch._buffer), batch.records_count)
+                first_ts = batch.first_timestamp
+                timestamps = tuple(first_ts + r[0] for r in read)
+            else:
+                read = [(0, r.key, r.value, tuple(r.headers)) for r in batch]
+                timestamps = tuple(r.timestamp for r in batch)
         except BadRecords:
             raise
         except Exception as exc:
             raise BadRecords(f"undecodable records: {exc!r}") from None
-        if not engine_records:
-            raise BadRecords("an empty record batch")
-        extras.remember(engine_records[0].message_id, tuple(timestamps), tuple(headers))
+        if not read or len(read) != batch.records_count:
+            raise BadRecords("a record batch whose record count does not match its records")
+        ids = reserve_ids(len(read))
+        engine_records = tuple(
+            Record(i, _text(key), _text(value) or "")
+            for i, (_ts, key, value, _h) in zip(ids, read, strict=True)
+        )
+        extras.remember(ids[0], timestamps, tuple(r[3] for r in read))
         out.append(
             RecordBatch(
-                tuple(engine_records),
+                engine_records,
                 batch.producer_id,
                 batch.producer_epoch,
                 batch.base_sequence,
@@ -132,6 +139,68 @@ def decode_batches(
         )
     if records.size_in_bytes() and not out:
         raise BadRecords("no complete record batch")
+    return out
+
+
+RECORDS_START = 61  # the v2 batch header's size
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint (Kafka's ByteUtils.readVarint/readVarlong) at ``pos``."""
+    b = buf[pos]
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos + 1
+    result = b & 0x7F
+    shift = 7
+    while True:
+        pos += 1
+        b = buf[pos]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (result >> 1) ^ -(result & 1), pos + 1
+        shift += 7
+        if shift > 63:
+            raise BadRecords("a varint longer than 10 bytes")
+
+
+def _plain_records(buf: bytes, count: int) -> list[tuple[int, bytes | None, bytes | None, Headers]]:
+    """The records of an uncompressed v2 batch: (timestamp delta, key, value, headers)."""
+    out: list[tuple[int, bytes | None, bytes | None, Headers]] = []
+    pos = RECORDS_START
+    varint = _varint
+    for index in range(count):
+        length, pos = varint(buf, pos)
+        end = pos + length
+        pos += 1  # attributes: unused in v2
+        ts_delta, pos = varint(buf, pos)
+        offset_delta, pos = varint(buf, pos)
+        if offset_delta != index:
+            raise BadRecords(f"record {index} of a batch has offset delta {offset_delta}")
+        size, pos = varint(buf, pos)
+        key = None if size < 0 else buf[pos : pos + size]
+        pos += max(size, 0)
+        size, pos = varint(buf, pos)
+        value = None if size < 0 else buf[pos : pos + size]
+        pos += max(size, 0)
+        header_count, pos = varint(buf, pos)
+        headers: Headers = ()
+        if header_count:
+            if header_count < 0:
+                raise BadRecords(f"a record with {header_count} headers")
+            found = []
+            for _h in range(header_count):
+                size, pos = varint(buf, pos)
+                name = buf[pos : pos + size].decode(ENCODING)
+                pos += size
+                size, pos = varint(buf, pos)
+                found.append((name, b"" if size < 0 else buf[pos : pos + size]))
+                pos += max(size, 0)
+            headers = tuple(found)
+        if pos != end or end > len(buf):
+            raise BadRecords("a record whose length does not match its fields")
+        out.append((ts_delta, key, value, headers))
+    if pos != len(buf):
+        raise BadRecords("bytes after the last record of a batch")
     return out
 
 
