@@ -3,8 +3,9 @@
 The engine's ``Record`` holds a message id, a key and a value as text.  A client's
 bytes become text with ``surrogateescape``, which gives the very same bytes back
 on the way out, so a consumer reads exactly what a producer wrote.  What the
-engine has no field for, each record's timestamp and headers, is kept beside it
-in ``RecordExtras``, keyed by the message id of the batch's first record.
+engine has no field for, each record's timestamp and headers and whether its value
+was null, is kept beside it in ``RecordExtras``, keyed by the message id of the
+batch's first record.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
@@ -49,24 +51,29 @@ def _bytes(text: str | None) -> bytes | None:
     return None if text is None else text.encode(ENCODING, ERRORS)
 
 
+class WireExtras(NamedTuple):
+    """What a batch's records carried that the engine's ``Record`` has no field for."""
+
+    timestamps: tuple[int, ...]
+    headers: tuple[Headers, ...]
+    null_values: frozenset[int]  # the records whose value was null (tombstones)
+
+
 class RecordExtras:
-    """Timestamps and headers of the records that came over the wire, per batch."""
+    """Timestamps, headers and null values of the records that came over the wire, per
+    batch, and the encoded form of recently fetched batches."""
 
     def __init__(self, limit_batches: int) -> None:
         self.limit = limit_batches
-        self._by_first_id: OrderedDict[str, tuple[tuple[int, ...], tuple[Headers, ...]]] = (
-            OrderedDict()
-        )
+        self._by_first_id: OrderedDict[str, WireExtras] = OrderedDict()
         self._encoded: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
 
-    def remember(
-        self, first_id: str, timestamps: tuple[int, ...], headers: tuple[Headers, ...]
-    ) -> None:
-        self._by_first_id[first_id] = (timestamps, headers)
+    def remember(self, first_id: str, extras: WireExtras) -> None:
+        self._by_first_id[first_id] = extras
         while len(self._by_first_id) > self.limit:
             self._by_first_id.popitem(last=False)
 
-    def lookup(self, first_id: str) -> tuple[tuple[int, ...], tuple[Headers, ...]] | None:
+    def lookup(self, first_id: str) -> WireExtras | None:
         return self._by_first_id.get(first_id)
 
     def cached(self, key: tuple[str, int, int, int]) -> bytes | None:
@@ -126,7 +133,8 @@ def decode_batches(
             Record(i, _text(key), _text(value) or "")
             for i, (_ts, key, value, _h) in zip(ids, read, strict=True)
         )
-        extras.remember(ids[0], timestamps, tuple(r[3] for r in read))
+        nulls = frozenset(i for i, r in enumerate(read) if r[2] is None)
+        extras.remember(ids[0], WireExtras(timestamps, tuple(r[3] for r in read), nulls))
         out.append(
             RecordBatch(
                 engine_records,
@@ -249,10 +257,13 @@ def _encode_one(lb: LogBatch, extras: RecordExtras, wall_ms: Callable[[int], int
         for i, record in enumerate(batch.records):
             timestamp = appended
             headers: list[tuple[str, bytes]] = []
-            if known is not None and i < len(known[0]):
-                timestamp = known[0][i]
-                headers = list(known[1][i])
-            builder.append(i, timestamp, _bytes(record.key), _bytes(record.value), headers)
+            value = _bytes(record.value)
+            if known is not None and i < len(known.timestamps):
+                timestamp = known.timestamps[i]
+                headers = list(known.headers[i])
+                if i in known.null_values:
+                    value = None
+            builder.append(i, timestamp, _bytes(record.key), value, headers)
     data = builder.build()
     struct.pack_into(">q", data, 0, lb.base_offset)
     struct.pack_into(">i", data, LEADER_EPOCH_OFFSET, lb.leader_epoch)

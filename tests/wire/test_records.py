@@ -53,14 +53,17 @@ def test_the_lab_reads_uncompressed_batches_as_kafka_python_does(items: list[Any
     got = [
         (
             None if r.key is None else r.key.encode("utf-8", "surrogateescape"),
-            r.value.encode("utf-8", "surrogateescape"),
-            list(known[1][i]),
-            known[0][i],
+            None if i in known.null_values else r.value.encode("utf-8", "surrogateescape"),
+            list(known.headers[i]),
+            known.timestamps[i],
         )
         for i, r in enumerate(batch.records)
     ]
-    # A null value becomes empty in the engine (see docs/kafka-clients.md).
-    assert got == [(k, v or b"", list(h), t) for k, v, h, t in expected]
+    assert got == [(k, v, list(h), t) for k, v, h, t in expected]
+    # And back out: the same records, null values (tombstones) included.
+    data = encode_batches("t-0", (LogBatch(0, 0, batch),), extras, lambda v: v)
+    [fetched] = _batches(data)
+    assert [(r.key, r.value, r.headers, r.timestamp) for r in fetched] == expected
 
 
 def _batches(data: bytes) -> list[DefaultRecordBatch]:
@@ -85,7 +88,7 @@ def test_a_flipped_byte_or_a_cut_batch_is_refused() -> None:
 def test_the_lab_encodes_fetched_batches_and_markers_that_kafka_python_reads() -> None:
     extras = RecordExtras(10)
     [batch] = decode_batches(
-        build([(b"k", b"v1", [("h", b"x")], 5), (None, b"v2", [], 6)]), ids, extras, 1000
+        build([(b"k", b"v1", [("h", b"x")], 5), (None, None, [], 6)]), ids, extras, 1000
     )
     data = encode_batches(
         "t-0",
@@ -98,7 +101,7 @@ def test_the_lab_encodes_fetched_batches_and_markers_that_kafka_python_reads() -
     assert (first.base_offset, first.leader_epoch, first.is_control_batch) == (40, 3, False)
     assert [(r.offset, r.key, r.value, r.headers, r.timestamp) for r in first] == [
         (40, b"k", b"v1", [("h", b"x")], 5),
-        (41, None, b"v2", [], 6),
+        (41, None, None, [], 6),  # a tombstone stays one
     ]
     assert (marker.base_offset, marker.is_control_batch, marker.producer_id) == (42, True, 7)
     [control] = list(marker)
