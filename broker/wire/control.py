@@ -29,6 +29,7 @@ from broker.scenario import (
     step_parser,
 )
 from broker.simulation import Simulation
+from broker.wire.gateway import Gateway
 from broker.wire.listener import ListenConfig, RoomListener
 
 MAX_COMMAND_BYTES = 4096
@@ -51,14 +52,20 @@ def default_spec(seed: int = 0) -> ScenarioSpec:
     )
 
 
-def apply_command(sim: Simulation, raw: Any) -> Any:
+def apply_command(sim: Simulation, raw: Any, gateway: Gateway | None = None) -> Any:
     """Apply one command now; the answer says what was done (ScenarioError if refused).
-    ``{"do": "faults"}`` lists the armed fault rules and how often each has hit."""
+    ``{"do": "faults"}`` lists the armed fault rules and how often each has hit;
+    ``{"do": "disconnect", "client": ID}`` breaks an external client's connections."""
     if not isinstance(raw, dict):
         raise ScenarioError("command", "expected a JSON object")
     action = raw.get("do")
     if action == "faults":
         return [{"rule": r.describe(), "hit": r.hit} for r in sim.network.rules]
+    client = raw.get("client")
+    if action == "disconnect" and gateway is not None and isinstance(client, str):
+        broken = gateway.disconnect_client(client)
+        if broken:
+            return f"{broken} connections of {client} broken"
     if action in FAULT_KINDS and "client" in raw:
         rule = _client_rule(raw)
         sim.network.arm(rule)
@@ -129,7 +136,7 @@ async def _commands(room: RoomListener, stop: asyncio.Event) -> None:
         if not line.strip():
             continue
         try:
-            done = apply_command(room.sim, json.loads(line))
+            done = apply_command(room.sim, json.loads(line), room.gateway)
             answer: dict[str, Any] = {"ok": done}
         except (ValueError, ScenarioError) as exc:
             answer = {"error": str(exc)}

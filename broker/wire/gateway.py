@@ -152,6 +152,20 @@ class Gateway:
         self.closed(conn)
         conn.close(reason)
 
+    def disconnect_client(self, client_id: str) -> int:
+        """Break every connection of the external client ``client_id`` (a button); how many."""
+        hit = [c for c in self.connections.values() if c.client_id == client_id]
+        for conn in hit:
+            self.sim.events.emit(
+                "network",
+                "net.disconnect",
+                detail=f"{conn.actor} -> broker-{conn.broker_id} connection broken",
+                src=conn.actor,
+                dst=f"broker-{conn.broker_id}",
+            )
+            self.drop(conn, "disconnected by a command")
+        return len(hit)
+
     def check_brokers(self) -> None:
         """Close the connections of brokers that crashed (their process is gone)."""
         for conn in list(self.connections.values()):

@@ -115,3 +115,15 @@ def test_a_parked_fetch_over_several_partitions_wakes_when_one_gets_data(room: R
     finally:
         consumer.close()
         p.close()
+
+
+def test_a_disconnected_client_reconnects_and_goes_on(room: Room) -> None:
+    p = producer(room, "cut", acks="all")
+    try:
+        assert p.send("cut-off", b"before").get(timeout=10).offset == 0
+        answer = room.command(do="disconnect", client="cut")
+        assert answer["ok"].startswith(("1 connections", "2 connections")), answer
+        assert p.send("cut-off", b"after").get(timeout=20).offset == 1
+    finally:
+        p.close()
+    assert "error" in room.command(do="disconnect", client="nobody")
