@@ -10,12 +10,15 @@ asyncio timer for the next due action.  Whoever changes the engine from outside
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
 from broker.scheduler import Scheduler
 
 MAX_EVENTS_PER_PUMP = 200_000  # a pump yields to the loop after this many actions
+
+log = logging.getLogger("broker.wire")
 
 
 class Driver:
@@ -55,7 +58,10 @@ class Driver:
                 due = scheduler.next_due_ms()
                 if due is None or due > now:
                     break
-                scheduler.step()
+                try:
+                    scheduler.step()
+                except Exception:  # an engine bug: logged, and the room goes on
+                    log.exception("an engine action failed at %d ms", scheduler.now_ms)
                 ran += 1
             if ran < MAX_EVENTS_PER_PUMP:
                 scheduler.now_ms = max(scheduler.now_ms, now)
@@ -63,7 +69,7 @@ class Driver:
                 self.after_pump()
         finally:
             self._pumping = False
-        self._arm()
+            self._arm()
 
     def _arm(self) -> None:
         if self._timer is not None:
