@@ -358,6 +358,13 @@ def live_or_none(compare_id: str) -> bool:
     return pair is not None and pair.bound()
 
 
+def test_the_home_page_lists_a_compare_once_and_links_its_page(client: Client) -> None:
+    compare_id = open_compare(client, mode="workshop")
+    home = client.get("/").content.decode()
+    assert f'href="/compare/{compare_id}/">Compare: ' in home
+    assert "/rooms/" not in home  # not its panes' rooms: a press there moves one pane alone
+
+
 def test_the_join_code_takes_an_attendee_to_both_panes(client: Client) -> None:
     compare_id = open_compare(client, mode="workshop")
     code = LabRoom.objects.get(id=compare_id).code
