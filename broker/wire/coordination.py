@@ -1,6 +1,5 @@
-"""Groups and transactions over the wire: FindCoordinator, JoinGroup, SyncGroup,
-Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, InitProducerId,
-AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit.
+"""Groups over the wire: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+LeaveGroup, OffsetCommit and OffsetFetch (transactions are in ``broker.wire.txn``).
 
 The engine's group coordinator plays the consumer protocol with plain data (the
 assignor's name, the topics, the partitions owned); a real client's JoinGroup
@@ -28,13 +27,6 @@ from kafka.protocol.consumer.metadata import (
     ConsumerProtocolSubscription,
 )
 from kafka.protocol.metadata import FindCoordinatorResponse
-from kafka.protocol.producer import (
-    AddOffsetsToTxnResponse,
-    AddPartitionsToTxnResponse,
-    EndTxnResponse,
-    InitProducerIdResponse,
-    TxnOffsetCommitResponse,
-)
 
 from broker import protocol as p
 from broker.groups import OFFSETS_TOPIC, partition_for_group
@@ -46,12 +38,12 @@ from broker.wire.gateway import Call, Gateway, Handler
 ASSIGNORS = ("range", "roundrobin", "cooperative-sticky")
 
 
-def _error(call: Call, key: str = "x") -> int:
+def engine_error(call: Call, key: str = "x") -> int:
     answer = call.answers.get(key)
     return codec.COORDINATOR_NOT_AVAILABLE if answer is None else int(answer.error.code)
 
 
-def _one(gw: Gateway, call: Call, payload: Any, build: Callable[[Call], ApiMessage]) -> None:
+def one_request(gw: Gateway, call: Call, payload: Any, build: Callable[[Call], ApiMessage]) -> None:
     """The common case: one engine request, one answer."""
     gw.send(call, "x", payload)
     call.finish = build
@@ -131,7 +123,7 @@ def join_group(gw: Gateway, call: Call) -> None:
         tuple(sub.topics or ()),
         owned,
     )
-    _one(gw, call, request, _join_response)
+    one_request(gw, call, request, _join_response)
 
 
 def _join_response(call: Call) -> ApiMessage:
@@ -207,19 +199,24 @@ def sync_group(gw: Gateway, call: Call) -> None:
         )
         return SyncGroupResponse(
             throttle_time_ms=0,
-            error_code=_error(c),
+            error_code=engine_error(c),
             protocol_type="consumer",
             protocol_name=body.protocol_name,
             assignment=assignment.encode() if answer is not None else b"",
         )
 
-    _one(gw, call, request, finish)
+    one_request(gw, call, request, finish)
 
 
 def heartbeat(gw: Gateway, call: Call) -> None:
     body = call.body
     request = p.HeartbeatRequest(body.group_id, body.generation_id, body.member_id)
-    _one(gw, call, request, lambda c: HeartbeatResponse(throttle_time_ms=0, error_code=_error(c)))
+    one_request(
+        gw,
+        call,
+        request,
+        lambda c: HeartbeatResponse(throttle_time_ms=0, error_code=engine_error(c)),
+    )
 
 
 def leave_group(gw: Gateway, call: Call) -> None:
@@ -232,7 +229,7 @@ def leave_group(gw: Gateway, call: Call) -> None:
         gw.send(call, i, p.LeaveGroupRequest(body.group_id, member_id))
 
     def finish(c: Call) -> ApiMessage:
-        errors = [_error(c, i) for i in range(len(member_ids))]  # type: ignore[arg-type]
+        errors = [engine_error(c, i) for i in range(len(member_ids))]  # type: ignore[arg-type]
         members = [
             LeaveGroupResponse.MemberResponse(member_id=m, group_instance_id=None, error_code=e)
             for m, e in zip(member_ids, errors, strict=True)
@@ -243,7 +240,8 @@ def leave_group(gw: Gateway, call: Call) -> None:
     call.finish = finish
 
 
-def _partition_list(topics: Any, offset_field: str) -> list[tuple[TopicPartition, int]]:
+def partition_offsets(topics: Any, offset_field: str) -> list[tuple[TopicPartition, int]]:
+    """(partition, offset) pairs from a commit request's topics."""
     return [
         (TopicPartition(t.name, x.partition_index), getattr(x, offset_field))
         for t in topics or []
@@ -251,9 +249,10 @@ def _partition_list(topics: Any, offset_field: str) -> list[tuple[TopicPartition
     ]
 
 
-def _per_partition(
-    response_cls: Any, topic_cls: Any, part_cls: Any, tps: list[TopicPartition], error: int
+def per_partition(
+    topic_cls: Any, part_cls: Any, tps: list[TopicPartition], error: int
 ) -> list[Any]:
+    """A commit response's topics: every partition answered with the engine's one error."""
     by_topic: dict[str, list[Any]] = {}
     for tp in tps:
         by_topic.setdefault(tp.topic, []).append(
@@ -264,34 +263,33 @@ def _per_partition(
 
 def offset_commit(gw: Gateway, call: Call) -> None:
     body = call.body
-    offsets = _partition_list(body.topics, "committed_offset")
+    offsets = partition_offsets(body.topics, "committed_offset")
     generation = body.generation_id_or_member_epoch
     request = p.OffsetCommitRequest(body.group_id, generation, body.member_id, tuple(offsets))
     tps = [tp for tp, _ in offsets]
     topic_cls = OffsetCommitResponse.OffsetCommitResponseTopic
 
     def finish(c: Call) -> ApiMessage:
-        topics = _per_partition(
-            OffsetCommitResponse,
+        topics = per_partition(
             topic_cls,
             topic_cls.OffsetCommitResponsePartition,
             tps,
-            _error(c),
+            engine_error(c),
         )
         return OffsetCommitResponse(throttle_time_ms=0, topics=topics)
 
-    _one(gw, call, request, finish)
+    one_request(gw, call, request, finish)
 
 
 def offset_fetch(gw: Gateway, call: Call) -> None:
     body = call.body
     tps = [TopicPartition(t.name, n) for t in body.topics or [] for n in t.partition_indexes]
-    _one(gw, call, p.OffsetFetchRequest(body.group_id, tuple(tps)), _offset_fetch_response)
+    one_request(gw, call, p.OffsetFetchRequest(body.group_id, tuple(tps)), _offset_fetch_response)
 
 
 def _offset_fetch_response(call: Call) -> ApiMessage:
     answer = call.answers.get("x")
-    error = _error(call)
+    error = engine_error(call)
     offsets = dict(answer.offsets) if answer is not None else {}
     topic_cls = OffsetFetchResponse.OffsetFetchResponseTopic
     part_cls = topic_cls.OffsetFetchResponsePartition
@@ -313,109 +311,6 @@ def _offset_fetch_response(call: Call) -> ApiMessage:
     )
 
 
-# -- transactions --------------------------------------------------------------
-def init_producer_id(gw: Gateway, call: Call) -> None:
-    body = call.body
-    if body.transactional_id is not None:
-        gw.topics.ensure_internal(TRANSACTION_STATE_TOPIC)
-    request = p.InitProducerIdRequest(
-        body.transactional_id,
-        body.producer_id if call.version >= 3 else -1,
-        body.producer_epoch if call.version >= 3 else -1,
-        body.transaction_timeout_ms,
-    )
-
-    def finish(c: Call) -> ApiMessage:
-        answer = c.answers.get("x")
-        return InitProducerIdResponse(
-            throttle_time_ms=0,
-            error_code=_error(c),
-            producer_id=answer.producer_id if answer is not None else -1,
-            producer_epoch=answer.producer_epoch if answer is not None else -1,
-        )
-
-    _one(gw, call, request, finish)
-
-
-def add_partitions_to_txn(gw: Gateway, call: Call) -> None:
-    body = call.body
-    tps = [TopicPartition(t.name, n) for t in body.v3_and_below_topics or [] for n in t.partitions]
-    request = p.AddPartitionsToTxnRequest(
-        body.v3_and_below_transactional_id,
-        body.v3_and_below_producer_id,
-        body.v3_and_below_producer_epoch,
-        tuple(tps),
-    )
-    result_cls = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
-    part_cls = result_cls.AddPartitionsToTxnPartitionResult
-
-    def finish(c: Call) -> ApiMessage:
-        error = _error(c)
-        by_topic: dict[str, list[Any]] = {}
-        for tp in tps:
-            by_topic.setdefault(tp.topic, []).append(
-                part_cls(partition_index=tp.partition, partition_error_code=error)
-            )
-        return AddPartitionsToTxnResponse(
-            throttle_time_ms=0,
-            results_by_topic_v3_and_below=[
-                result_cls(name=n, results_by_partition=ps) for n, ps in by_topic.items()
-            ],
-        )
-
-    _one(gw, call, request, finish)
-
-
-def add_offsets_to_txn(gw: Gateway, call: Call) -> None:
-    body = call.body
-    gw.topics.ensure_internal(OFFSETS_TOPIC)
-    request = p.AddOffsetsToTxnRequest(
-        body.transactional_id, body.producer_id, body.producer_epoch, body.group_id
-    )
-    _one(
-        gw,
-        call,
-        request,
-        lambda c: AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=_error(c)),
-    )
-
-
-def end_txn(gw: Gateway, call: Call) -> None:
-    body = call.body
-    request = p.EndTxnRequest(
-        body.transactional_id, body.producer_id, body.producer_epoch, bool(body.committed)
-    )
-    _one(gw, call, request, lambda c: EndTxnResponse(throttle_time_ms=0, error_code=_error(c)))
-
-
-def txn_offset_commit(gw: Gateway, call: Call) -> None:
-    body = call.body
-    offsets = _partition_list(body.topics, "committed_offset")
-    request = p.TxnOffsetCommitRequest(
-        body.transactional_id,
-        body.group_id,
-        body.producer_id,
-        body.producer_epoch,
-        body.member_id if call.version >= 3 else "",
-        body.generation_id if call.version >= 3 else -1,
-        tuple(offsets),
-    )
-    tps = [tp for tp, _ in offsets]
-    topic_cls = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic
-
-    def finish(c: Call) -> ApiMessage:
-        topics = _per_partition(
-            TxnOffsetCommitResponse,
-            topic_cls,
-            topic_cls.TxnOffsetCommitResponsePartition,
-            tps,
-            _error(c),
-        )
-        return TxnOffsetCommitResponse(throttle_time_ms=0, topics=topics)
-
-    _one(gw, call, request, finish)
-
-
 HANDLERS: dict[int, Handler] = {
     10: find_coordinator,
     11: join_group,
@@ -424,9 +319,4 @@ HANDLERS: dict[int, Handler] = {
     13: leave_group,
     8: offset_commit,
     9: offset_fetch,
-    22: init_producer_id,
-    24: add_partitions_to_txn,
-    25: add_offsets_to_txn,
-    26: end_txn,
-    28: txn_offset_commit,
 }

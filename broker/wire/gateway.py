@@ -11,7 +11,7 @@ into the Kafka response.
 Like Kafka's SocketServer, a connection's requests are handled one at a time:
 the next frame is read only once the previous request is answered (or, for an
 acks=0 Produce, handed over).  The handlers for each API live in
-``broker.wire.data`` and ``broker.wire.coordination``.
+``broker.wire.data``, ``broker.wire.coordination`` and ``broker.wire.txn``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class Gateway:
     ) -> None:
         from broker.wire.coordination import HANDLERS as COORDINATION
         from broker.wire.data import HANDLERS as DATA
+        from broker.wire.txn import HANDLERS as TRANSACTIONS
 
         self.sim = sim
         self.cluster = sim.cluster
@@ -106,7 +107,7 @@ class Gateway:
         self.limits = limits or Limits()
         self.topics = TopicMaker(sim.cluster, topics or TopicDefaults())
         self.extras = RecordExtras(limit_batches=200_000)
-        self.handlers: dict[int, Handler] = {**DATA, **COORDINATION}
+        self.handlers: dict[int, Handler] = {**DATA, **COORDINATION, **TRANSACTIONS}
         self.connections: dict[int, WireConnection] = {}
         self._by_actor: dict[str, WireConnection] = {}
         self._calls: dict[int, tuple[Call, Any]] = {}  # engine correlation id -> call, key
