@@ -49,7 +49,6 @@
       return;
     }
     lastSeq = info.seq;
-    rememberScroll();
   });
 
   // A frame replaces the panels it changes, and with them the focused button or the scrubber:
@@ -79,11 +78,26 @@
     restoreFocus();
     var room = document.getElementById("room");
     if (room) room.dataset.seq = String(lastSeq);
-    restoreScroll();
-    reapplyHighlight();
-    reapplyViews();
     syncTitle();
+    afterFrames();
   });
+
+  // What a frame's swap undid (a lane's scroll, highlights, the chosen views, the vote mark) is
+  // put back once per animation frame, just before the browser paints, not once per message:
+  // at 16x several messages can arrive between two paints, and reading the layout after each
+  // swap made the browser lay the page out again for every one (manage.py bench_browser).
+  var queued = false;
+  function afterFrames() {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(function () {
+      queued = false;
+      restoreScroll();
+      reapplyHighlight();
+      reapplyViews();
+      reapplyVote();
+    });
+  }
 
   // The tab's title follows the run header: neutral while a question is open (the scenario's
   // title would answer it), the scenario's again after the reveal.
@@ -115,14 +129,16 @@
     reapplyViews();
   });
 
-  // Lanes follow their newest cell unless someone scrolled back to look at older ones.
+  // Lanes follow their newest cell unless someone scrolled back to look at older ones. Whether
+  // a lane follows is noted when it scrolls (by hand, or by restoreScroll), not read before each
+  // frame: that read made the browser lay the page out once more per frame.
   var following = {};
-  function rememberScroll() {
-    document.querySelectorAll(".lane-scroll").forEach(function (el) {
-      var id = el.parentElement ? el.parentElement.id : "";
-      following[id] = el.scrollLeft + el.clientWidth >= el.scrollWidth - 8;
-    });
-  }
+  document.addEventListener("scroll", function (evt) {
+    var el = evt.target;
+    if (!el.classList || !el.classList.contains("lane-scroll")) return;
+    var id = el.parentElement ? el.parentElement.id : "";
+    following[id] = el.scrollLeft + el.clientWidth >= el.scrollWidth - 8;
+  }, { capture: true, passive: true });
   function restoreScroll() {
     document.querySelectorAll(".lane-scroll").forEach(function (el) {
       var id = el.parentElement ? el.parentElement.id : "";
@@ -294,8 +310,8 @@
       b.classList.toggle("is-mine", b.dataset.choice === choice);
     });
   }
-  document.addEventListener("htmx:oobAfterSwap", reapplyVote);
-  document.addEventListener("htmx:wsAfterMessage", reapplyVote);
+  // An answer to a vote swaps #my-vote out of band (over HTTP, not in a frame).
+  document.addEventListener("htmx:oobAfterSwap", afterFrames);
   document.addEventListener("DOMContentLoaded", function () {
     var themeButton = document.getElementById("theme-toggle");
     if (themeButton) {
