@@ -49,7 +49,11 @@ BEAT = "beat"  # event pacing: one moment per beat (dashboard/live/playback.py)
 SPEEDS = ("0.25", "0.5", "1", "2", "4", "8", "16", "end")
 # A set-up started for many runs opens a room per run from one address: lift the per-client
 # limits on opening rooms (a real audience opens rooms from many addresses).
-BENCH_ENV = {"LAB_RATE_ROOM_CREATE": "100000/60", "LAB_MAX_ROOMS_PER_CLIENT": "100000"}
+BENCH_ENV = {
+    "LAB_RATE_ROOM_CREATE": "100000/60",
+    "LAB_MAX_ROOMS_PER_CLIENT": "100000",
+    "LAB_MAX_ROOMS": "100000",
+}
 
 SEQ = re.compile(rb'<output id="frame-seq" data-seq="(\d+)" data-kind="(\w+)" data-sent="(\d+)"')
 
@@ -96,11 +100,13 @@ narration = "p1 writes a backlog of {count} records to orders-0 at once."
 """
 
 
-def bench_scenario(backlog: int) -> str:
+def bench_scenario(backlog: int, orders: int = 3000) -> str:
+    """The benchmark's stream of ``orders`` (one per 20 ms), after ``backlog`` records."""
+    stream = BENCH_SCENARIO.replace("count = 3000\n", f"count = {orders}\n")
     if backlog <= 0:
-        return BENCH_SCENARIO
+        return stream
     # The backlog's step comes first: steps are listed in time order.
-    head, sep, tail = BENCH_SCENARIO.partition("[[steps]]")
+    head, sep, tail = stream.partition("[[steps]]")
     return head + BACKLOG_STEP.format(count=backlog).lstrip() + "\n" + sep + tail
 
 
@@ -501,7 +507,7 @@ async def run_bench(
             try:
                 message = await asyncio.wait_for(client.receive(), min(left, QUIET_S))
             except TimeoutError:
-                if time.monotonic() - viewer.last_at >= QUIET_S:
+                if viewer.seqs and time.monotonic() - viewer.last_at >= QUIET_S:
                     return  # the run is over (or paused): nothing more to measure
                 continue
             except (asyncio.IncompleteReadError, ConnectionError):
