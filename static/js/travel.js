@@ -186,7 +186,7 @@
     el.className = "travel-count";
     el.textContent = fresh + (fresh === 1 ? " message" : " messages") + " on the wire";
     var near = document.getElementById("brokers");
-    var point = near && near.getClientRects().length ? anchor(near, origin) : { x: 80, y: 80 };
+    var point = near && near.getClientRects().length ? anchor(near, origin, true) : { x: 80, y: 80 };
     el.style.transform = at(point);
     host.appendChild(el);
   }
