@@ -260,7 +260,7 @@ def _fetch_response(gw: Gateway, call: Call) -> ApiMessage:
             part_cls.AbortedTransaction(producer_id=a.producer_id, first_offset=a.first_offset)
             for a in answer.aborted_transactions
         ]
-        records = encode_batches(str(tp), answer.batches, gw.extras, gw.wall_ms)
+        records = encode_batches(answer.batches, gw.extras, gw.wall_ms)
         by_topic.setdefault(tp.topic, []).append(
             part_cls(
                 partition_index=tp.partition,

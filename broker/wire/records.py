@@ -34,7 +34,7 @@ CONTROL_MASK = 0x20
 ATTRIBUTES_OFFSET = 21
 CRC_OFFSET = 17
 LEADER_EPOCH_OFFSET = 12
-ENCODED_CACHE = 4096  # encoded batches kept for the next consumer of the same offsets
+ENCODED_BUDGET = 64 * 1024 * 1024  # bytes of encoded batches kept per room
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -66,7 +66,9 @@ class RecordExtras:
     def __init__(self, limit_batches: int) -> None:
         self.limit = limit_batches
         self._by_first_id: OrderedDict[str, WireExtras] = OrderedDict()
-        self._encoded: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        # (first message id, record count) -> the batch's bytes, base offset not yet set
+        self._encoded: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._encoded_bytes = 0
 
     def remember(self, first_id: str, extras: WireExtras) -> None:
         self._by_first_id[first_id] = extras
@@ -76,13 +78,23 @@ class RecordExtras:
     def lookup(self, first_id: str) -> WireExtras | None:
         return self._by_first_id.get(first_id)
 
-    def cached(self, key: tuple[str, int, int, int]) -> bytes | None:
-        return self._encoded.get(key)
+    def cached(self, key: tuple[str, int]) -> bytes | None:
+        data = self._encoded.get(key)
+        if data is not None:
+            self._encoded.move_to_end(key)
+        return data
 
-    def cache(self, key: tuple[str, int, int, int], data: bytes) -> None:
+    def cache(self, key: tuple[str, int], data: bytes) -> None:
+        """Keep a batch's bytes (as a client sent it, or as the lab encoded it) for the
+        next Fetch of it, within ``ENCODED_BUDGET`` bytes (least recently used go first)."""
+        old = self._encoded.pop(key, None)
+        if old is not None:
+            self._encoded_bytes -= len(old)
         self._encoded[key] = data
-        while len(self._encoded) > ENCODED_CACHE:
-            self._encoded.popitem(last=False)
+        self._encoded_bytes += len(data)
+        while self._encoded_bytes > ENCODED_BUDGET and self._encoded:
+            _key, dropped = self._encoded.popitem(last=False)
+            self._encoded_bytes -= len(dropped)
 
 
 def decode_batches(
@@ -111,12 +123,13 @@ def decode_batches(
             raise BadRecords("record batch CRC32C mismatch")
         if batch.is_control_batch:
             raise BadRecords("a client may not write control batches")
+        raw = bytes(batch._buffer)  # before reading: a compressed batch is then replaced
         count += batch.records_count
         if count > max_records:
             raise BadRecords(f"more than {max_records} records in one request")
         try:
             if batch.compression_type == 0 and batch.timestamp_type == 0:
-                read = _plain_records(bytes(batch._buffer), batch.records_count)
+                read = _plain_records(raw, batch.records_count)
                 first_ts = batch.first_timestamp
                 timestamps = tuple(first_ts + r[0] for r in read)
             else:
@@ -135,6 +148,7 @@ def decode_batches(
         )
         nulls = frozenset(i for i, r in enumerate(read) if r[2] is None)
         extras.remember(ids[0], WireExtras(timestamps, tuple(r[3] for r in read), nulls))
+        extras.cache((ids[0], len(read)), raw)  # a Fetch sends these very bytes back
         out.append(
             RecordBatch(
                 engine_records,
@@ -213,20 +227,26 @@ def _plain_records(buf: bytes, count: int) -> list[tuple[int, bytes | None, byte
 
 
 def encode_batches(
-    tp_name: str,
     batches: tuple[LogBatch, ...],
     extras: RecordExtras,
     wall_ms: Callable[[int], int],
 ) -> bytes:
-    """Log batches as the bytes of a Fetch response's records field."""
+    """Log batches as the bytes of a Fetch response's records field.  A batch a client
+    wrote goes back as the bytes it sent (only the base offset and the leader epoch,
+    which the CRC does not cover, are set); others are encoded once and kept."""
     parts: list[bytes] = []
     for lb in batches:
-        key = (tp_name, lb.base_offset, lb.leader_epoch, len(lb.batch.records))
-        data = extras.cached(key)
+        records = lb.batch.records
+        key = None if lb.batch.is_control or not records else (records[0].message_id, len(records))
+        data = extras.cached(key) if key is not None else None
         if data is None:
             data = _encode_one(lb, extras, wall_ms)
-            extras.cache(key, data)
-        parts.append(data)
+            if key is not None:
+                extras.cache(key, data)
+        out = bytearray(data)
+        struct.pack_into(">q", out, 0, lb.base_offset)
+        struct.pack_into(">i", out, LEADER_EPOCH_OFFSET, lb.leader_epoch)
+        parts.append(bytes(out))
     return b"".join(parts)
 
 
@@ -265,8 +285,6 @@ def _encode_one(lb: LogBatch, extras: RecordExtras, wall_ms: Callable[[int], int
                     value = None
             builder.append(i, timestamp, _bytes(record.key), value, headers)
     data = builder.build()
-    struct.pack_into(">q", data, 0, lb.base_offset)
-    struct.pack_into(">i", data, LEADER_EPOCH_OFFSET, lb.leader_epoch)
     if marker is not None:
         (attributes,) = struct.unpack_from(">h", data, ATTRIBUTES_OFFSET)
         struct.pack_into(">h", data, ATTRIBUTES_OFFSET, attributes | CONTROL_MASK)

@@ -60,10 +60,16 @@ def test_the_lab_reads_uncompressed_batches_as_kafka_python_does(items: list[Any
         for i, r in enumerate(batch.records)
     ]
     assert got == [(k, v, list(h), t) for k, v, h, t in expected]
-    # And back out: the same records, null values (tombstones) included.
-    data = encode_batches("t-0", (LogBatch(0, 0, batch),), extras, lambda v: v)
-    [fetched] = _batches(data)
-    assert [(r.key, r.value, r.headers, r.timestamp) for r in fetched] == expected
+    # And back out: the same records, null values (tombstones) included; as the bytes the
+    # client sent, and as the lab encodes them when it no longer has those bytes.
+    rebuilt = RecordExtras(10)
+    rebuilt.remember("c-0", known)
+    for source in (extras, rebuilt):
+        data = encode_batches((LogBatch(5, 2, batch),), source, lambda v: v)
+        [fetched] = _batches(data)
+        assert fetched.validate_crc()
+        assert (fetched.base_offset, fetched.leader_epoch) == (5, 2)
+        assert [(r.key, r.value, r.headers, r.timestamp) for r in fetched] == expected
 
 
 def _batches(data: bytes) -> list[DefaultRecordBatch]:
@@ -91,7 +97,6 @@ def test_the_lab_encodes_fetched_batches_and_markers_that_kafka_python_reads() -
         build([(b"k", b"v1", [("h", b"x")], 5), (None, None, [], 6)]), ids, extras, 1000
     )
     data = encode_batches(
-        "t-0",
         (LogBatch(40, 3, batch, 100), LogBatch(42, 3, marker_batch("COMMIT", 7, 0, 9), 101)),
         extras,
         lambda virtual: 1_000_000 + virtual,
