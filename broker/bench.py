@@ -816,6 +816,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--wire" in given:  # real clients over the wire: see broker/wire/bench.py
+        from broker.wire.bench import main as wire_main
+
+        return wire_main([a for a in given if a != "--wire"])
     args = _parser().parse_args(argv)
     try:
         if args.pipeline_only:
