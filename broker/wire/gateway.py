@@ -143,6 +143,8 @@ class Gateway:
             self.network.unregister_client(conn.actor)
         if conn.call is not None:
             conn.call.done = True
+            for exchange in conn.call.exchanges.values():
+                self._calls.pop(exchange.correlation_id, None)  # no answer will come now
         conn.queue.clear()
 
     def drop(self, conn: WireConnection, reason: str) -> None:
