@@ -37,7 +37,9 @@ log = logging.getLogger("broker.wire")
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_connections: int = 64  # per room, every broker's port together
-    max_frame_bytes: int = 104_857_600  # socket.request.max.bytes
+    # socket.request.max.bytes: 100 MiB in Kafka; clients send at most about 1 MiB
+    # (message.max.bytes, max.request.size), and 64 connections must fit in memory.
+    max_frame_bytes: int = 8 * 1024 * 1024
     max_queued_requests: int = 64  # pipelined requests waiting on one connection
     max_records: int = 1_000_000  # records external clients may write to a room
     max_records_per_request: int = 100_000
