@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from broker.config import ClusterConfig
+from broker.errors import ErrorCode
 from broker.faults import FAULT_KINDS, FaultRule
 from broker.scenario import (
     MAX_DURATION_MS,
@@ -89,6 +90,9 @@ def _client_rule(raw: dict[str, Any]) -> FaultRule:
             raise ScenarioError(key, "expected a string")
         return value
 
+    error = text("error")
+    if raw["do"] == "error-response" and error not in ErrorCode.__members__:
+        raise ScenarioError("error", f"not one of Kafka's errors the lab knows: {error!r}")
     broker = number("broker", None)
     return FaultRule(
         kind=raw["do"],
@@ -99,7 +103,7 @@ def _client_rule(raw: dict[str, Any]) -> FaultRule:
         nth=number("nth", 1) or 1,
         count=number("count", 1),
         delay_ms=number("delay_ms", 0) or 0,
-        error=text("error"),
+        error=error,
     )
 
 

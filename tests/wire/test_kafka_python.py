@@ -127,3 +127,17 @@ def test_a_disconnected_client_reconnects_and_goes_on(room: Room) -> None:
     finally:
         p.close()
     assert "error" in room.command(do="disconnect", client="nobody")
+
+
+def test_an_injected_retriable_error_is_retried_by_the_client(room: Room) -> None:
+    refused = room.command(do="error-response", api="Produce", client="hiccup", error="NOPE")
+    assert "error" in refused
+    answer = room.command(
+        do="error-response", api="Produce", client="hiccup", error="NOT_ENOUGH_REPLICAS"
+    )
+    assert "ok" in answer, answer
+    p = producer(room, "hiccup", acks="all", retries=3)
+    assert p.send("hiccups", b"x").get(timeout=20).offset == 0
+    p.close()
+    assert [r["hit"] for r in room.command(do="faults")["ok"]] == [1]
+    assert [r.value for r in read_all(room, "hiccups", 1)] == [b"x"]
