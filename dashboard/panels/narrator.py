@@ -280,6 +280,17 @@ def _again_processed(run: tuple[tuple[str, str], list[str], int], event: Event) 
     return f"{actor} processed {_names(ids)} ({where}) again: {why}, so it read them once more."
 
 
+# Routine events whose detail needs a few words around it.
+ROUTINE = {
+    "txn.client-state": "{actor}'s transaction manager: {detail}",
+    "txn.partitions-added": "{actor} added {detail} to its transaction",
+    "txn.state": "{actor}, as transaction coordinator: {detail}",
+    "producer-id.received": "{actor} has its producer id: {detail}",
+    "app.txn-committed": "{actor}'s transaction committed: {detail}",
+}
+_NUMBERED = re.compile(r"^#\d+\s*")
+
+
 def _a(word: str) -> str:
     return f"an {word}" if word[:1] in "AEIOU" else f"a {word}"
 
@@ -305,16 +316,22 @@ def routine(n: Narrator, event: Event) -> str:
     if kind == "produce.ack":
         if event.src is None:
             return f"{actor} counts {ids} as sent: with acks=0 no answer ever comes."
-        return f"{event.src}'s answer reaches {actor}: {ids} acknowledged at offset {event.offset}."
+        where = event.detail.partition("acknowledged: ")[2] or f"offset {event.offset}"
+        return f"{event.src}'s answer reaches {actor}: {ids} acknowledged at {where}."
     if kind == "produce.retry":
         why = RETRY_WHY.get(event.error or "", event.error or "it failed")
         return f"{actor} puts {ids} back at the front of its queue to send again: {why}."
     api = api_of(event)
+    # The detail without the API's name and the request's number ("InitProducerId #7 for t").
+    rest = _NUMBERED.sub("", event.detail.removeprefix(api).strip())
+    rest = f" ({rest})" if rest else ""
     if api and kind in REQUESTS:
-        return f"{event.src} sends {_a(api)} request to {event.dst}: {event.detail}."
+        return f"{event.src} sends {_a(api)} request to {event.dst}{rest}."
     if api and kind in RESPONSES:
         error = f" with {event.error}" if event.error else ""
-        return f"{event.src} answers {event.dst}'s {api} request{error}: {event.detail}."
+        return f"{event.src} answers {event.dst}'s {api} request{error}{rest}."
+    if kind in ROUTINE:
+        return ROUTINE[kind].format(actor=actor, detail=event.detail) + "."
     if kind == "step.note":
         return "The script adds a note (see “The script says”)."
     if kind.startswith("step."):

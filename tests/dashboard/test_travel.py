@@ -120,3 +120,15 @@ def test_the_room_shows_this_moment_when_stepping_not_while_playing_at_a_speed()
     room.submit(Control("play"))
     room.tick(106.0)
     assert "This moment" not in room.page().html["narration"]
+
+
+def test_a_request_and_its_answer_are_told_by_their_api() -> None:
+    spec = load("consumer-commit-after-processing")
+    timeline = Timeline(spec, None)
+    said: list[str] = []
+    while timeline.step_event() and timeline.position <= 8:
+        said += [line["text"] for line in story_of(timeline.sim, {})["beat"]]
+
+    assert "p1 sends an InitProducerId request to broker-1 (asking for a producer id)." in said
+    assert "broker-1 answers p1's InitProducerId request (PID 0 epoch 0)." in said
+    assert "billing sends a JoinGroup request to broker-1 (billing as a new member)." in said
