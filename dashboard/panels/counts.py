@@ -116,11 +116,17 @@ def label_of(key: str, scenario: dict[str, Any]) -> tuple[str, str]:
 
 
 def count_rows(
-    outcome: dict[str, int], scenario: dict[str, Any], expected: dict[str, Any]
+    outcome: dict[str, int],
+    scenario: dict[str, Any],
+    expected: dict[str, Any],
+    consumers: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(headline counts, anomaly counts) to show, each {"key", "label", "title", "value"}."""
+    """(headline counts, anomaly counts) to show, each {"key", "label", "title", "value"}.
+
+    ``consumers``: the run has consumers the scenario does not declare (started from the
+    experiments panel), so the consumer counts show as for a scenario that has them."""
     always = ALWAYS_SHOWN
-    if scenario.get("consumers"):
+    if consumers or scenario.get("consumers"):
         always += CONSUMER_OUTCOMES
     if scenario.get("sink"):
         always += SINK_OUTCOMES

@@ -223,7 +223,8 @@ def verdict_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
         outcome["lost"] -= found.in_flight
         outcome["in_flight"] = found.in_flight
     expected = verdict.get("expected", {})
-    counts, anomaly_counts = count_rows(outcome, scenario, expected)
+    started = bool((obs.get("snapshot") or {}).get("consumers"))
+    counts, anomaly_counts = count_rows(outcome, scenario, expected, consumers=started)
     happened = what_happened(semantics, outcome, provisional)
     held = not found.failures
     if provisional:

@@ -150,3 +150,17 @@ def test_acks_0_sends_are_not_called_acknowledged() -> None:
     assert panel["anomalies"][0]["explanation"].startswith(
         "sent with acks=0 to clicks-0 (no broker answers) but not in the committed log"
     )
+
+
+def test_a_consumer_started_from_the_experiments_panel_brings_the_consumer_counts() -> None:
+    # producer-acks0-lost declares no consumer: its verdict has no consumer counts until one
+    # is started, and then shows them even while they are zero.
+    timeline = step(Timeline(load("producer-acks0-lost")))
+    assert "unseen (never read)" not in shown_counts(
+        presenters.verdict_panel(observed(timeline)) or {}
+    )
+
+    timeline.submit({"do": "start-consumer"}, "Start a consumer")  # its one topic
+    counts = shown_counts(presenters.verdict_panel(observed(step(timeline))) or {})
+
+    assert counts["processed"] == 3 and counts["unseen (never read)"] == 0, counts
