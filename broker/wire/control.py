@@ -78,10 +78,12 @@ def apply_command(sim: Simulation, raw: Any, gateway: Gateway | None = None) -> 
 
 
 def _client_rule(raw: dict[str, Any]) -> FaultRule:
-    def number(key: str, default: int | None) -> int | None:
+    def number(key: str, default: int | None, low: int = 1) -> int | None:
         value = raw.get(key, default)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise ScenarioError(key, "expected a whole number")
+        if value is not None and not low <= value <= MAX_DURATION_MS:
+            raise ScenarioError(key, f"must be from {low} to {MAX_DURATION_MS}, got {value}")
         return value
 
     def text(key: str) -> str | None:
@@ -102,7 +104,7 @@ def _client_rule(raw: dict[str, Any]) -> FaultRule:
         partition=text("partition"),
         nth=number("nth", 1) or 1,
         count=number("count", 1),
-        delay_ms=number("delay_ms", 0) or 0,
+        delay_ms=number("delay_ms", 0, low=0) or 0,
         error=error,
     )
 
