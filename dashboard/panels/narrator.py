@@ -108,6 +108,7 @@ class Narrator:
     # sentence: its story line when it has one, else what it did (``routine``).
     beat: list[Line] = field(default_factory=list)
     beat_more: int = 0  # that feed's earlier events, not kept
+    aside: str = ""  # what the beat adds to the story line of the event being read
 
     def feed(self, events: Iterable[Event]) -> None:
         beat: list[Line] = []
@@ -117,9 +118,10 @@ class Narrator:
                 continue
             self.visible += 1
             handler = _HANDLERS.get(event.kind)
+            self.aside = ""
             try:
                 text = handler(self, event) if handler is not None else _plain(event)
-                said = text or routine(self, event)
+                said = " ".join(part for part in (text or routine(self, event), self.aside) if part)
             except Exception:  # a detail worded in a way not foreseen: no sentence, no stop
                 logger.exception("no sentence for event %s (%s)", event.seq, event.kind)
                 continue
@@ -189,6 +191,10 @@ class Narrator:
                 why += f" ({RETRY_WHY[error]})"
         if not self._producer(producer).get("idempotent"):
             why += ", and idempotence is off"
+            self.aside = (
+                "Without idempotence a batch carries no producer id and sequence number, so the "
+                "broker cannot tell a retry from a new message."
+            )
         return why
 
     def _truncate(self, event: Event) -> str:

@@ -99,7 +99,8 @@ def test_event_pacing_shows_the_drop_the_retry_and_the_second_append_as_separate
     expect(page.locator("#travel-layer .travel-msg.is-note")).to_have_text("append @1")
     expect(page.locator(NOW)).to_contain_text(
         "broker-1 appended p1-0 at orders-0@1 again (first at 0): the retry of a batch whose "
-        "answer was lost, and idempotence is off."
+        "answer was lost, and idempotence is off. Without idempotence a batch carries no "
+        "producer id and sequence number, so the broker cannot tell a retry from a new message."
     )
     expect(page.locator(RETRY)).to_have_count(0)
     assert_no_sideways_scroll(page)

@@ -99,7 +99,8 @@ def test_every_moment_has_one_sentence_per_event() -> None:
     ]
     assert said[9] == [
         "broker-1 appended p1-0 at orders-0@1 again (first at 0): the retry of a batch whose "
-        "answer was lost, and idempotence is off."
+        "answer was lost, and idempotence is off. Without idempotence a batch carries no "
+        "producer id and sequence number, so the broker cannot tell a retry from a new message."
     ]
 
 
