@@ -283,8 +283,18 @@ def offset_commit(gw: Gateway, call: Call) -> None:
 
 def offset_fetch(gw: Gateway, call: Call) -> None:
     body = call.body
-    tps = [TopicPartition(t.name, n) for t in body.topics or [] for n in t.partition_indexes]
+    if body.topics is None:  # v2+: every partition the group has committed
+        tps = _committed_partitions(gw, call.conn.broker_id, body.group_id)
+    else:
+        tps = [TopicPartition(t.name, n) for t in body.topics for n in t.partition_indexes]
     one_request(gw, call, p.OffsetFetchRequest(body.group_id, tuple(tps)), _offset_fetch_response)
+
+
+def _committed_partitions(gw: Gateway, broker_id: int, group_id: str) -> list[TopicPartition]:
+    """What the group has committed, as the coordinator on ``broker_id`` knows it (none
+    if it is not the coordinator: the engine then answers NOT_COORDINATOR)."""
+    group = gw.cluster.brokers[broker_id].groups.groups.get(group_id)
+    return sorted(group.offsets) if group is not None else []
 
 
 def _offset_fetch_response(call: Call) -> ApiMessage:

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
 from kafka.errors import CommitFailedError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
@@ -157,5 +158,12 @@ def test_read_process_write_commits_outputs_and_offsets_together(room: Room) -> 
         consumer.close()
         writer.close()
     assert committed == 6
+    # An admin tool asks for every committed offset of the group (OffsetFetch, no topics).
+    admin = KafkaAdminClient(bootstrap_servers=room.bootstrap, **FAST)
+    try:
+        listed = admin.list_group_offsets({"enricher": None})["enricher"]
+    finally:
+        admin.close()
+    assert {tp: meta.offset for tp, meta in listed.items()} == {TopicPartition("in", 0): 6}
     outputs = read_all(room, "out", 6, isolation_level="read_committed")
     assert [r.value for r in outputs] == [f"ORDER-{i}".encode() for i in range(6)]
