@@ -39,9 +39,9 @@ from broker.protocol import (
 from broker.records import (
     BATCH_OVERHEAD_BYTES,
     NO_SEQUENCE,
-    RECORD_OVERHEAD_BYTES,
     Record,
     RecordBatch,
+    sizes_bytes,
 )
 from broker.scheduler import Timer
 
@@ -192,14 +192,7 @@ class Producer:
         if not records:
             return
         batch_size = self.config.batch_size
-        totals = list(
-            accumulate(
-                [
-                    RECORD_OVERHEAD_BYTES + len(message_id) + len(value) + len(key or "")
-                    for message_id, key, value in records
-                ]
-            )
-        )
+        totals = list(accumulate(sizes_bytes(records)))
         queue = self._queues.get(tp)
         if queue is None:
             queue = self._queues[tp] = deque()
