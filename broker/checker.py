@@ -18,9 +18,11 @@ Each is judged against the scenario's declared semantics.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import count, islice, repeat
+from operator import attrgetter, itemgetter, le
 from typing import Any, NamedTuple
 
 from broker.errors import ErrorCode
@@ -54,6 +56,10 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "at-least-once": frozenset({"duplicate", "reordered"}),
     "exactly-once": frozenset(),
 }
+
+
+_message_id = itemgetter(0)  # of a Record, or of a (offset, message id) pair: 1
+_status = attrgetter("status")
 
 
 @dataclass(slots=True)
@@ -151,10 +157,21 @@ class Ledger:
         now = self._now()
         if first_index >= 0:
             # New messages: each index, hence each id, is seen for the first time.
-            messages.update(
-                (r.message_id, MessageEntry(r.message_id, producer, index, topic, r.key, now))
-                for index, r in enumerate(records, first_index)
-            )
+            # The records' columns, then the entries, are built by map and zip: no
+            # Python loop, only MessageEntry's __init__, per message.
+            columns = list(zip(*records, strict=True))
+            if columns:
+                ids, keys = columns[0], columns[1]
+                entries = map(
+                    MessageEntry,
+                    ids,
+                    repeat(producer),
+                    count(first_index),
+                    repeat(topic),
+                    keys,
+                    repeat(now),
+                )
+                messages.update(zip(ids, entries, strict=True))
             return
         for record in records:
             entry = messages.get(record.message_id)
@@ -166,9 +183,8 @@ class Ledger:
                 entry.sends += 1
 
     def attempted(self, records: Iterable[Record]) -> None:
-        messages = self.messages
-        for record in records:
-            messages[record.message_id].attempts += 1
+        for entry in map(self.messages.__getitem__, map(_message_id, records)):
+            entry.attempts += 1
 
     def told(self, record: Record, tp: TopicPartition, offset: int, error: ErrorCode) -> None:
         self.told_many((record,), tp, offset, error)
@@ -211,11 +227,11 @@ class Ledger:
             offsets: Iterable[int] = (
                 range(base_offset, base_offset + len(records)) if base_offset >= 0 else repeat(-1)
             )
-            for offset, record in zip(offsets, records, strict=False):
-                entry = messages[record.message_id]
+            acks = zip(repeat(partition), offsets)  # (partition, offset) per record
+            entries = map(messages.__getitem__, map(_message_id, records))
+            for entry, ack in zip(entries, acks, strict=False):
                 entry.status = "acked"
-                ack = (partition, offset)
-                entry.acks = (ack,) if not entry.acks else (*entry.acks, ack)
+                entry.acks = (*entry.acks, ack) if entry.acks else (ack,)
             return
         name = error.name
         for record in records:
@@ -383,34 +399,22 @@ def judge(
     allowed = set(_ALLOWED[semantics])
     if ordered:
         allowed.discard("reordered")
-    # Where each message's first committed copy is, and any further copies.
-    first: dict[str, tuple[str, int]] = {}
-    extra: dict[str, list[tuple[str, int]]] = {}
-    for partition in sorted(committed):
-        for offset, message_id in committed[partition]:
-            if message_id in first:
-                extra.setdefault(message_id, [first[message_id]]).append((partition, offset))
-            else:
-                first[message_id] = (partition, offset)
-
+    first, extra = _copies(committed)
     anomalies: list[Anomaly] = []
     messages = ledger.messages
-    acknowledged = failed = in_log = 0
-    for message_id, entry in messages.items():
-        status = entry.status
-        if status == "acked":
-            acknowledged += 1
-        elif status == "failed":
-            failed += 1
-        if message_id in first:
-            in_log += 1
-        elif status not in ("failed", "aborted", "in-transaction"):
+    # Counted in bulk (no Python code runs per message): what the application was
+    # told, and which messages are not in the committed log.
+    statuses = Counter(map(_status, messages.values()))
+    absent = messages.keys() - first.keys()
+    in_log = len(messages) - len(absent)
+    for entry in [e for m, e in messages.items() if m in absent] if absent else ():
+        if entry.status not in ("failed", "aborted", "in-transaction"):
             # (a transaction never confirmed committed promised nothing: its
             # absence is atomicity at work, not a loss)
             anomalies.append(
                 Anomaly(
                     "lost",
-                    message_id,
+                    entry.message_id,
                     entry.acks[0][0] if entry.acks else None,
                     tuple(o for _p, o in entry.acks if o >= 0),
                     "lost" in allowed,
@@ -471,13 +475,13 @@ def judge(
     processing = ledger.processing
     outcome = {
         "produced": len(messages),
-        "acknowledged": acknowledged,
-        "failed": failed,
+        "acknowledged": statuses["acked"],
+        "failed": statuses["failed"],
         "in_log": in_log,
         "lost": counts["lost"],
         "duplicated": counts["duplicate"],
         "reordered": counts["reordered"],
-        "processed": sum(1 for m in processing if processing[m]),
+        "processed": sum(map(bool, processing.values())),
         "sunk": sum(1 for rows in (sink_counts or {}).values() if rows > 0),
         "unseen": counts["unseen"],
         "reprocessed": sum(
@@ -493,7 +497,7 @@ def judge(
         ),
         "poll_skips": counts["poll-skip"],
         "nonmonotonic_polls": counts["nonmonotonic-poll"],
-        "aborted": sum(1 for e in messages.values() if e.status == "aborted"),
+        "aborted": statuses["aborted"],
         "aborted_reads": counts["aborted-read"],
     }
     mismatches = tuple(
@@ -509,6 +513,31 @@ def judge(
         "unexpected" if mismatches else "as-expected",
         mismatches,
     )
+
+
+def _copies(
+    committed: Mapping[str, list[tuple[int, str]]],
+) -> tuple[dict[str, tuple[str, int]], dict[str, list[tuple[str, int]]]]:
+    """Where each message's first committed copy is (partition, offset), in log
+    order (partitions by name), and all the copies of messages that have more
+    than one."""
+    partitions = sorted(committed)
+    first: dict[str, tuple[str, int]] = {}
+    for partition in partitions:  # the usual case, with no copies, built in bulk
+        entries = committed[partition]
+        where = zip(repeat(partition), map(itemgetter(0), entries))
+        first.update(zip(map(itemgetter(1), entries), where, strict=True))
+    extra: dict[str, list[tuple[str, int]]] = {}
+    if len(first) == sum(map(len, committed.values())):
+        return first, extra
+    first.clear()  # a message has copies: the first one must win, one at a time
+    for partition in partitions:
+        for offset, message_id in committed[partition]:
+            if message_id in first:
+                extra.setdefault(message_id, [first[message_id]]).append((partition, offset))
+            else:
+                first[message_id] = (partition, offset)
+    return first, extra
 
 
 def _consumer_anomalies(
@@ -574,6 +603,8 @@ def _consumer_anomalies(
 def _poll_order(ledger: Ledger, committed: Mapping[str, list[tuple[int, str]]]) -> list[Anomaly]:
     """Within one consumer's continuous ownership of a partition, polls must go
     forward without jumping over records that exist."""
+    if not ledger.polls:
+        return []
     present_by_partition = {p: dict(entries) for p, entries in committed.items()}
     last: dict[tuple[str, int, str], int] = {}
     out: list[Anomaly] = []
@@ -700,6 +731,8 @@ def _reordered(
     of a message the same producer sent later."""
     out = []
     for partition in sorted(committed):
+        if not extra and _sent_in_order(messages, committed[partition]):
+            continue
         ahead: dict[str, tuple[int, int, str]] = {}  # producer -> latest-sent seen so far
         for offset, message_id in committed[partition]:
             if message_id in extra and first[message_id] != (partition, offset):
@@ -724,3 +757,18 @@ def _reordered(
             elif latest is None or index > latest[1]:
                 ahead[entry.producer] = (offset, index, message_id)
     return out
+
+
+def _sent_in_order(
+    messages: Mapping[str, MessageEntry], entries: Sequence[tuple[int, str]]
+) -> bool:
+    """A quick check, in bulk, that a partition holds nothing reordered: every
+    message in it is known, from one producer, in the order it was sent.  When it
+    fails, ``_reordered`` looks at the partition message by message."""
+    sent = list(map(messages.get, map(itemgetter(1), entries)))
+    # (all(): an entry is always true, None false; "None in sent" would call
+    # MessageEntry.__eq__ on each one)
+    if not all(sent) or len(set(map(attrgetter("producer"), sent))) > 1:
+        return False
+    indexes = list(map(attrgetter("index"), sent))
+    return all(map(le, indexes, islice(indexes, 1, None)))
