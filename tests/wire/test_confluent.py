@@ -115,3 +115,20 @@ async def test_aiokafka_produces_and_consumes(room: Room) -> None:
     finally:
         await consumer.stop()
     assert values == [f"a{i}".encode() for i in range(10)]
+
+
+async def test_aiokafka_transactions_commit_and_abort(room: Room) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=room.bootstrap, transactional_id="aio-txn")
+    await producer.start()
+    try:
+        for value, commit in ((b"c1", True), (b"a1", False), (b"c2", True)):
+            await producer.begin_transaction()
+            await producer.send_and_wait("aio-payments", value)
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    committed = consume(room, "aio-payments", 2, **{"isolation.level": "read_committed"})
+    assert committed == [b"c1", b"c2"]
