@@ -122,7 +122,8 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
             )
             previous_time = event["time_ms"]
         label = escape(event_label(event))
-        seq = event.get("seq", "")  # travel.js draws the arrows newer than those it has seen
+        # On the line or the box (the group's tag stays plain): travel.js marks the new ones.
+        seq = event.get("seq", "")
         src, dst = event.get("src"), event.get("dst")
         if src in x and dst in x and src != dst:
             x1, x2 = x[src], x[dst]
@@ -132,9 +133,10 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
             if dropped:
                 x2 = (x1 + x2) // 2
             mid = (x1 + x2) // 2
-            parts.append(f'<g class="{css}" data-seq="{seq}">')
+            parts.append(f'<g class="{css}">')
             parts.append(
-                f'<line x1="{x1}" y1="{y - SLANT // 2}" x2="{x2}" y2="{y + SLANT // 2}"'
+                f'<line data-seq="{seq}" x1="{x1}" y1="{y - SLANT // 2}" x2="{x2}" '
+                f'y2="{y + SLANT // 2}"'
                 + ("" if dropped else ' marker-end="url(#msd-arrow)"')
                 + "/>"
             )
@@ -159,7 +161,7 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
             if event["kind"] in ("broker.crash", "app.crash"):
                 css = "msd-note is-crash"
             parts.append(
-                f'<g class="{css}" data-seq="{seq}"><rect x="{cx - w // 2}" y="{y - 11}" '
+                f'<g class="{css}"><rect data-seq="{seq}" x="{cx - w // 2}" y="{y - 11}" '
                 f'width="{w}" height="22" rx="4"/><text x="{cx}" y="{y + 5}" '
                 f'text-anchor="middle">{label}</text></g>'
             )

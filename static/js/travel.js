@@ -231,20 +231,23 @@
   // The sequence diagram is drawn again whole: mark the arrows newer than the ones shown
   // before (.is-new) and let those not seen yet draw themselves in (.is-drawing).
   function onDiagram() {
-    var groups = document.querySelectorAll("#diagram g[data-seq]");
+    // Each arrow's line (a note's box) carries its event's seq; the mark goes on its group.
+    var marked = Array.prototype.slice.call(
+      document.querySelectorAll("#diagram line[data-seq], #diagram rect[data-seq]")
+    );
     var newest = -1;
-    groups.forEach(function (g) {
-      newest = Math.max(newest, parseInt(g.dataset.seq, 10));
+    marked.forEach(function (el) {
+      newest = Math.max(newest, parseInt(el.dataset.seq, 10));
     });
     if (diagramSeen === null || newest < diagramSeen) {
       diagramSeen = newest;
       return;
     }
     if (newest > diagramSeen) diagramNewFrom = diagramSeen + 1;
-    groups.forEach(function (g) {
-      var seq = parseInt(g.dataset.seq, 10);
-      if (seq >= diagramNewFrom) g.classList.add("is-new");
-      if (seq > diagramSeen && !stillness()) g.classList.add("is-drawing");
+    marked.forEach(function (el) {
+      var seq = parseInt(el.dataset.seq, 10);
+      if (seq >= diagramNewFrom) el.parentNode.classList.add("is-new");
+      if (seq > diagramSeen && !stillness()) el.parentNode.classList.add("is-drawing");
     });
     diagramSeen = newest;
   }

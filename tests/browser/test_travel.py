@@ -91,6 +91,10 @@ def test_event_pacing_shows_the_drop_the_retry_and_the_second_append_as_separate
     expect(page.locator("#broker-1")).to_have_class(re.compile(r"\btravel-receiver\b"))
     expect(page.locator(NOW)).to_contain_text("p1 sends p1-0 to broker-1 again (attempt 2)")
     expect(page.locator(CELLS)).to_have_count(1)
+    # The sequence diagram marks the new arrow and draws it in.
+    expect(page.locator("#diagram .msd-msg.is-new.is-drawing")).to_have_text(
+        "Produce [p1-0] (attempt 2)"
+    )
 
     # The second append's beat: the duplicate cell appears, and the Story says why.
     step_to(page, 9)
