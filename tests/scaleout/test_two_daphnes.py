@@ -180,16 +180,22 @@ def test_the_controls_reach_the_worker_from_either_daphne(scaleout: Lab, browser
 def test_a_playing_room_reaches_attendees_on_both_daphnes_once_each(scaleout: Lab) -> None:
     """bench_fanout's clients, briefly: 20 frames a second through Redis to both relays."""
     room, cookie = upload_room(scaleout.urls[0], bench_scenario(0))
-    result = asyncio.run(run_bench(scaleout.urls, room, cookie, clients=6, seconds=2.0))
+    # At least 30 frames each, however long a loaded machine takes to send them (the rate is
+    # bench_fanout's to measure: 20 a second on a quiet machine).
+    result = asyncio.run(
+        run_bench(scaleout.urls, room, cookie, clients=6, seconds=1.5, min_frames=30)
+    )
     assert (result.gaps, result.repeats) == (0, 0), result.text()
-    assert result.frames_sent / result.elapsed > 8, result.text()  # 20/s on a quiet machine
+    assert min(result.delivered) >= 30, result.text()
     assert min(result.delivered) >= result.frames_sent - 4, result.text()
 
 
 def test_attendees_joining_while_the_room_plays_get_no_repeat(scaleout: Lab) -> None:
     room, cookie = upload_room(scaleout.urls[0], bench_scenario(0))
     result = asyncio.run(
-        run_bench(scaleout.urls, room, cookie, clients=1, seconds=3.0, late_joiners=120)
+        run_bench(
+            scaleout.urls, room, cookie, clients=1, seconds=3.0, late_joiners=120, min_frames=20
+        )
     )
     assert result.late_joiners == 120
     assert (result.late_gaps, result.late_repeats) == (0, 0), result.text()

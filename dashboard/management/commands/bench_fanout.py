@@ -45,6 +45,8 @@ from dashboard.management.commands.scaleout import Lab, LabError
 
 # A room that sent nothing for this long has ended its run (or was paused): stop measuring.
 QUIET_S = 3.0
+# How much longer than asked a reader waits for the frames a test needs (min_frames).
+MAX_WAIT_S = 120.0
 BEAT = "beat"  # event pacing: one moment per beat (dashboard/live/playback.py)
 SPEEDS = ("0.25", "0.5", "1", "2", "4", "8", "16", "end")
 # A set-up started for many runs opens a room per run from one address: lift the per-client
@@ -468,12 +470,15 @@ async def run_bench(
     meter: CpuMeter | None = None,
     deflate: bool = True,
     beats: str = "1",
+    min_frames: int = 0,
 ) -> Result:
     """Connect the presenter (``cookie``) and ``clients`` attendees, spread over ``urls``; press
     play (at ``speed``, or with event pacing at ``beats`` moments a second for "beat"); read
     for ``seconds``, or until the room has sent nothing for QUIET_S (its run ended).
     ``late_joiners`` more attendees connect while the room plays (spread over the first half
-    of the run): they check the join, not the delays."""
+    of the run): they check the join, not the delays. With ``min_frames``, each attendee
+    connected from the start reads on past ``seconds`` until it has that many frames (for at
+    most MAX_WAIT_S more): a test counts frames, whatever the machine's load, not seconds."""
     path = f"/ws/rooms/{room}/"
     gate = asyncio.Semaphore(max(1, concurrency))
 
@@ -503,11 +508,14 @@ async def run_bench(
         while True:
             left = stop_at - time.monotonic()
             if left <= 0:
-                return
+                if not timed or len(viewer.seqs) >= min_frames or left <= -MAX_WAIT_S:
+                    return
+                left = MAX_WAIT_S + left
             try:
                 message = await asyncio.wait_for(client.receive(), min(left, QUIET_S))
             except TimeoutError:
-                if viewer.seqs and time.monotonic() - viewer.last_at >= QUIET_S:
+                quiet = time.monotonic() - viewer.last_at >= QUIET_S
+                if viewer.seqs and quiet and (not timed or len(viewer.seqs) >= min_frames):
                     return  # the run is over (or paused): nothing more to measure
                 continue
             except (asyncio.IncompleteReadError, ConnectionError):
