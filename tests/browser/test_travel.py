@@ -27,6 +27,7 @@ NOW = "#narration .story-now"
 LOST = "#travel-layer .travel-msg.is-lost"
 RETRY = "#travel-layer .travel-msg.is-retry"
 CELLS = "#cells-orders-0 .cell"
+CSP: list[str] = []  # the policy's complaints, from every page these tests open
 
 
 def open_page(
@@ -38,6 +39,8 @@ def open_page(
     contexts.append(context)
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # What the layer draws must pass the Content-Security-Policy (style-src 'self').
+    page.on("console", lambda m: CSP.append(m.text) if "Content Security" in m.text else None)
     open_scenario(page, live_url, "producer-retry-duplicate")
     return page
 
@@ -114,6 +117,7 @@ def test_event_pacing_shows_the_drop_the_retry_and_the_second_append_as_separate
     expect(page.locator("#projector-toggle")).to_have_attribute("aria-pressed", "true")
     assert top_of(page, ".wire-row") < top_of(page, "#lanes-title")
     assert in_first_screen(page, "#travel [data-actor='p1']")
+    assert CSP == []
 
 
 def test_played_at_beat_pacing_a_message_moves_for_its_beat(
