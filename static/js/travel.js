@@ -198,10 +198,12 @@
     var total = parseInt(data.dataset.total, 10) || 0;
     var upto = parseInt(data.dataset.upto, 10);
     if (seenTotal === null || total < seenTotal || upto < seenUpto) {
-      // The first frame, or back in time (another engine's count): nothing to move.
+      // The first frame, or back in time (another engine's count): nothing to move, and
+      // what the later moment drew goes.
       seenTotal = total;
       seenUpto = upto;
-      reapplyMarks();
+      host.textContent = "";
+      clearMarks();
       return;
     }
     var fresh = total - seenTotal;

@@ -174,6 +174,12 @@ def test_without_motion_messages_are_shown_in_place(
     expect(page.locator("#diagram .is-drawing")).to_have_count(0)
     assert_no_sideways_scroll(page)
 
+    # Back one moment: what the later moment drew goes, nothing is drawn for the earlier one.
+    page.locator("#btn-back").click()
+    expect(page.locator(POSITION)).to_contain_text("event 7 /")
+    expect(page.locator("#travel-layer .travel-msg")).to_have_count(0)
+    expect(page.locator(".travel-sender, .travel-receiver")).to_have_count(0)
+
 
 def test_to_the_end_shows_a_count_not_a_swarm(
     browser: Browser, contexts: list[BrowserContext], live_url: str
