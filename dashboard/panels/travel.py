@@ -24,8 +24,9 @@ from broker.events import Event
 from dashboard.panels.common import BEAT
 from dashboard.panels.diagram import event_label
 
-# The newest messages a frame carries: more than the browser moves at once (MOVING in travel.js).
-KEEP = 12
+# The newest messages a frame carries: a few more than the browser moves at once (MOVING = 6
+# in travel.js), and no more: the panel is sent again with every new message.
+KEEP = 8
 # How long a message takes on screen when the room is not playing (a step, a click on back).
 STEP_MS = 1000
 BASE_MS = 600  # at 1x; faster speeds shorten it, down to FASTEST_MS
