@@ -87,7 +87,7 @@ def _open_room(
         return refusal
     try:
         if preview:
-            room, key = workshop.create_preview(spec, toml)
+            room, key = workshop.create_preview(spec, toml, request)
         else:
             room, key = workshop.create_workshop(spec, toml, request)
     except Busy as exc:

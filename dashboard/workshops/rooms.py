@@ -178,12 +178,33 @@ def _check_room_limits(kind: str, creator: str = "") -> None:
             # Parked rooms whose place is needed expire now (their saved runs stay).
             LabRoom.objects.filter(id__in=[r.id for r in to_park]).delete()
     else:
-        limit = int(setting("LAB_MAX_PRIVATE_ROOMS", 400))
-        if LabRoom.objects.exclude(kind="workshop").count() >= limit:
-            # Private copies are cheap to make again: the oldest idle one goes.
-            oldest = LabRoom.objects.exclude(kind="workshop").order_by("last_active").first()
-            if oldest is not None:
-                oldest.delete()
+        _check_private_limits(creator)
+
+
+def _check_private_limits(creator: str) -> None:
+    """Private rooms are cheap to make again, so past a limit one goes (its saved run stays).
+
+    A browser's previews (``creator``) make way among themselves first: past
+    ``LAB_MAX_PRIVATE_ROOMS_PER_CLIENT`` its own oldest goes, so one visitor opening preview
+    after preview ends only their own. Past ``LAB_MAX_PRIVATE_ROOMS`` in all, the oldest idle
+    one goes, never one somebody may be watching: then the new one is refused instead.
+    """
+    private = LabRoom.objects.exclude(kind="workshop").order_by("last_active")
+    if creator:
+        mine = private.filter(creator=creator)
+        oldest_mine = mine.first()
+        if oldest_mine and mine.count() >= int(setting("LAB_MAX_PRIVATE_ROOMS_PER_CLIENT", 3)):
+            oldest_mine.delete()
+    limit = int(setting("LAB_MAX_PRIVATE_ROOMS", 400))
+    if private.count() < limit:
+        return
+    oldest = private.filter(last_active__lt=timezone.now() - watched_window()).first()
+    if oldest is None:
+        raise Busy(
+            f"The lab already holds {limit} private rooms, each watched or used in the last "
+            "minutes, the most it keeps: try again in a few minutes."
+        )
+    oldest.delete()
 
 
 def _last_active(room: LabRoom) -> Any:

@@ -50,13 +50,17 @@ def create_workshop(spec: ScenarioSpec, toml: str, request: Any = None) -> tuple
         return rooms.create_room(run, kind="workshop", creator=made_by)
 
 
-def create_preview(spec: ScenarioSpec, toml: str) -> tuple[LabRoom, str]:
+def create_preview(spec: ScenarioSpec, toml: str, request: Any = None) -> tuple[LabRoom, str]:
     """A private room (a sandbox of one's own) to try a scenario without a workshop room: it
-    has no join code and does not count against the workshop rooms' limit."""
+    has no join code and does not count against the workshop rooms' limit; one browser holds
+    at most LAB_MAX_PRIVATE_ROOMS_PER_CLIENT of them (rooms._check_private_limits)."""
     check_limits(spec)
+    browser = ""
+    if request is not None:  # the browser session, hashed as rooms keep who opened them
+        browser = rooms.creator_of(f"browser/{rooms.voter_id(request.session)}")
     with transaction.atomic():
         run = rooms.create_run(spec, toml, origin="preview")
-        return rooms.create_room(run, kind="sandbox")
+        return rooms.create_room(run, kind="sandbox", creator=browser)
 
 
 def rate_key(request: Any, action: str) -> str:

@@ -93,6 +93,43 @@ def test_anyone_can_preview_a_scenario_without_a_workshop_room() -> None:
     assert 'id="btn-step"' in page  # every control is the previewer's
 
 
+def preview(visitor: Client) -> int:
+    return visitor.post("/", {"preview": "producer-retry-duplicate"}).status_code
+
+
+@override_settings(**GENEROUS, LAB_MAX_PRIVATE_ROOMS_PER_CLIENT=3)
+def test_a_browser_previewing_again_and_again_ends_only_its_own_oldest_preview() -> None:
+    attendee, visitor = Client(), Client()
+    assert preview(attendee) == 302
+    theirs = LabRoom.objects.get()
+
+    for _ in range(10):
+        assert preview(visitor) == 302
+
+    kept = LabRoom.objects.exclude(id=theirs.id).order_by("created_at")
+    assert kept.count() == 3 and LabRoom.objects.filter(id=theirs.id).exists()
+    assert SavedRun.objects.filter(origin="preview").count() == 11  # every run is still saved
+
+
+@override_settings(**GENEROUS, LAB_MAX_PRIVATE_ROOMS=3, LAB_SWEEP_EVERY_S=60)
+def test_past_the_private_rooms_limit_an_idle_room_goes_and_a_watched_one_never() -> None:
+    first, second, third = Client(), Client(), Client()
+    for visitor in (first, second, third):
+        assert preview(visitor) == 302
+    rooms = list(LabRoom.objects.order_by("created_at"))
+
+    response = Client().post("/", {"preview": "producer-retry-duplicate"})
+
+    assert response.status_code == 429  # all three used in the last minutes
+    assert "The lab already holds 3 private rooms, each watched or used" in response.text
+    assert list(LabRoom.objects.order_by("created_at")) == rooms
+
+    age(rooms[1], seconds=180)  # nobody has watched the second for three minutes
+    assert preview(Client()) == 302
+    assert not LabRoom.objects.filter(id=rooms[1].id).exists()
+    assert LabRoom.objects.count() == 3
+
+
 def test_the_catalogue_offers_a_preview_beside_open() -> None:
     page = Client().get("/").text
 
