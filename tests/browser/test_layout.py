@@ -3,6 +3,7 @@
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser import test_workshop
 
@@ -67,12 +68,23 @@ def top_of(page: Page, selector: str) -> float:
 
 
 def in_first_screen(page: Page, selector: str, visible_px: int = 40) -> bool:
-    """At least ``visible_px`` of the element show without scrolling."""
-    box = page.locator(selector).first.evaluate(
-        "el => { const r = el.getBoundingClientRect(); return [r.top, r.bottom, r.left]; }"
-    )
-    height = page.evaluate("innerHeight")
-    return box[0] + visible_px <= height and box[1] > 0
+    """At least ``visible_px`` of the element show without scrolling, once the page settles:
+    frames may still be moving things for a moment (a busy machine delivers them late), so
+    this waits up to 10 s for it, as a user's eye would, and says whether it came."""
+    try:
+        page.wait_for_function(
+            """([selector, visible]) => {
+                const el = document.querySelector(selector);
+                if (!el) return false;
+                const r = el.getBoundingClientRect();
+                return r.top + visible <= innerHeight && r.bottom > 0;
+            }""",
+            arg=[selector, visible_px],
+            timeout=10_000,
+        )
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 # -- fits a projector and a phone ---------------------------------------------------------
