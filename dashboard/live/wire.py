@@ -24,6 +24,7 @@ from broker.wire.gateway import Limits
 from broker.wire.listener import ListenConfig, RoomListener
 from dashboard.live.limits import Busy, LimitError, setting
 from dashboard.live.timeline import Timeline
+from dashboard.live.wire_actors import Actors
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class RoomWire:
     def __init__(self, listener: RoomListener, timeline: Timeline) -> None:
         self.listener = listener
         self.timeline = timeline
+        self.actors = Actors()
+        if listener.gateway is not None:
+            listener.gateway.on_send = self.actors.saw
         self._shown: tuple[int, int] = (-1, -1)  # the steps and connections last drawn
 
     @property
@@ -71,21 +75,25 @@ class RoomWire:
         gateway = self.listener.gateway
         return 0 if gateway is None else len(gateway.connections)
 
-    def clients(self) -> list[str]:
-        """The client.ids connected now (a client opens a connection per broker it talks to)."""
+    def connected(self) -> dict[str, int]:
+        """client.id -> its open connections (a client opens one per broker it talks to)."""
         gateway = self.listener.gateway
-        if gateway is None:
-            return []
-        return sorted({c.client_id for c in gateway.connections.values() if c.client_id})
+        counts: dict[str, int] = {}
+        for conn in gateway.connections.values() if gateway is not None else ():
+            if conn.client_id:
+                counts[conn.client_id] = counts.get(conn.client_id, 0) + 1
+        return counts
 
     def summary(self) -> dict[str, Any]:
         """What the room page shows (panels/workshop_panels.py: kafka_panel)."""
         addr, ports = self.listener.config.addr, self.listener.ports
+        connected = self.connected()
         return {
             "bootstrap": self.bootstrap,
             "brokers": [f"{addr}:{ports[b]}" for b in sorted(ports)],
-            "clients": self.clients(),
+            "clients": sorted(connected),
             "connections": self.connections(),
+            "producers": self.actors.producers(connected),
             "limit": self.listener.config.limits.max_connections,
         }
 

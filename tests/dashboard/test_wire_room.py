@@ -15,30 +15,17 @@ from kafka.errors import KafkaTimeoutError
 
 from dashboard.live import service
 from dashboard.live.runtime import registry
-from tests.dashboard.wire_rooms import open_quiet_room, producer, send, until
+from tests.dashboard.wire_rooms import (
+    kafka_panel,
+    listening_room,
+    open_quiet_room,
+    post,
+    producer,
+    send,
+    until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
-
-
-async def post(client: Client, path: str, data: dict[str, str]) -> tuple[int, str]:
-    response = await sync_to_async(client.post)(path, data)
-    return response.status_code, response.text
-
-
-async def listening_room(client: Client) -> tuple[str, str]:
-    """A quiet room with its listeners opened through the room's button: (id, bootstrap)."""
-    room_id = await sync_to_async(open_quiet_room)(client)
-    status, text = await post(client, f"/rooms/{room_id}/kafka/", {"listen": "1"})
-    assert status == 302, text
-    room = registry.get(room_id)
-    assert room is not None and room.wire is not None
-    return room_id, room.wire.bootstrap
-
-
-def kafka_panel(room_id: str) -> str:
-    room = registry.get(room_id)
-    assert room is not None
-    return room.page().html["kafka"]
 
 
 async def test_a_presenter_lets_a_real_producer_in_and_the_page_shows_where_and_who() -> None:

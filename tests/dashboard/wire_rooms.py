@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from asgiref.sync import sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from kafka import KafkaProducer
+
+from dashboard.live.runtime import registry
 
 T = TypeVar("T")
 
@@ -46,13 +49,36 @@ def open_quiet_room(client: Client) -> str:
     return str(response["Location"]).strip("/").split("/")[-1]
 
 
+async def post(client: Client, path: str, data: dict[str, str]) -> tuple[int, str]:
+    response = await sync_to_async(client.post)(path, data)
+    return response.status_code, response.text
+
+
+async def listening_room(client: Client) -> tuple[str, str]:
+    """A quiet room with its listeners opened through the room's button: (id, bootstrap)."""
+    room_id = await sync_to_async(open_quiet_room)(client)
+    status, text = await post(client, f"/rooms/{room_id}/kafka/", {"listen": "1"})
+    assert status == 302, text
+    room = registry.get(room_id)
+    assert room is not None and room.wire is not None
+    return room_id, room.wire.bootstrap
+
+
+def kafka_panel(room_id: str) -> str:
+    room = registry.get(room_id)
+    assert room is not None
+    return room.page().html["kafka"]
+
+
 def producer(bootstrap: str, client_id: str = "lab-test", **config: object) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, **{**FAST, **config})
 
 
-def send(bootstrap: str, values: list[bytes], client_id: str = "lab-test") -> list[int]:
+def send(
+    bootstrap: str, values: list[bytes], client_id: str = "lab-test", **config: object
+) -> list[int]:
     """Send ``values`` to orders with acks=all; the offsets the broker acknowledged."""
-    p = producer(bootstrap, client_id, acks="all")
+    p = producer(bootstrap, client_id, acks="all", **config)
     try:
         futures = [p.send("orders", value=v) for v in values]
         p.flush(timeout=20)
