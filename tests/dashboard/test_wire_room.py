@@ -5,6 +5,7 @@ clients run in a thread while the room runs on the test's event loop."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 
 import pytest
@@ -190,3 +191,15 @@ async def test_closing_or_ending_the_room_closes_its_ports() -> None:
     await service.end(room_id)
     assert registry.get(room_id) is None
     assert await asyncio.to_thread(refused, again)
+
+
+async def test_the_panels_link_serves_the_guide_to_connecting() -> None:
+    client = Client()
+    room_id, _ = await listening_room(client)
+    link = re.search(r'href="([^"]+)">Connecting a client', kafka_panel(room_id))
+    assert link is not None
+
+    response = await sync_to_async(client.get)(link.group(1))
+
+    assert response.status_code == 200
+    assert "## Connecting to a room" in response.text
