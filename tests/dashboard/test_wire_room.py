@@ -203,3 +203,22 @@ async def test_the_panels_link_serves_the_guide_to_connecting() -> None:
 
     assert response.status_code == 200
     assert "## Connecting to a room" in response.text
+
+
+@override_settings(LAB_KAFKA_MAX_CONNECTIONS=2)
+async def test_past_the_connection_limit_a_new_connection_is_closed_and_the_others_work() -> None:
+    room_id, bootstrap = await listening_room(Client())
+    host, port = bootstrap.rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+    try:
+        gateway = registry.get(room_id).wire.listener.gateway  # type: ignore[union-attr]
+        await until(lambda: len(gateway.connections) == 2, "two connections held")
+        extra = socket.create_connection((host, int(port)), timeout=5)
+        with extra:
+            assert await asyncio.to_thread(extra.recv, 1) == b""  # closed by the room
+        assert any("refused: 2 open" in note for note in gateway.refused)
+    finally:
+        for s in idle:
+            s.close()
+    # The idle ones gone, a real client gets in (two connections: bootstrap, then the leader).
+    assert await asyncio.to_thread(send, bootstrap, [b"x"]) == [0]
