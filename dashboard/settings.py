@@ -15,6 +15,7 @@ messages.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import math
 import os
 from pathlib import Path
@@ -523,6 +524,26 @@ LAB_WS_STALL_CLOSE_S = _env_seconds("LAB_WS_STALL_CLOSE_S", 30.0)
 # Per-message deflate on WebSockets, one compressed frame shared by all (dashboard/live/deflate.py).
 LAB_WS_DEFLATE = _env_bool("LAB_WS_DEFLATE", default=True)
 LAB_MAX_RECORDS_PER_RUN = _env_int("LAB_MAX_RECORDS_PER_RUN", 200_000)
+# Real Kafka clients in rooms (dashboard/live/wire.py, docs/kafka-clients.md): on or off, the
+# address to listen on, broker-1's port (broker-N's is PORT+N-1; 0: any free ports, so each room
+# gets its own), connections per room and rooms listening at once.
+LAB_KAFKA_LISTENERS = _env_bool("LAB_KAFKA_LISTENERS", default=True)
+LAB_KAFKA_ADDR = _env("LAB_KAFKA_ADDR") or "127.0.0.1"
+try:
+    ipaddress.ip_address(LAB_KAFKA_ADDR)
+except ValueError:
+    raise ImproperlyConfigured(
+        f"LAB_KAFKA_ADDR={LAB_KAFKA_ADDR!r} is not an IP address: use 127.0.0.1 (this machine "
+        "only) or the address of a network interface (0.0.0.0: all of them)."
+    ) from None
+LAB_KAFKA_PORT = _env_int("LAB_KAFKA_PORT", 0, minimum=0)
+if LAB_KAFKA_PORT > 65_000:
+    raise ImproperlyConfigured(
+        f"LAB_KAFKA_PORT={LAB_KAFKA_PORT}: broker-N listens on PORT+N-1, so keep it at most "
+        "65000 (or 0: any free ports)."
+    )
+LAB_KAFKA_MAX_CONNECTIONS = _env_int("LAB_KAFKA_MAX_CONNECTIONS", 64)
+LAB_KAFKA_MAX_ROOMS = _env_int("LAB_KAFKA_MAX_ROOMS", 8)
 # The most messages one "send N more" of the experiments panel may ask for (panels/experiments.py).
 LAB_MAX_SEND_MORE = _env_int("LAB_MAX_SEND_MORE", 1000)
 LAB_MAX_UPLOAD_BYTES = _env_int("LAB_MAX_UPLOAD_BYTES", 64 * 1024)  # a scenario file

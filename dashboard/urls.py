@@ -17,6 +17,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/reveal/", views.reveal, name="room-reveal"),
     path("rooms/<str:room_id>/vote/", views.vote, name="room-vote"),
     path("rooms/<str:room_id>/end/", views.end, name="room-end"),
+    path("rooms/<str:room_id>/kafka/", views.kafka, name="room-kafka"),
     path("rooms/<str:room_id>/lanes/<str:partition>/", views.lane, name="room-lane"),
     path("runs/", include("dashboard.runs.urls")),
     path("compare/", include("dashboard.compare.urls")),

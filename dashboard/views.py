@@ -125,6 +125,7 @@ DOCS = {
     "architecture": "How the lab works, and where it simplifies Kafka",
     "workshops": "Running a workshop",
     "saved-runs": "Saved runs",
+    "kafka-clients": "Real Kafka clients",
 }
 
 
@@ -270,6 +271,8 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
         "my_vote": workshop.my_vote(room_id, voter),
         "expiry_minutes": record.idle_expiry_s // 60,
         "join_qr": workshop_panels.join_qr(attendee_url) if presenter else "",
+        # "Let real Kafka clients in": a presenter's (or a private room's maker's) button.
+        "kafka_button": presenter and record.kind != "view" and settings.LAB_KAFKA_LISTENERS,
     }
     return render(request, "dashboard/room.html", context)
 
@@ -412,6 +415,21 @@ def reveal(request: HttpRequest, room_id: str) -> HttpResponse:
     result = call("reveal", room_id=room_id, close=request.POST.get("close") == "1")
     if result.get("error"):
         return _refuse(request, _refusal_of(result), 400)
+    return _done(request, room_id)
+
+
+@presenters_only
+def kafka(request: HttpRequest, room_id: str) -> HttpResponse:
+    """Open (listen=1) or close (listen=0) the room's Kafka listeners for real clients."""
+    refusal = workshop.rate_refusal(request, "control")
+    if refusal:
+        return _refuse(request, refusal, 429)
+    listen = request.POST.get("listen", "")
+    if listen not in ("0", "1"):
+        return _refuse(request, f"listen must be 1 (open) or 0 (close), not {listen!r}.", 400)
+    result = call("kafka", room_id=room_id, listen=listen == "1", presenter=True)
+    if result.get("error"):
+        return _refuse(request, _refusal_of(result), 503 if result.get("unavailable") else 400)
     return _done(request, room_id)
 
 

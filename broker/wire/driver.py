@@ -13,18 +13,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-
-from broker.scheduler import Scheduler
+from typing import Protocol
 
 MAX_EVENTS_PER_PUMP = 200_000  # a pump yields to the loop after this many actions
 
 log = logging.getLogger("broker.wire")
 
 
+class Clock(Protocol):
+    """What the driver steps: the engine's ``Scheduler``, or a room's timeline in front of it
+    (``dashboard.live.wire``), which counts the steps for its scrubber."""
+
+    now_ms: int
+
+    def next_due_ms(self) -> int | None: ...
+
+    def step(self) -> bool: ...
+
+
 class Driver:
     def __init__(
         self,
-        scheduler: Scheduler,
+        scheduler: Clock,
         loop: asyncio.AbstractEventLoop,
         after_pump: Callable[[], None] | None = None,
     ) -> None:
@@ -82,6 +92,19 @@ class Driver:
             return
         delay_s = max(0.0, (due - self.virtual_now()) / 1000)
         self._timer = self.loop.call_later(delay_s, self.pump)
+
+    def pause(self) -> None:
+        """Stop answering: nothing runs until ``resume`` (the room's pause button)."""
+        self.stop()
+
+    def resume(self) -> None:
+        """Go on from where the clock stopped: the pause is not made up for."""
+        if self.running:
+            return
+        self._base_virtual = self.scheduler.now_ms
+        self._base_loop = self.loop.time()
+        self.running = True
+        self.pump()
 
     def stop(self) -> None:
         self.running = False

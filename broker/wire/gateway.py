@@ -117,6 +117,8 @@ class Gateway:
         self._next_record = 0
         self.records_written = 0
         self.refused: list[str] = []  # the reasons of recent refusals and closes, for tests
+        # Told of every engine request an external client sends (the dashboard's actor list).
+        self.on_send: Callable[[WireConnection, Any], None] | None = None
 
     # -- connections -----------------------------------------------------
     def open(
@@ -235,6 +237,8 @@ class Gateway:
         """Send ``payload`` into the engine for ``call``, its answer filed under ``key``
         (``answered=False``: an acks=0 Produce, which gets none)."""
         conn = call.conn
+        if self.on_send is not None:
+            self.on_send(conn, payload)
         exchange = self.network.send_request(
             conn.actor, broker_name(conn.broker_id), payload, partition
         )

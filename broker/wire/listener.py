@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 
 from broker.simulation import Simulation
-from broker.wire.driver import Driver
+from broker.wire.driver import Clock, Driver
 from broker.wire.gateway import Gateway, Limits, WireConnection
 from broker.wire.topics import TopicDefaults
 
@@ -47,9 +47,11 @@ class ListenConfig:
 class RoomListener:
     """The listeners of one room, its gateway and its driver."""
 
-    def __init__(self, sim: Simulation, config: ListenConfig) -> None:
+    def __init__(self, sim: Simulation, config: ListenConfig, clock: Clock | None = None) -> None:
+        """``clock``: what the driver steps (default: the engine's scheduler)."""
         self.sim = sim
         self.config = config
+        self.clock: Clock = sim.scheduler if clock is None else clock
         self.servers: dict[int, asyncio.Server] = {}
         self.ports: dict[int, int] = {}
         self.gateway: Gateway | None = None
@@ -72,7 +74,7 @@ class RoomListener:
             )
             self.servers[broker_id] = server
             self.ports[broker_id] = server.sockets[0].getsockname()[1]
-        self.driver = Driver(self.sim.scheduler, loop, after_pump=self._after_pump)
+        self.driver = Driver(self.clock, loop, after_pump=self._after_pump)
         self.gateway = Gateway(
             self.sim,
             self.ports,
@@ -88,6 +90,15 @@ class RoomListener:
             self.gateway.check_brokers()
 
     async def stop(self) -> None:
+        self.close()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        for server in self.servers.values():
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+    def close(self) -> None:
+        """Stop the clock, close every port and connection now (``stop`` also waits)."""
         if self.driver is not None:
             self.driver.stop()
         for server in self.servers.values():
@@ -95,11 +106,6 @@ class RoomListener:
         if self.gateway is not None:
             for conn in list(self.gateway.connections.values()):
                 self.gateway.drop(conn, "the room's listener stopped")
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5)
-        for server in self.servers.values():
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
 
     async def _serve(
         self, broker_id: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -150,6 +150,7 @@ class Room(Playback):
         self.on_change: Any = None  # awaited after every tick (saving the run: service.py)
         self._poked = False
         self._count_changed_at: float | None = None  # when the attendee count last changed
+        self.wire: Any = None  # its Kafka listeners while open (wire.RoomWire)
 
     def poke(self) -> None:
         """Something outside the engine changed (a question, a vote): rebuild on the next tick."""
@@ -173,6 +174,7 @@ class Room(Playback):
             "kind": self.kind,
             "question": self.question,
             "limited": self.timeline.limit_steps is not None,
+            "kafka": self.wire.summary() if self.wire is not None else None,
         }
 
     @property
@@ -521,9 +523,7 @@ class Registry:
     def drop(self, room_id: str) -> Room | None:
         room = self.rooms.pop(room_id, None)
         if room is not None:
-            task = room._task
-            if task is not None and not task.done():
-                task.cancel()
+            _halt(room)
         return room
 
     def get(self, room_id: str) -> Room | None:
@@ -531,10 +531,22 @@ class Registry:
 
     def clear(self) -> None:
         for room in self.rooms.values():
-            task = room._task
-            if task is not None and not task.done():
-                task.cancel()
+            _halt(room)
         self.rooms.clear()
+
+    def listening(self) -> list[Room]:
+        """The rooms with Kafka listeners open (wire.py)."""
+        return [room for room in self.rooms.values() if room.wire is not None]
+
+
+def _halt(room: Room) -> None:
+    """A room leaves memory: its pacing task and its Kafka listeners stop."""
+    task = room._task
+    if task is not None and not task.done():
+        task.cancel()
+    wire, room.wire = room.wire, None
+    if wire is not None:
+        wire.close()
 
 
 registry = Registry()

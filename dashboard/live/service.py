@@ -25,7 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from broker.scenario import ScenarioError
-from dashboard.live import background, forking
+from dashboard.live import background, forking, wire
 from dashboard.live.limits import Busy, LimitError, check_limits, seq_base, setting
 from dashboard.live.runtime import Room, registry
 from dashboard.live.timeline import Timeline
@@ -268,6 +268,9 @@ async def control(room_id: str, fields: dict[str, str], presenter: bool) -> dict
             "error": f"Not in a detached view: {command.action!r}. A view only travels in "
             "time; “Try it yourself” makes a sandbox where faults work."
         }
+    refusal = wire.control_refusal(room, command.action, command.speed)
+    if refusal:
+        return {"error": refusal}
     starts = command.action == "play" or (command.action == "speed" and command.speed == "end")
     refusal = room.play_refusal() if starts else ""
     if refusal:
@@ -309,6 +312,9 @@ async def fork(
     if kind not in ("sandbox", "view"):
         raise ServiceError(f"Unknown fork {kind!r}.")
     source = await _room(room_id)
+    refusal = wire.fork_refusal(source)
+    if refusal:
+        raise ServiceError(refusal)
     asking = source.question is not None and not source.question["revealed"]
     if asking and not presenter and kind == "sandbox":
         raise ServiceError(
@@ -377,6 +383,19 @@ async def tally(room_id: str) -> dict[str, Any]:
     return await questions.tally(await _room(room_id))
 
 
+async def kafka(room_id: str, listen: bool, presenter: bool = False) -> dict[str, Any]:
+    """Open (``listen``) or close the room's Kafka listeners: its presenters only."""
+    room = await _room(room_id)
+    if not presenter:
+        return {"error": "Only a presenter can let real Kafka clients into this room."}
+    if listen:
+        opened = await wire.open_listeners(room, registry.listening())
+        room.ensure_running()
+        return {"error": None, "bootstrap": opened.bootstrap}
+    await wire.close_listeners(room)
+    return {"error": None, "bootstrap": None}
+
+
 async def end(room_id: str) -> dict[str, Any]:
     """The presenter ends the room: its run is saved, viewers are told, the room is gone."""
     room = await _room(room_id)
@@ -396,6 +415,7 @@ OPS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "ask": ask,
     "reveal": reveal,
     "tally": tally,
+    "kafka": kafka,
 }
 
 

@@ -77,6 +77,9 @@ class Timeline:
         self.limit_steps: int | None = None
         self._checkpoints: dict[int, Simulation] = {}
         self._checkpoints_on = True
+        # Real Kafka clients took part (dashboard.live.wire): what they sent is in no command,
+        # so this run cannot be replayed, copied or travelled in.
+        self.outside = False
         self._start(0)
 
     def fork(self, limit: bool = False, engine: bool = True) -> Timeline:
@@ -96,6 +99,7 @@ class Timeline:
         # Checkpoints are only ever cloned from, never stepped: sharing them is safe.
         other._checkpoints = dict(self._checkpoints)
         other._checkpoints_on = self._checkpoints_on
+        other.outside = self.outside
         other.steps = self.steps
         other._applied = self._applied
         if engine:
@@ -178,13 +182,29 @@ class Timeline:
         before = sim.events.next_seq
         if not sim.step():
             return False
+        self._stepped(before)
+        return True
+
+    def step_live(self) -> bool:
+        """One engine step while real Kafka clients drive the clock (dashboard.live.wire): the
+        scheduler's next action, so the run neither ends at its duration nor settles while
+        they may still talk to it. False when nothing is due."""
+        self._apply_due_commands()
+        before = self.sim.events.next_seq
+        self.sim.ended = None
+        if not self.sim.scheduler.step():
+            return False
+        self._stepped(before)
+        return True
+
+    def _stepped(self, before: int) -> None:
+        """Count a step done: the scrubber's moments and the checkpoints."""
         self.steps += 1
         self.head_steps = max(self.head_steps, self.steps)
         if self._emitted_visible(before) and (not self.moments or self.steps > self.moments[-1]):
             self.moments.append(self.steps)
         if self._checkpoints_on and self.steps % CHECKPOINT_EVERY_STEPS == 0:
             self._checkpoint()
-        return True
 
     def _emitted_visible(self, before: int) -> bool:
         return any(not e.quiet for e in events_since(self.sim, before))

@@ -49,6 +49,7 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
     ("events", "dashboard/panels/events.html", p.events_panel),
     ("extras", "dashboard/panels/extras.html", p.extras_panel),
     ("travel", "dashboard/panels/travel.html", travel_panel),
+    ("kafka", "dashboard/panels/kafka.html", wp.kafka_panel),
 )
 # Sent to presenters only (a room's frames come in two variants with the same sequence number).
 PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally"})

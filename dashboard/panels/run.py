@@ -150,11 +150,16 @@ def batch_records(records: list[str], shown: int = 6) -> str:
 
 
 def producers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
-    producers = obs["snapshot"].get("producers")
+    # Real Kafka clients (live/wire_actors.py) after the simulated producers.
+    kafka = (obs.get("room") or {}).get("kafka") or {}
+    producers = list(obs["snapshot"].get("producers") or []) + kafka.get("producers", [])
     if not producers:
         return None
     out = []
     for p in producers:
+        if p.get("external"):
+            out.append(_external_producer(p))
+            continue
         pid = p.get("producer_id")
         out.append(
             {
@@ -260,3 +265,26 @@ def extras_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
             }
         )
     return {"parts": parts} if parts else None
+
+
+def _external_producer(p: dict[str, Any]) -> dict[str, Any]:
+    """A real Kafka client as a producer: its client.id, ids, sequences and group memberships."""
+    connections = p["connections"]
+    pid, epoch = p["producer_id"], p["producer_epoch"]
+    return {
+        "name": p["name"],
+        "slug": slug(f"client-{p['name']}"),
+        "alive": True,
+        "started": True,
+        "state": f"real client · {connections} connection{'s' if connections != 1 else ''}",
+        "incarnation": None,
+        "pid": "\u2014" if pid < 0 else pid,
+        "epoch": "\u2014" if epoch < 0 else epoch,
+        "next_sequence": sorted(p["next_sequence"].items()),
+        "in_flight": [],
+        "queued": 0,
+        "transactional_id": p["transactional_id"],
+        "client_txn": None,
+        "config": [("records sent", p["records"])]
+        + [(f"member of {group}", member) for group, member in p["members"]],
+    }

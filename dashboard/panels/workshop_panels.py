@@ -63,6 +63,14 @@ def room_banner_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def kafka_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """A room's Kafka listeners while open (live/wire.py): where to connect, and who is."""
+    kafka = (obs.get("room") or {}).get("kafka")
+    if not kafka:
+        return None
+    return {**kafka, "paused": not obs["status"].get("playing")}
+
+
 def _choices(question: dict[str, Any]) -> list[dict[str, Any]]:
     tally = list(question["tally"])
     total = sum(tally)

@@ -514,3 +514,27 @@ def test_the_lab_refuses_to_start_without_a_secret_key_when_debug_is_off() -> No
 
     assert result.returncode != 0
     assert "DJANGO_DEBUG is off but DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+# -- real Kafka clients in rooms ------------------------------------------------------------------
+def test_kafka_listeners_default_to_this_machine_on_free_ports(load: Any) -> None:
+    s = load()
+
+    assert (s["LAB_KAFKA_LISTENERS"], s["LAB_KAFKA_ADDR"], s["LAB_KAFKA_PORT"]) == (
+        True,
+        "127.0.0.1",
+        0,
+    )
+    assert (s["LAB_KAFKA_MAX_CONNECTIONS"], s["LAB_KAFKA_MAX_ROOMS"]) == (64, 8)
+
+
+def test_a_kafka_address_or_port_that_cannot_work_is_refused_by_name(load: Any) -> None:
+    assert "LAB_KAFKA_ADDR='lab.local' is not an IP address" in refused(
+        load, LAB_KAFKA_ADDR="lab.local"
+    )
+    assert "LAB_KAFKA_PORT=65535: broker-N listens on PORT+N-1" in refused(
+        load, LAB_KAFKA_PORT="65535"
+    )
+    assert "LAB_KAFKA_PORT='-1': the number must be at least 0" in refused(
+        load, LAB_KAFKA_PORT="-1"
+    )
