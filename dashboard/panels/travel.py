@@ -205,4 +205,7 @@ def travel_panel(obs: dict[str, Any]) -> dict[str, Any]:
         "upto": messages[-1]["seq"] if messages else -1,
         "messages": messages,
         "duration_ms": duration_ms(obs.get("status") or {}),
+        # A seek longer than a tick sends frames from the middle of the replay: travel.js must
+        # not take the frame that ends it for messages on the wire.
+        "seeking": bool((obs.get("status") or {}).get("seeking")),
     }

@@ -13,6 +13,7 @@
   var MOVING = 6; // more new messages than this in one frame: a count, not a swarm
   var seenTotal = null; // messages drawn (or skipped) so far, null before the first frame
   var seenUpto = -1;
+  var seenSeeking = false; // the last frame came from the middle of a seek
   var diagramSeen = null; // the newest diagram arrow already shown
   var diagramNewFrom = Infinity;
   var marks = []; // [actor name, class] for the boxes of the current messages
@@ -197,9 +198,13 @@
     if (!data || !host) return;
     var total = parseInt(data.dataset.total, 10) || 0;
     var upto = parseInt(data.dataset.upto, 10);
-    if (seenTotal === null || total < seenTotal || upto < seenUpto) {
-      // The first frame, or back in time (another engine's count): nothing to move, and
-      // what the later moment drew goes.
+    var seeking = data.dataset.seeking === "true";
+    var wasSeeking = seenSeeking;
+    seenSeeking = seeking;
+    if (seenTotal === null || seeking || wasSeeking || total < seenTotal || upto < seenUpto) {
+      // The first frame, back in time (another engine's count), or a jump through history
+      // (a seek's frames, and the one that ends it, count what a replay went through, not
+      // what went on the wire now): nothing to move, and what the later moment drew goes.
       seenTotal = total;
       seenUpto = upto;
       host.textContent = "";

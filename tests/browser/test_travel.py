@@ -6,9 +6,11 @@ out and queues the batch again, 7 a script note, 8 p1 sends it again, 9 broker-1
 second copy.
 """
 
+import contextlib
 import re
 
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser import test_workshop
 from tests.browser.test_layout import (
@@ -151,8 +153,9 @@ def test_without_motion_messages_are_shown_in_place(
     expect(page.locator("#producer-p1")).to_have_class(re.compile(r"\btravel-receiver\b"))
     # In the gap between p1 (beside the brokers) and broker-1, where it was lost: in neither
     # box, within the two.
-    where = page.evaluate(
-        """() => {
+    # Measured once the page has settled (a late frame on a busy machine may still move the
+    # chips): waits up to 10 s for that place, then says where it is.
+    where_js = """() => {
             const a = document.querySelector('#travel [data-actor="p1"]').getBoundingClientRect();
             const b = document.getElementById('broker-1').getBoundingClientRect();
             const p = document.querySelector('.travel-msg.is-lost').getBoundingClientRect();
@@ -163,7 +166,11 @@ def test_without_motion_messages_are_shown_in_place(
                 && p.top >= Math.min(a.top, b.top) && p.top <= Math.max(a.bottom, b.bottom);
             return [inside(a), inside(b), within];
         }"""
-    )
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function(
+            f"() => JSON.stringify(({where_js})()) === '[false,false,true]'", timeout=10_000
+        )
+    where = page.evaluate(where_js)
     assert where == [False, False, True], where
 
     step_to(page, 8)

@@ -10,8 +10,10 @@ from broker.scenario import load
 from broker.simulation import Simulation
 from dashboard.live.runtime import Control, Room
 from dashboard.live.timeline import Timeline
+from dashboard.panels import fragments
 from dashboard.panels.story import story_of
 from dashboard.panels.travel import KEEP, Wire, duration_ms, message
+from tests.dashboard.conftest import observed
 
 
 def drawn(name: str) -> list[dict[str, Any]]:
@@ -133,3 +135,19 @@ def test_a_request_and_its_answer_are_told_by_their_api() -> None:
     assert "p1 sends an InitProducerId request to broker-1 (asking for a producer id)." in said
     assert "broker-1 answers p1's InitProducerId request (PID 0 epoch 0)." in said
     assert "billing sends a JoinGroup request to broker-1 (billing as a new member)." in said
+
+
+@pytest.mark.parametrize("seeking", [True, False])
+def test_a_frame_from_the_middle_of_a_seek_says_so_to_the_travel_layer(seeking: bool) -> None:
+    # A seek longer than one tick sends frames from the middle of its replay; the frame after
+    # them counts more messages than the one before, which travel.js must not draw as new
+    # ones on the wire (what a user saw: two messages left on screen after "back").
+    timeline = Timeline(load("producer-retry-duplicate"))
+    for _ in range(8):
+        timeline.step_event()
+    obs = observed(timeline)
+    obs["status"] = {**obs["status"], "seeking": seeking}
+
+    html = fragments.build_model(obs).html["travel"]
+
+    assert f'data-seeking="{str(seeking).lower()}"' in html
