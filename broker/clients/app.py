@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from functools import partial
 from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from broker.clients.producer import Producer
@@ -24,6 +25,9 @@ from broker.records import Record
 
 if TYPE_CHECKING:
     from broker.cluster import Cluster
+
+_message_id = itemgetter(0)  # of a Record
+_new_record = partial(tuple.__new__, Record)  # Record(*fields), in C
 
 # What the outbox keeps for a message not yet acknowledged: enough to resend it.
 Outgoing = tuple[Record, str, int | None]  # (record, topic, partition)
@@ -263,11 +267,13 @@ class ProducerApp:
         self.next_index = start + len(values)
         name = self.name
         ids = [f"{name}-{index}" for index in range(start, self.next_index)]
-        records = list(map(Record, ids, keys, values))
+        # Built by map and zip, with no Python code run per record (Record's own
+        # __new__ is Python: _new_record is tuple.__new__ with the class bound).
+        records = list(map(_new_record, zip(ids, keys, values, strict=True)))
         self.outbox.update(zip(ids, zip(records, repeat(topic), repeat(partition)), strict=True))
         self.ledger.sent_many(records, name, start, topic)
         self.client.send_many(records, topic, partition)
-        return [r.message_id for r in records]
+        return ids
 
     def _on_results(
         self, records: Sequence[Record], tp: TopicPartition, base_offset: int, error: ErrorCode
@@ -280,10 +286,11 @@ class ProducerApp:
         if self.closing is not None:
             self.cluster.scheduler.after(0, self._closed_yet)
         if error is ErrorCode.NONE:
-            for record in records:
-                outbox.pop(record.message_id, None)
+            # Every acknowledged record leaves the outbox: map runs the pops, and a
+            # zero-length deque consumes them, with no Python loop per record.
+            deque(map(outbox.pop, map(_message_id, records), repeat(None)), maxlen=0)
             if self.failed:
-                self.failed.difference_update(r.message_id for r in records)
+                self.failed.difference_update(map(_message_id, records))
             return
         for record in records:
             if record.message_id in outbox:
