@@ -21,7 +21,6 @@ refused: it moves each pane by its own moments, which would pull the clocks apar
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -100,11 +99,7 @@ class Pair:
 
     # -- the shared pacing task ------------------------------------------------------------
     def ensure_running(self) -> None:
-        loop = asyncio.get_running_loop()
-        task = self._task
-        if task is not None and not task.done() and task.get_loop() is loop:
-            return
-        self._task = background.spawn(self._run(), name=f"compare-{self.id}")
+        self._task = background.ensure(self._task, self._run, f"compare-{self.id}")
 
     async def _run(self) -> None:
         pacing.hook_shutdown()
@@ -128,10 +123,7 @@ class Pair:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await background.cancel(task)
 
     # -- presses ---------------------------------------------------------------------------
     def submit(self, side: int, control: Control) -> None:

@@ -11,8 +11,9 @@ same whether a WebSocket, an HTTP view or the worker started it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,3 +23,21 @@ def spawn(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
     """Run ``coro`` as a task of the running loop, outside the caller's context."""
     loop = asyncio.get_running_loop()
     return loop.create_task(coro, name=name, context=contextvars.Context())
+
+
+def ensure(
+    task: asyncio.Task[T] | None, start: Callable[[], Coroutine[Any, Any, T]], name: str
+) -> asyncio.Task[T]:
+    """``task`` while it still runs on the running loop; otherwise a new one from ``start()``
+    (a room's or a compare's pacing task, restarted when a press finds it ended)."""
+    if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+        return task
+    return spawn(start(), name)
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Stop ``task`` (if it runs) and wait until it has."""
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -21,7 +21,6 @@ The registry is a cache: rooms live in the database (models.py) and load on firs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -412,18 +411,11 @@ class Room(Playback):
     # -- the pacing task -------------------------------------------------------------------
     def ensure_running(self) -> None:
         """Start the pacing task on the running loop, unless it already runs there."""
-        loop = asyncio.get_running_loop()
-        task = self._task
-        if task is not None and not task.done() and task.get_loop() is loop:
-            return
-        self._task = background.spawn(self._run(), name=f"room-{self.id}")
+        self._task = background.ensure(self._task, self._run, f"room-{self.id}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await background.cancel(task)
 
     def pause_if_unwatched(self, now: float) -> None:
         """Pause (keeping the position) once nobody has watched for LAB_PAUSE_UNWATCHED_S.
