@@ -17,6 +17,7 @@ acks=0 Produce, handed over).  The handlers for each API live in
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from broker.wire.records import RecordExtras
 from broker.wire.topics import TopicDefaults, TopicMaker
 
 log = logging.getLogger("broker.wire")
+
+NOTE_LOG_INTERVAL_S = 10.0
+MAX_NOTES_REMEMBERED = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,7 @@ class Gateway:
         self._next_record = 0
         self.records_written = 0
         self.refused: list[str] = []  # the reasons of recent refusals and closes, for tests
+        self._logged: dict[str, tuple[int, float]] = {}  # text -> (not logged since, when)
         # Told of every engine request an external client sends (the dashboard's actor list).
         self.on_send: Callable[[WireConnection, Any], None] | None = None
 
@@ -180,9 +185,20 @@ class Gateway:
                 self.drop(conn, f"broker-{conn.broker_id} crashed")
 
     def _note(self, text: str) -> None:
-        log.warning("%s", text)
+        """Keep ``text`` among the recent refusals and log it, the same text at most once
+        per ``NOTE_LOG_INTERVAL_S`` (a client retrying in a loop must not flood the log)."""
         self.refused.append(text)
         del self.refused[:-50]
+        now = time.monotonic()
+        skipped, last = self._logged.get(text, (0, -NOTE_LOG_INTERVAL_S))
+        if now - last < NOTE_LOG_INTERVAL_S:
+            self._logged[text] = (skipped + 1, last)
+            return
+        if len(self._logged) >= MAX_NOTES_REMEMBERED:
+            self._logged.clear()
+        self._logged[text] = (0, now)
+        more = f" (and {skipped} more times since)" if skipped else ""
+        log.warning("%s%s", text, more)
 
     # -- requests --------------------------------------------------------
     def receive(self, conn: WireConnection, frame: bytes) -> None:

@@ -57,6 +57,8 @@ class RoomListener:
         self.gateway: Gateway | None = None
         self.driver: Driver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reopening: set[int] = set()
+        self._port_lost: set[int] = set()  # restarted, but its port could not be had again
 
     @property
     def bootstrap(self) -> str:
@@ -66,12 +68,7 @@ class RoomListener:
         loop = asyncio.get_running_loop()
         for broker_id in sorted(self.sim.cluster.brokers):
             port = self.config.port + broker_id - 1 if self.config.port else 0
-            server = await asyncio.start_server(
-                functools.partial(self._serve, broker_id),
-                host=self.config.addr,
-                port=port,
-                limit=64 * 1024,
-            )
+            server = await self._open_port(broker_id, port)
             self.servers[broker_id] = server
             self.ports[broker_id] = server.sockets[0].getsockname()[1]
         self.driver = Driver(self.clock, loop, after_pump=self._after_pump)
@@ -88,6 +85,54 @@ class RoomListener:
     def _after_pump(self) -> None:
         if self.gateway is not None:
             self.gateway.check_brokers()
+        self._follow_brokers()
+
+    def _follow_brokers(self) -> None:
+        """A crashed broker's port is closed, so clients get "connection refused" as from a
+        Kafka broker whose process is gone (and do not reconnect in a loop to a port that
+        accepts and hangs up); it opens again, on the same port, when the broker restarts."""
+        if self.driver is None or not self.driver.running:
+            return
+        for broker_id, server in self.servers.items():
+            alive = self.sim.cluster.brokers[broker_id].alive
+            if not alive and server.is_serving():
+                server.close()
+            elif (
+                alive
+                and not server.is_serving()
+                and broker_id not in self._reopening | self._port_lost
+            ):
+                self._reopening.add(broker_id)
+                task = asyncio.get_running_loop().create_task(self._reopen(broker_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _reopen(self, broker_id: int) -> None:
+        try:
+            await self.servers[broker_id].wait_closed()
+            if self.driver is None or not self.driver.running:
+                return
+            if not self.sim.cluster.brokers[broker_id].alive:
+                return  # crashed again meanwhile: the next pump decides
+            self.servers[broker_id] = await self._open_port(broker_id, self.ports[broker_id])
+        except OSError as exc:  # the port was taken meanwhile: connections stay refused
+            self._port_lost.add(broker_id)
+            log.warning(
+                "broker-%d restarted but its port %d could not be opened again: %s",
+                broker_id,
+                self.ports[broker_id],
+                exc,
+            )
+        finally:
+            self._reopening.discard(broker_id)
+
+    async def _open_port(self, broker_id: int, port: int) -> asyncio.Server:
+        return await asyncio.start_server(
+            functools.partial(self._serve, broker_id),
+            host=self.config.addr,
+            port=port,
+            limit=64 * 1024,
+        )
 
     async def stop(self) -> None:
         self.close()

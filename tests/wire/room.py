@@ -1,6 +1,7 @@
 """A headless room for real Kafka clients: ``python -m broker listen --port 0 --commands``
 in a subprocess, its brokers' addresses read from its first lines, faults sent as JSON
-lines on its standard input."""
+lines on its standard input.  Its standard error is read all along (a pipe nobody reads
+fills up, and the room would freeze writing its log)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20
+LOG_LINES_KEPT = 2000
 T = TypeVar("T")
 
 
@@ -28,15 +31,24 @@ class Room:
     bootstrap: str = ""
 
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
+    _log_done: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_log, daemon=True).start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.put(line)
         self.lines.put("")
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+        self._log_done.set()
 
     def _line(self, deadline: float) -> str:
         try:
@@ -56,10 +68,10 @@ class Room:
         return answer
 
     def stderr(self) -> str:
-        if self.process.poll() is None:
-            return ""
-        assert self.process.stderr is not None
-        return self.process.stderr.read()
+        """The last lines the room logged (all of them once it has stopped)."""
+        if self.process.poll() is not None:
+            self._log_done.wait(timeout=5)
+        return "".join(self.log)
 
 
 def start_room(*args: str) -> Room:
@@ -94,8 +106,7 @@ def stop_room(room: Room) -> str:
     except subprocess.TimeoutExpired:
         room.process.kill()
         room.process.wait(timeout=10)
-    assert room.process.stderr is not None
-    return room.process.stderr.read()
+    return room.stderr()
 
 
 def eventually(check: Callable[[], T | None], timeout_s: float = 20, what: str = "") -> T:
