@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
@@ -27,6 +28,8 @@ from broker.records import (
     control_type,
     marker_coordinator_epoch,
 )
+
+_new_record = partial(tuple.__new__, Record)  # Record(*fields), in C
 
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
@@ -129,26 +132,21 @@ def decode_batches(
             raise BadRecords(f"more than {max_records} records in one request")
         try:
             if batch.compression_type == 0 and batch.timestamp_type == 0:
-                read = _plain_records(raw, batch.records_count)
-                first_ts = batch.first_timestamp
-                timestamps = tuple(first_ts + r[0] for r in read)
+                plain = _plain_records(raw, batch.records_count)
+                timestamps = tuple(map(batch.first_timestamp.__add__, plain.ts_deltas))
             else:
-                read = [(0, r.key, r.value, tuple(r.headers)) for r in batch]
-                timestamps = tuple(r.timestamp for r in batch)
+                plain = _read_records(batch)
+                timestamps = plain.ts_deltas  # absolute: kafka-python resolved them
         except BadRecords:
             raise
         except Exception as exc:
             raise BadRecords(f"undecodable records: {exc!r}") from None
-        if not read or len(read) != batch.records_count:
+        if not plain.values or len(plain.values) != batch.records_count:
             raise BadRecords("a record batch whose record count does not match its records")
-        ids = reserve_ids(len(read))
-        engine_records = tuple(
-            Record(i, _text(key), _text(value) or "")
-            for i, (_ts, key, value, _h) in zip(ids, read, strict=True)
-        )
-        nulls = frozenset(i for i, r in enumerate(read) if r[2] is None)
-        extras.remember(ids[0], WireExtras(timestamps, tuple(r[3] for r in read), nulls))
-        extras.cache((ids[0], len(read)), raw)  # a Fetch sends these very bytes back
+        ids = reserve_ids(len(plain.values))
+        engine_records = tuple(map(_new_record, zip(ids, plain.keys, plain.values, strict=True)))
+        extras.remember(ids[0], WireExtras(timestamps, plain.headers, plain.nulls))
+        extras.cache((ids[0], len(ids)), raw)  # a Fetch sends these very bytes back
         out.append(
             RecordBatch(
                 engine_records,
@@ -185,45 +183,123 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise BadRecords("a varint longer than 10 bytes")
 
 
-def _plain_records(buf: bytes, count: int) -> list[tuple[int, bytes | None, bytes | None, Headers]]:
-    """The records of an uncompressed v2 batch: (timestamp delta, key, value, headers)."""
-    out: list[tuple[int, bytes | None, bytes | None, Headers]] = []
-    pos = RECORDS_START
+class Plain(NamedTuple):
+    """A batch's records as columns: what the engine's ``Record`` needs (key and value as
+    text, a null value as "") and what ``WireExtras`` keeps."""
+
+    ts_deltas: tuple[int, ...]  # from the batch's first timestamp (absolute for _read_records)
+    keys: list[str | None]
+    values: list[str]
+    headers: tuple[Headers, ...]
+    nulls: frozenset[int]  # the records whose value was null (tombstones)
+
+
+def _read_records(batch: DefaultRecordBatch) -> Plain:
+    """Any batch (a compressed one too), through kafka-python's per-record iterator."""
+    read = [(r.timestamp, r.key, r.value, tuple(r.headers)) for r in batch]
+    return Plain(
+        tuple(r[0] for r in read),
+        [_text(r[1]) for r in read],
+        [_text(r[2]) or "" for r in read],
+        tuple(r[3] for r in read),
+        frozenset(i for i, r in enumerate(read) if r[2] is None),
+    )
+
+
+def _plain_records(buf: bytes, count: int) -> Plain:
+    """The records of an uncompressed v2 batch, read in one pass.
+
+    The common varints (one byte) are read inline, and keys and values are sliced out of
+    the batch decoded once as latin-1 (one character per byte, so byte offsets hold):
+    an ASCII slice is already the engine's text; the others are decoded again as UTF-8
+    with surrogateescape, as ``_text`` does."""
+    text = buf.decode("latin-1")
     varint = _varint
+    ts_deltas: list[int] = []
+    keys: list[str | None] = []
+    values: list[str] = []
+    nulls: list[int] = []
+    headers: dict[int, Headers] = {}
+    pos = RECORDS_START
     for index in range(count):
-        length, pos = varint(buf, pos)
+        b = buf[pos]
+        if b < 0x80:
+            length, pos = (b >> 1) ^ -(b & 1), pos + 1
+        else:
+            length, pos = varint(buf, pos)
         end = pos + length
         pos += 1  # attributes: unused in v2
-        ts_delta, pos = varint(buf, pos)
-        offset_delta, pos = varint(buf, pos)
+        b = buf[pos]
+        if b < 0x80:
+            ts_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
+        else:
+            ts_delta, pos = varint(buf, pos)
+        ts_deltas.append(ts_delta)
+        b = buf[pos]
+        if b < 0x80:
+            offset_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
+        else:
+            offset_delta, pos = varint(buf, pos)
         if offset_delta != index:
             raise BadRecords(f"record {index} of a batch has offset delta {offset_delta}")
-        size, pos = varint(buf, pos)
-        key = None if size < 0 else buf[pos : pos + size]
-        pos += max(size, 0)
-        size, pos = varint(buf, pos)
-        value = None if size < 0 else buf[pos : pos + size]
-        pos += max(size, 0)
-        header_count, pos = varint(buf, pos)
-        headers: Headers = ()
-        if header_count:
-            if header_count < 0:
-                raise BadRecords(f"a record with {header_count} headers")
-            found = []
-            for _h in range(header_count):
-                size, pos = varint(buf, pos)
-                name = buf[pos : pos + size].decode(ENCODING)
+        b = buf[pos]
+        if b == 1:  # -1: a null key, the usual case
+            keys.append(None)
+            pos += 1
+        else:
+            size, pos = varint(buf, pos)
+            if size < 0:
+                keys.append(None)
+            else:
+                keys.append(text[pos : pos + size])
                 pos += size
-                size, pos = varint(buf, pos)
-                found.append((name, b"" if size < 0 else buf[pos : pos + size]))
-                pos += max(size, 0)
-            headers = tuple(found)
+        size, pos = varint(buf, pos)
+        if size < 0:
+            values.append("")
+            nulls.append(index)
+        else:
+            values.append(text[pos : pos + size])
+            pos += size
+        b = buf[pos]
+        if b:
+            header_count, pos = varint(buf, pos)
+            headers[index], pos = _headers(buf, pos, header_count)
+        else:
+            pos += 1
         if pos != end or end > len(buf):
             raise BadRecords("a record whose length does not match its fields")
-        out.append((ts_delta, key, value, headers))
     if pos != len(buf):
         raise BadRecords("bytes after the last record of a batch")
-    return out
+    if not all(map(str.isascii, values)):
+        values = [v if v.isascii() else _relatin(v) for v in values]
+    if not all(k is None or k.isascii() for k in keys):
+        keys = [k if k is None or k.isascii() else _relatin(k) for k in keys]
+    return Plain(
+        tuple(ts_deltas),
+        keys,
+        values,
+        tuple(headers.get(i, ()) for i in range(count)) if headers else ((),) * count,
+        frozenset(nulls),
+    )
+
+
+def _relatin(text: str) -> str:
+    """A latin-1 slice of the batch as the engine's text of those bytes (see ``_text``)."""
+    return text.encode("latin-1").decode(ENCODING, ERRORS)
+
+
+def _headers(buf: bytes, pos: int, count: int) -> tuple[Headers, int]:
+    if count < 0:
+        raise BadRecords(f"a record with {count} headers")
+    found = []
+    for _h in range(count):
+        size, pos = _varint(buf, pos)
+        name = buf[pos : pos + size].decode(ENCODING)
+        pos += size
+        size, pos = _varint(buf, pos)
+        found.append((name, b"" if size < 0 else buf[pos : pos + size]))
+        pos += max(size, 0)
+    return tuple(found), pos
 
 
 def encode_batches(
