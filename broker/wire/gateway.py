@@ -29,6 +29,7 @@ from broker.cluster import broker_name
 from broker.network import Connection, Exchange
 from broker.simulation import Simulation
 from broker.wire import codec
+from broker.wire.ledger import WireLedger
 from broker.wire.records import RecordExtras
 from broker.wire.topics import TopicDefaults, TopicMaker
 
@@ -72,6 +73,8 @@ class Call:
     finish: Callable[[Call], ApiMessage | None] | None = None
     # Called on each engine answer; True finishes the call early (a long-poll Fetch).
     on_answer: Callable[[Call, Any, Any], bool] | None = None
+    # Called when the connection closes before the call is answered (the client heard nothing).
+    on_close: Callable[[Call], None] | None = None
     exchanges: dict[Any, Exchange] = field(default_factory=dict)
     answers: dict[Any, Any] = field(default_factory=dict)
     pending: int = 0
@@ -113,6 +116,8 @@ class Gateway:
         self.limits = limits or Limits()
         self.topics = TopicMaker(sim.cluster, topics or TopicDefaults())
         self.extras = RecordExtras(limit_batches=200_000)
+        # What external clients sent and were told, for the verdict (broker.wire.ledger).
+        self.told = WireLedger(sim.ledger, self.message_ids)
         self.handlers: dict[int, Handler] = {**DATA, **COORDINATION, **TRANSACTIONS}
         self.connections: dict[int, WireConnection] = {}
         self._by_actor: dict[str, WireConnection] = {}
@@ -150,10 +155,13 @@ class Gateway:
         if conn.actor:
             self._by_actor.pop(conn.actor, None)
             self.network.unregister_client(conn.actor)
-        if conn.call is not None:
-            conn.call.done = True
-            for exchange in conn.call.exchanges.values():
+        call = conn.call
+        if call is not None and not call.done:
+            call.done = True
+            for exchange in call.exchanges.values():
                 self._calls.pop(exchange.correlation_id, None)  # no answer will come now
+            if call.on_close is not None:
+                call.on_close(call)
         conn.queue.clear()
 
     def drop(self, conn: WireConnection, reason: str) -> None:

@@ -28,6 +28,10 @@ from broker.records import (
     marker_coordinator_epoch,
 )
 
+# What identifies a resent batch: (producer id, epoch, base sequence, None), or, for a batch
+# without a producer id, (-1, -1, -1, a hash of its records' keys and values).
+BatchKey = tuple[int, int, int, int | None]
+
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
 CONTROL_MASK = 0x20
@@ -102,8 +106,13 @@ def decode_batches(
     reserve_ids: Callable[[int], list[str]],
     extras: RecordExtras,
     max_records: int,
+    batch_ids: Callable[[BatchKey, int], list[str]] | None = None,
 ) -> list[RecordBatch]:
     """A Produce request's records for one partition, as engine batches.
+
+    ``batch_ids``, when given, picks each batch's message ids instead of ``reserve_ids``,
+    from what identifies a resent batch (``broker.wire.ledger``): its producer id, epoch
+    and base sequence, or, without a producer id, a hash of its keys and values.
 
     kafka-python reads the batches (framing, header, CRC32C, decompression); the records
     of an uncompressed batch are read by ``_plain_records``, about ten times faster than
@@ -141,7 +150,15 @@ def decode_batches(
             raise BadRecords(f"undecodable records: {exc!r}") from None
         if not read or len(read) != batch.records_count:
             raise BadRecords("a record batch whose record count does not match its records")
-        ids = reserve_ids(len(read))
+        if batch_ids is None:
+            ids = reserve_ids(len(read))
+        else:
+            pid = batch.producer_id
+            if pid >= 0:
+                key: BatchKey = (pid, batch.producer_epoch, batch.base_sequence, None)
+            else:
+                key = (-1, -1, -1, hash(tuple([(r[1], r[2]) for r in read])))
+            ids = batch_ids(key, len(read))
         engine_records = tuple(
             Record(i, _text(key), _text(value) or "")
             for i, (_ts, key, value, _h) in zip(ids, read, strict=True)
