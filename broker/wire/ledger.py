@@ -75,14 +75,13 @@ class WireLedger:
 
     # -- what the client sent and heard ----------------------------------------
     def sent(self, client_id: str, topic: str, records: Sequence[Record]) -> None:
-        """A batch goes to a broker: new messages, or another attempt of known ones."""
+        """A batch goes to a broker: new messages, or another attempt of known ones (the
+        client's retry: the application handed them over once)."""
         if not records:
             return
         ledger = self.ledger
         first = records[0].message_id
-        if first in ledger.messages:
-            ledger.sent_many(records, client_id, -1, topic)
-        else:
+        if first not in ledger.messages:
             ledger.sent_many(records, client_id, int(first.rpartition("-")[2]), topic)
         ledger.attempted(records)
 

@@ -171,15 +171,19 @@ def test_a_resent_batch_without_idempotence_is_a_second_copy_of_the_same_message
     assert (entry.status, entry.acks, entry.sends, entry.attempts) == (
         "acked",
         (("orders-0", 3),),
-        2,
-        2,
+        1,  # the application handed it over once
+        2,  # in two Produce requests
     )
     assert sorted(sim.ledger.messages) == ["app-1", "app-2", "app-3"]
     assert anomalies(sim) == [
         ("duplicate", "app-2", "orders-0", (1, 3)),
         ("duplicate", "app-3", "orders-0", (2, 4)),
     ]
-    outcome = sim.verdict().outcome
+    verdict = sim.verdict()
+    assert verdict.anomalies[0].explanation == (
+        "2 committed copies at orders-0@1, orders-0@3; sent 1 time(s) in 2 Produce request(s)"
+    )
+    outcome = verdict.outcome
     assert (outcome["produced"], outcome["in_log"], outcome["duplicated"]) == (3, 3, 2)
     # Once acknowledged, the same content again is a new message.
     again.request(produce(records([b"x", b"y"])), 7)
