@@ -48,6 +48,9 @@ class Limits:
     max_queued_requests: int = 64  # pipelined requests waiting on one connection
     max_records: int = 1_000_000  # records external clients may write to a room
     max_records_per_request: int = 100_000
+    # Batches remembered to recognise a client's retry (broker.wire.ledger), least recently
+    # used forgotten first; Kafka's broker remembers 5 per producer and partition.
+    max_remembered_batches: int = 50_000
 
 
 @dataclass(eq=False, slots=True)
@@ -117,7 +120,9 @@ class Gateway:
         self.topics = TopicMaker(sim.cluster, topics or TopicDefaults())
         self.extras = RecordExtras(limit_batches=200_000)
         # What external clients sent and were told, for the verdict (broker.wire.ledger).
-        self.told = WireLedger(sim.ledger, self.message_ids)
+        self.told = WireLedger(
+            sim.ledger, self.message_ids, max_batches=self.limits.max_remembered_batches
+        )
         self.handlers: dict[int, Handler] = {**DATA, **COORDINATION, **TRANSACTIONS}
         self.connections: dict[int, WireConnection] = {}
         self._by_actor: dict[str, WireConnection] = {}
@@ -320,10 +325,13 @@ class Gateway:
 
     # -- helpers for the handlers ------------------------------------------
     def message_ids(self, client_id: str, count: int) -> list[str]:
-        """Fresh message ids for ``count`` records of ``client_id`` (``CLIENT_ID-N``)."""
+        """Fresh message ids for ``count`` records of ``client_id`` (``CLIENT_ID-N``; for a
+        client.id that names one of the scenario's simulated producers, whose own ids are
+        ``NAME-N`` too, ``CLIENT_ID.wire-N``: every message keeps an id of its own)."""
         first = self._next_record + 1
         self._next_record += count
-        return [f"{client_id}-{n}" for n in range(first, first + count)]
+        prefix = f"{client_id}.wire" if client_id in self.sim.producers else client_id
+        return [f"{prefix}-{n}" for n in range(first, first + count)]
 
     def leader_log_bounds(self, tp: Any) -> tuple[int, int, int]:
         """(high watermark, last stable offset, log start) of ``tp``'s leader, or -1s."""

@@ -47,7 +47,8 @@ def test_the_verdict_panel_counts_a_real_producers_records_and_its_duplicate(
 ) -> None:
     page, bootstrap = open_listening_room(browser, live_url, tmp_path)
     # The client.id is the name of the scenario's producer (which sends nothing itself), so
-    # the room's fault buttons for that producer reach this client's connections.
+    # the room's fault buttons for that producer reach this client's connections; its
+    # message ids are p1.wire-N, apart from the simulated p1's.
     config = {"enable_idempotence": False, "retries": 5}
     assert send(bootstrap, [b"one", b"two"], "p1", **config) == [0, 1]
 
@@ -65,7 +66,7 @@ def test_the_verdict_panel_counts_a_real_producers_records_and_its_duplicate(
 
     expect(verdict.locator(".count-duplicated_in_log dd")).to_have_text("1", timeout=15_000)
     expect(verdict.locator(".count-produced dd")).to_have_text("3")
-    card = verdict.locator(".anomaly", has_text="p1-3 at orders-0@2, orders-0@3")
+    card = verdict.locator(".anomaly", has_text="p1.wire-3 at orders-0@2, orders-0@3")
     expect(card).to_contain_text("two copies in the log")
     card.click()  # it lights up both copies in the lane
     expect(page.locator(".cell.is-highlighted")).to_have_count(2)

@@ -32,7 +32,7 @@ async def test_the_verdict_counts_a_real_clients_records_and_shows_its_duplicate
     room_id, bootstrap = await listening_room(client)
     room = the_room(room_id)
     # The client.id is the scenario's producer's name (which sends nothing), so the room's
-    # fault buttons for p1 reach this client's connections.
+    # fault buttons for p1 reach this client's connections; its message ids are p1.wire-N.
     config = {"enable_idempotence": False, "retries": 5}
     assert await asyncio.to_thread(send, bootstrap, [b"one", b"two"], "p1", **config) == [0, 1]
 
@@ -55,5 +55,5 @@ async def test_the_verdict_counts_a_real_clients_records_and_shows_its_duplicate
 
     html = await until(lambda: counted("duplicated_in_log", 1), "the duplicate judged")
     assert (count(html, "produced"), count(html, "in_log")) == (3, 3)
-    assert "p1-3 at orders-0@2, orders-0@3" in html
+    assert "p1.wire-3 at orders-0@2, orders-0@3" in html
     assert "two copies in the log" in html

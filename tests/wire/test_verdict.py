@@ -331,3 +331,19 @@ def test_a_purely_simulated_run_records_exactly_what_it_did_before() -> None:
     assert listened.verdict().to_dict() == plain.verdict().to_dict()
     assert sorted(listened.ledger.messages) == sorted(plain.ledger.messages)
     assert all(m.split("-")[0] == "p1" for m in plain.ledger.messages)
+
+
+def test_a_client_named_like_a_simulated_producer_gets_ids_of_its_own() -> None:
+    sim = Simulation.from_scenario(load("producer-acks1-failover"))
+    gw = Gateway(sim, {1: 9092, 2: 9093, 3: 9094})
+    sim.scheduler.run_until(50)
+    assert {"p1-0", "p1-1", "p1-2"} <= set(sim.ledger.messages)  # the simulated p1's
+    app = Client(gw, 1, "p1")
+    app.request(produce(records([b"outside"]), acks=1), 7)
+    run(sim, 20)
+    error, offset = partition_answer(app)
+    assert error == 0
+    leader = sim.cluster.brokers[1].replicas[("orders", 0)].log
+    [batch] = [lb for lb in leader.batches if lb.base_offset == offset]
+    assert [r.message_id for r in batch.batch.records] == ["p1.wire-1"]
+    assert sim.ledger.messages["p1.wire-1"].producer == "p1"
