@@ -3,6 +3,7 @@ frames out, the engine's clock stepped by hand), exact offsets and message ids."
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -18,10 +19,13 @@ from kafka.protocol.producer import (
 )
 from kafka.record.memory_records import MemoryRecordsBuilder
 
+from broker.checker import Ledger
+from broker.protocol import TopicPartition
 from broker.scenario import load
 from broker.simulation import Simulation
 from broker.wire.control import apply_command, default_spec
 from broker.wire.gateway import Gateway, Limits, WireConnection
+from broker.wire.ledger import WireLedger
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -347,3 +351,21 @@ def test_a_client_named_like_a_simulated_producer_gets_ids_of_its_own() -> None:
     [batch] = [lb for lb in leader.batches if lb.base_offset == offset]
     assert [r.message_id for r in batch.batch.records] == ["p1.wire-1"]
     assert sim.ledger.messages["p1.wire-1"].producer == "p1"
+
+
+def test_the_batches_remembered_for_resends_are_bounded() -> None:
+    numbers = itertools.count(1)
+    told = WireLedger(Ledger(), lambda c, n: [f"{c}-{next(numbers)}" for _ in range(n)], 2)
+    tp = TopicPartition("orders", 0)
+    a, b, c = ((-1, -1, -1, content) for content in (101, 102, 103))
+    assert [told.ids_for("app", tp, k, 1, answered=True) for k in (a, b, c)] == [
+        ["app-1"],
+        ["app-2"],
+        ["app-3"],
+    ]
+    assert told.ids_for("app", tp, c, 1, answered=True) == ["app-3"]  # a resend of c
+    assert told.ids_for("app", tp, a, 1, answered=True) == ["app-4"]  # a: forgotten
+    assert len(told._batches) == 2 and len(told._unacked) == 2
+    assert told.ids_for("app", tp, b, 1, answered=False) == ["app-5"]  # acks=0: not kept
+    assert told.ids_for("app", tp, b, 1, answered=False) == ["app-6"]
+    assert told.ids_for("other", tp, c, 1, answered=True) == ["other-7"]  # another client
