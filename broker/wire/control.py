@@ -6,8 +6,9 @@ topics: clients create them (``auto.create.topics.enable``).  With
 scenario step or a room's button (``{"do": "crash-broker", "broker": 1}``); a
 fault may name an external client by its ``client.id`` (``"client": "my-app"``),
 which matches every connection that client opened; ``{"do": "faults"}`` lists the
-armed rules and their hits.  Each command is answered with one JSON line on
-standard output: ``{"ok": ...}`` or ``{"error": ...}``.
+armed rules and their hits, ``{"do": "verdict"}`` gives the checker's verdict.  Each
+command is answered with one JSON line on standard output: ``{"ok": ...}`` or
+``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -56,12 +57,16 @@ def default_spec(seed: int = 0) -> ScenarioSpec:
 def apply_command(sim: Simulation, raw: Any, gateway: Gateway | None = None) -> Any:
     """Apply one command now; the answer says what was done (ScenarioError if refused).
     ``{"do": "faults"}`` lists the armed fault rules and how often each has hit;
-    ``{"do": "disconnect", "client": ID}`` breaks an external client's connections."""
+    ``{"do": "disconnect", "client": ID}`` breaks an external client's connections;
+    ``{"do": "verdict"}`` is the checker's verdict now (``Verdict.to_dict``), external
+    clients' records included."""
     if not isinstance(raw, dict):
         raise ScenarioError("command", "expected a JSON object")
     action = raw.get("do")
     if action == "faults":
         return [{"rule": r.describe(), "hit": r.hit} for r in sim.network.rules]
+    if action == "verdict":
+        return sim.verdict().to_dict()
     client = raw.get("client")
     if action == "disconnect" and gateway is not None and isinstance(client, str):
         broken = gateway.disconnect_client(client)

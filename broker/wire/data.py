@@ -7,6 +7,7 @@ the engine's dataclasses are) and sets how the answers become the response.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from kafka.protocol.admin.configs import DescribeConfigsResponse
@@ -27,6 +28,7 @@ from broker.protocol import (
     TopicPartition,
 )
 from broker.protocol import FetchResponse as EngineFetch
+from broker.records import RecordBatch
 from broker.wire import codec
 from broker.wire.gateway import Call, Gateway, Handler
 from broker.wire.records import BadRecords, decode_batches, encode_batches
@@ -132,7 +134,9 @@ def produce(gw: Gateway, call: Call) -> None:
     if acks not in (0, 1, -1):
         raise codec.FrameError(f"Produce with acks={acks}")
     results: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (error, base offset)
-    parts: dict[TopicPartition, int] = {}  # tp -> engine requests sent
+    parts: dict[TopicPartition, list[RecordBatch]] = {}  # tp -> the batches sent
+    client = call.conn.client_id
+    told = gw.told
     for topic in body.topic_data:
         for pd in topic.partition_data:
             tp = TopicPartition(topic.name, pd.index)
@@ -142,9 +146,10 @@ def produce(gw: Gateway, call: Call) -> None:
             try:
                 batches = decode_batches(
                     pd.records,
-                    lambda n: gw.message_ids(call.conn.client_id, n),
+                    lambda n: gw.message_ids(client, n),
                     gw.extras,
                     gw.limits.max_records_per_request,
+                    partial(told.ids_for, client, tp, answered=acks != 0),
                 )
             except BadRecords as exc:
                 gw._note(f"{call.conn.actor}: Produce to {tp}: {exc}")
@@ -156,31 +161,53 @@ def produce(gw: Gateway, call: Call) -> None:
                 results[tp] = (codec.POLICY_VIOLATION, -1)
                 continue
             gw.records_written += count
-            parts[tp] = len(batches)
+            parts[tp] = batches
             for i, batch in enumerate(batches):
+                told.sent(client, tp.topic, batch.records)
+                if batch.is_transactional:
+                    told.in_transaction(batch.producer_id, batch.records)
+                if acks == 0:  # the client counts it as sent once it is on the wire
+                    told.told(tp, batch.records, -1, ErrorCode.NONE, batch.is_transactional)
                 request = ProduceRequest(tp, batch, acks, body.timeout_ms, body.transactional_id)
                 gw.send(call, (tp, i), request, str(tp), answered=acks != 0)
     if acks == 0:
         return  # Kafka sends nothing back; the connection goes on at once
     call.finish = lambda c: _produce_response(gw, c, parts, results)
+    call.on_close = lambda _c: _unanswered(gw, parts)
+
+
+def _unanswered(gw: Gateway, parts: dict[TopicPartition, list[RecordBatch]]) -> None:
+    for batches in parts.values():
+        for batch in batches:
+            gw.told.unanswered(batch.records)
 
 
 def _produce_response(
     gw: Gateway,
     call: Call,
-    parts: dict[TopicPartition, int],
+    parts: dict[TopicPartition, list[RecordBatch]],
     results: dict[TopicPartition, tuple[int, int]],
 ) -> ApiMessage:
-    for tp, count in parts.items():
-        answers = [call.answers.get((tp, i)) for i in range(count)]
-        error, base = 0, -1
+    for tp, batches in parts.items():
+        answers = [call.answers.get((tp, i)) for i in range(len(batches))]
+        failure: ErrorCode | None = None
         for answer in answers:
-            code = ErrorCode.REQUEST_TIMED_OUT.code if answer is None else answer.error.code
-            if code and not error:
-                error = code
-        if answers and answers[0] is not None and not error:
+            code = ErrorCode.REQUEST_TIMED_OUT if answer is None else answer.error
+            if code is not ErrorCode.NONE and failure is None:
+                failure = code
+        base = -1
+        if answers and answers[0] is not None and failure is None:
             base = answers[0].base_offset
-        results[tp] = (error, base)
+        results[tp] = (failure.code if failure is not None else 0, base)
+        # What the client is told, for the verdict: one answer per partition, so an error
+        # in any of its batches fails them all.
+        for batch, answer in zip(batches, answers, strict=True):
+            if failure is None and answer is not None:
+                gw.told.told(
+                    tp, batch.records, answer.base_offset, ErrorCode.NONE, batch.is_transactional
+                )
+            else:
+                gw.told.told(tp, batch.records, -1, failure or ErrorCode.REQUEST_TIMED_OUT, False)
     by_topic: dict[str, list[Any]] = {}
     for tp, (error, base) in sorted(results.items()):
         by_topic.setdefault(tp.topic, []).append(

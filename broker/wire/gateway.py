@@ -29,6 +29,7 @@ from broker.cluster import broker_name
 from broker.network import Connection, Exchange
 from broker.simulation import Simulation
 from broker.wire import codec
+from broker.wire.ledger import WireLedger
 from broker.wire.records import RecordExtras
 from broker.wire.topics import TopicDefaults, TopicMaker
 
@@ -47,6 +48,9 @@ class Limits:
     max_queued_requests: int = 64  # pipelined requests waiting on one connection
     max_records: int = 1_000_000  # records external clients may write to a room
     max_records_per_request: int = 100_000
+    # Batches remembered to recognise a client's retry (broker.wire.ledger), least recently
+    # used forgotten first; Kafka's broker remembers 5 per producer and partition.
+    max_remembered_batches: int = 50_000
 
 
 @dataclass(eq=False, slots=True)
@@ -72,6 +76,8 @@ class Call:
     finish: Callable[[Call], ApiMessage | None] | None = None
     # Called on each engine answer; True finishes the call early (a long-poll Fetch).
     on_answer: Callable[[Call, Any, Any], bool] | None = None
+    # Called when the connection closes before the call is answered (the client heard nothing).
+    on_close: Callable[[Call], None] | None = None
     exchanges: dict[Any, Exchange] = field(default_factory=dict)
     answers: dict[Any, Any] = field(default_factory=dict)
     pending: int = 0
@@ -113,6 +119,10 @@ class Gateway:
         self.limits = limits or Limits()
         self.topics = TopicMaker(sim.cluster, topics or TopicDefaults())
         self.extras = RecordExtras(limit_batches=200_000)
+        # What external clients sent and were told, for the verdict (broker.wire.ledger).
+        self.told = WireLedger(
+            sim.ledger, self.message_ids, max_batches=self.limits.max_remembered_batches
+        )
         self.handlers: dict[int, Handler] = {**DATA, **COORDINATION, **TRANSACTIONS}
         self.connections: dict[int, WireConnection] = {}
         self._by_actor: dict[str, WireConnection] = {}
@@ -150,10 +160,13 @@ class Gateway:
         if conn.actor:
             self._by_actor.pop(conn.actor, None)
             self.network.unregister_client(conn.actor)
-        if conn.call is not None:
-            conn.call.done = True
-            for exchange in conn.call.exchanges.values():
+        call = conn.call
+        if call is not None and not call.done:
+            call.done = True
+            for exchange in call.exchanges.values():
                 self._calls.pop(exchange.correlation_id, None)  # no answer will come now
+            if call.on_close is not None:
+                call.on_close(call)
         conn.queue.clear()
 
     def drop(self, conn: WireConnection, reason: str) -> None:
@@ -312,10 +325,13 @@ class Gateway:
 
     # -- helpers for the handlers ------------------------------------------
     def message_ids(self, client_id: str, count: int) -> list[str]:
-        """Fresh message ids for ``count`` records of ``client_id`` (``CLIENT_ID-N``)."""
+        """Fresh message ids for ``count`` records of ``client_id`` (``CLIENT_ID-N``; for a
+        client.id that names one of the scenario's simulated producers, whose own ids are
+        ``NAME-N`` too, ``CLIENT_ID.wire-N``: every message keeps an id of its own)."""
         first = self._next_record + 1
         self._next_record += count
-        return [f"{client_id}-{n}" for n in range(first, first + count)]
+        prefix = f"{client_id}.wire" if client_id in self.sim.producers else client_id
+        return [f"{prefix}-{n}" for n in range(first, first + count)]
 
     def leader_log_bounds(self, tp: Any) -> tuple[int, int, int]:
         """(high watermark, last stable offset, log start) of ``tp``'s leader, or -1s."""

@@ -31,6 +31,10 @@ from broker.records import (
 
 _new_record = partial(tuple.__new__, Record)  # Record(*fields), in C
 
+# What identifies a resent batch: (producer id, epoch, base sequence, None), or, for a batch
+# without a producer id, (-1, -1, -1, a hash of its records' keys and values).
+BatchKey = tuple[int, int, int, int | None]
+
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
 CONTROL_MASK = 0x20
@@ -105,8 +109,13 @@ def decode_batches(
     reserve_ids: Callable[[int], list[str]],
     extras: RecordExtras,
     max_records: int,
+    batch_ids: Callable[[BatchKey, int], list[str]] | None = None,
 ) -> list[RecordBatch]:
     """A Produce request's records for one partition, as engine batches.
+
+    ``batch_ids``, when given, picks each batch's message ids instead of ``reserve_ids``,
+    from what identifies a resent batch (``broker.wire.ledger``): its producer id, epoch
+    and base sequence, or, without a producer id, a hash of its keys and values.
 
     kafka-python reads the batches (framing, header, CRC32C, decompression); the records
     of an uncompressed batch are read by ``_plain_records``, about ten times faster than
@@ -143,7 +152,16 @@ def decode_batches(
             raise BadRecords(f"undecodable records: {exc!r}") from None
         if not plain.values or len(plain.values) != batch.records_count:
             raise BadRecords("a record batch whose record count does not match its records")
-        ids = reserve_ids(len(plain.values))
+        if batch_ids is None:
+            ids = reserve_ids(len(plain.values))
+        else:
+            pid = batch.producer_id
+            if pid >= 0:
+                key: BatchKey = (pid, batch.producer_epoch, batch.base_sequence, None)
+            else:
+                content = (tuple(zip(plain.keys, plain.values, strict=True)), plain.nulls)
+                key = (-1, -1, -1, hash(content))
+            ids = batch_ids(key, len(plain.values))
         engine_records = tuple(map(_new_record, zip(ids, plain.keys, plain.values, strict=True)))
         extras.remember(ids[0], WireExtras(timestamps, plain.headers, plain.nulls))
         extras.cache((ids[0], len(ids)), raw)  # a Fetch sends these very bytes back

@@ -93,9 +93,14 @@ def end_txn(gw: Gateway, call: Call) -> None:
     request = p.EndTxnRequest(
         body.transactional_id, body.producer_id, body.producer_epoch, bool(body.committed)
     )
-    one_request(
-        gw, call, request, lambda c: EndTxnResponse(throttle_time_ms=0, error_code=engine_error(c))
-    )
+
+    def finish(c: Call) -> ApiMessage:
+        error = engine_error(c)
+        if error == 0:  # the client hears its transaction is over: the verdict learns it too
+            gw.told.ended(body.producer_id, bool(body.committed))
+        return EndTxnResponse(throttle_time_ms=0, error_code=error)
+
+    one_request(gw, call, request, finish)
 
 
 def txn_offset_commit(gw: Gateway, call: Call) -> None:

@@ -41,8 +41,9 @@ COUNTS: dict[str, tuple[str, str]] = {
     "lost": (
         "lost",
         "Messages missing from the committed log although the application was told they were "
-        "written, or never heard back once the run settled; with consumers, also records a group "
-        "polled but never processed. Messages still in flight are not counted here.",
+        "written, or (a simulated application) never heard back once the run settled; with "
+        "consumers, also records a group polled but never processed. Messages still in flight "
+        "are not counted here, nor a real Kafka client's records it never got an answer for.",
     ),
     "duplicated_in_log": (
         "duplicated in the log",
