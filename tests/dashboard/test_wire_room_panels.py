@@ -1,0 +1,85 @@
+"""Real Kafka clients in a room's panels (issue 14): lanes for the topics they create, their
+consumers in the consumers and groups panels, their requests in the sequence diagram, and the
+fault buttons that target them. Real kafka-python clients run in a thread while the room runs
+on the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from dashboard.live.runtime import Room, registry
+from dashboard.panels.lanes import MAX_CREATED_LANES
+from tests.dashboard.wire_rooms import listening_room, producer, until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+def the_room(room_id: str) -> Room:
+    room = registry.get(room_id)
+    assert room is not None
+    return room
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="admin", request_timeout_ms=10_000
+    )
+    try:
+        admin.create_topics([NewTopic(name, partitions, 3)])
+    finally:
+        admin.close()
+
+
+def send_to(bootstrap: str, topic: str, values: list[bytes], client_id: str) -> list[int]:
+    p = producer(bootstrap, client_id, acks="all")
+    try:
+        futures = [p.send(topic, value=v) for v in values]
+        p.flush(timeout=20)
+        return [f.get(timeout=1).offset for f in futures]
+    finally:
+        p.close(timeout=5)
+
+
+def lane_names(html: str) -> list[str]:
+    return re.findall(r'<h3 id="lane-title-[^"]+">([^<]+)</h3>', html)
+
+
+async def test_topics_clients_create_get_lanes_after_the_scenarios_up_to_a_limit() -> None:
+    client = Client()
+    room_id, bootstrap = await listening_room(client)
+    room = the_room(room_id)
+    wide = MAX_CREATED_LANES + 2  # CreateTopics: more partitions than the page draws lanes
+
+    await asyncio.to_thread(create_topic, bootstrap, "wide", wide)
+    offsets = await asyncio.to_thread(send_to, bootstrap, "payments", [b"1", b"2"], "shop")
+
+    assert offsets == [0, 1]  # payments was created on first use (auto.create.topics.enable)
+
+    def drawn() -> str | None:
+        html = room.page().lanes_html
+        return html if 'id="c-payments-0-1"' in html else None
+
+    lanes = await until(drawn, "payments-0's two records drawn in its lane")
+    # The scenario's topic first, then the created ones by name, as many as the limit allows.
+    shown = ["payments-0", *(f"wide-{n}" for n in range(MAX_CREATED_LANES - 1))]
+    assert lane_names(lanes) == ["orders-0", *shown]
+    assert lanes.count("a topic created while the run goes on") == MAX_CREATED_LANES
+    assert re.findall(r'<li id="c-payments-0-(\d+)"', lanes) == ["0", "1"]
+    assert (
+        f"3 more partitions of topics created while the run goes on (wide) have no lane: "
+        f"the page draws {MAX_CREATED_LANES} of them at most."
+    ) in lanes
+
+    # "jump to offset" reads a created topic's log like the scenario's.
+    response = await sync_to_async(client.get)(f"/rooms/{room_id}/lanes/payments-0/?offset=0")
+    assert response.status_code == 200
+    assert re.findall(r'id="c-xpayments-0-(\d+)"', response.text) == ["0", "1"], response.text
+    missing = await sync_to_async(client.get)(f"/rooms/{room_id}/lanes/nowhere-0/?offset=0")
+    assert missing.status_code == 404
