@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 
 from dashboard.live.runtime import Room, registry
@@ -83,3 +84,89 @@ async def test_topics_clients_create_get_lanes_after_the_scenarios_up_to_a_limit
     assert re.findall(r'id="c-xpayments-0-(\d+)"', response.text) == ["0", "1"], response.text
     missing = await sync_to_async(client.get)(f"/rooms/{room_id}/lanes/nowhere-0/?offset=0")
     assert missing.status_code == 404
+
+
+def join_and_commit(bootstrap: str) -> KafkaConsumer:
+    """A consumer in group billing-group that read orders' three records and committed them;
+    still open (the caller closes it)."""
+    consumer = KafkaConsumer(
+        "orders",
+        bootstrap_servers=bootstrap,
+        client_id="billing",
+        group_id="billing-group",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        request_timeout_ms=20_000,
+    )
+    read = 0
+    deadline = time.monotonic() + 30
+    while read < 3 and time.monotonic() < deadline:
+        read += sum(len(batch) for batch in consumer.poll(timeout_ms=500).values())
+    assert read == 3
+    consumer.commit()
+    consumer.poll(timeout_ms=300)  # a Fetch at the new position
+    return consumer
+
+
+def pointer_rows(html: str) -> list[tuple[str, ...]]:
+    """(partition, position, committed, HW) of each row of the consumers panel's tables."""
+    return re.findall(
+        r'<th scope="row">([^<]+)</th>\s*<td class="num">(\S+)</td>\s*'
+        r'<td class="num">(\S+)</td>\s*<td class="num">(\S+)</td>',
+        html,
+    )
+
+
+def article(html: str, article_id: str) -> str:
+    found = re.search(rf'<article [^>]*id="{article_id}".*?</article>', html, re.S)
+    assert found is not None, html
+    return found.group(0)
+
+
+async def test_a_real_consumer_shows_in_the_consumers_and_groups_panels() -> None:
+    room_id, bootstrap = await listening_room(Client())
+    room = the_room(room_id)
+    await asyncio.to_thread(send_to, bootstrap, "orders", [b"a", b"b", b"c"], "shop")
+
+    consumer = await asyncio.to_thread(join_and_commit, bootstrap)
+    try:
+        group = next(
+            g for g in room.observe()["snapshot"]["groups"] if g["group"] == "billing-group"
+        )
+        (member,) = group["members"]
+        assert member["client_id"] == "billing" and member["assignment"] == ["orders-0"]
+        member_id = member["member_id"]
+
+        def shown() -> str | None:
+            html = room.page().html["consumers"]
+            return html if ("orders-0", "3", "3", "3") in pointer_rows(html) else None
+
+        consumers = await until(shown, "position 3 and committed 3 in the consumers panel")
+        card = article(consumers, "consumer-client-billing-billing-group")
+        assert "real client" in card
+        assert f'<dd class="member-id">{member_id}</dd>' in card
+        assert "<dt>group</dt><dd>billing-group</dd>" in card
+        assert f"<dt>generation</dt><dd>{group['generation']}</dd>" in card
+        rows = pointer_rows(card)
+        assert rows == [("orders-0", "3", "3", "3")]  # position, committed, HW
+
+        groups = room.page().html["groups"]
+        assert re.search(
+            rf"<th scope=\"row\">{re.escape(member_id)} .*?</th><td>billing <span class=\"tag\"[^>]*>"
+            r"real client</span></td><td>orders-0</td>",
+            groups,
+        ), groups
+        assert '<tr><th scope="row">orders-0</th><td class="num">3</td></tr>' in groups
+    finally:
+        await asyncio.to_thread(consumer.close)
+
+    def left() -> str | None:
+        html = room.page().html["consumers"]
+        return html if "not a member now" in html else None
+
+    card = article(
+        await until(left, "the closed consumer out of the group"),
+        "consumer-client-billing-billing-group",
+    )
+    assert f'<dd class="member-id">{member_id}</dd>' in card
+    assert "no partitions assigned" not in card and "<table" not in card
