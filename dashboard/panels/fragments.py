@@ -133,14 +133,16 @@ def build_model(
         context = presenter(obs)
         model.contexts[panel_id] = context
         model.html[panel_id] = _render(panel_id, template, context, previous)
-    diagram_input = obs.get("diagram", [])
+    # The events, and the real Kafka clients' client.ids (one column each in the diagram).
+    kafka = (obs.get("room") or {}).get("kafka") or {}
+    diagram_input = (obs.get("diagram", []), [c["name"] for c in kafka.get("producers", [])])
     if hold and previous is not None:
         diagram_input = previous.contexts["diagram"]
     model.contexts["diagram"] = diagram_input
     if previous is not None and previous.contexts.get("diagram") == diagram_input:
         model.html["diagram"] = previous.html["diagram"]
     else:
-        svg = sequence_diagram(obs["scenario"], diagram_input)
+        svg = sequence_diagram(obs["scenario"], *diagram_input)
         model.html["diagram"] = render_to_string("dashboard/panels/diagram.html", {"svg": svg})
     duplicates = p.duplicates_by_partition(obs)
     ghosts = obs.get("ghosts", {})

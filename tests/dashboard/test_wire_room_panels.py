@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 
 from dashboard.live.runtime import Room, registry
+from dashboard.panels.diagram import MAX_CLIENT_COLUMNS, OTHER_CLIENTS, sequence_diagram
 from dashboard.panels.lanes import MAX_CREATED_LANES
 from tests.dashboard.wire_rooms import listening_room, producer, until
 
@@ -152,8 +153,8 @@ async def test_a_real_consumer_shows_in_the_consumers_and_groups_panels() -> Non
 
         groups = room.page().html["groups"]
         assert re.search(
-            rf"<th scope=\"row\">{re.escape(member_id)} .*?</th><td>billing <span class=\"tag\"[^>]*>"
-            r"real client</span></td><td>orders-0</td>",
+            rf"<th scope=\"row\">{re.escape(member_id)} .*?</th>"
+            r"<td>billing <span class=\"tag\"[^>]*>real client</span></td><td>orders-0</td>",
             groups,
         ), groups
         assert '<tr><th scope="row">orders-0</th><td class="num">3</td></tr>' in groups
@@ -170,3 +171,91 @@ async def test_a_real_consumer_shows_in_the_consumers_and_groups_panels() -> Non
     )
     assert f'<dd class="member-id">{member_id}</dd>' in card
     assert "no partitions assigned" not in card and "<table" not in card
+
+
+def diagram_columns(svg: str) -> list[str]:
+    return re.findall(r'<text class="msd-actor" [^>]*>([^<]+)</text>', svg)
+
+
+async def test_the_diagram_draws_a_real_clients_requests_in_its_client_id_column() -> None:
+    room_id, bootstrap = await listening_room(Client())
+    room = the_room(room_id)
+
+    offsets = await asyncio.to_thread(send_to, bootstrap, "orders", [b"a", b"b", b"c"], "shop")
+    assert offsets == [0, 1, 2]
+
+    def drawn() -> str | None:
+        html = room.page().html["diagram"]
+        return html if "Produce ok @0" in html else None
+
+    svg = await until(drawn, "the Produce and its answer in the diagram")
+    assert diagram_columns(svg) == ["p1", "broker-1", "broker-2", "broker-3", "shop"]
+    assert svg.count(">real client</text>") == 1 and "shop#" not in svg
+    leader = room.observe()["snapshot"]["partitions"][0]["leader"]
+    lifelines = r'<line class="msd-life" x1="(\d+)"[^>]*/><text class="msd-actor"[^>]*>([^<]+)<'
+    x = {name: cx for cx, name in re.findall(lifelines, svg)}
+    request = re.search(
+        r'<g class="msd-msg"><line data-seq="\d+" x1="(\d+)" [^>]*x2="(\d+)"[^>]*/>'
+        r"<text [^>]*>Produce \[shop-1, shop-2, shop-3\]</text>",
+        svg,
+    )
+    assert request is not None, svg
+    assert request.groups() == (x["shop"], x[f"broker-{leader}"])
+    answer = re.search(
+        r'<g class="msd-msg"><line data-seq="\d+" x1="(\d+)" [^>]*x2="(\d+)"[^>]*/>'
+        r"<text [^>]*>Produce ok @0</text>",
+        svg,
+    )
+    assert answer is not None and answer.groups() == (x[f"broker-{leader}"], x["shop"])
+
+
+def test_the_diagram_gives_four_clients_a_column_each_and_the_others_one_together() -> None:
+    scenario = {"producers": [{"name": "p1"}], "brokers": [1], "consumers": [{"name": "billing"}]}
+    events = [
+        {
+            "seq": n,
+            "time_ms": n,
+            "kind": "wire.request",
+            "detail": "Fetch",
+            "actor": f"c{n}#1",
+            "src": f"c{n}#1",
+            "dst": "broker-1",
+        }
+        for n in range(1, 7)
+    ]
+    events.append(  # a simulated consumer's instance keeps its own column
+        {
+            "seq": 7,
+            "time_ms": 7,
+            "kind": "consumer.join",
+            "detail": "JoinGroup",
+            "actor": "billing#2",
+            "src": "billing#2",
+            "dst": "broker-1",
+        }
+    )
+    events.append(  # a known client's second connection, broken by a fault
+        {
+            "seq": 8,
+            "time_ms": 8,
+            "kind": "net.disconnect",
+            "detail": "",
+            "actor": "network",
+            "src": "c1#2",
+            "dst": "broker-1",
+        }
+    )
+
+    svg = sequence_diagram(scenario, events, clients=["c1"])
+
+    assert diagram_columns(svg) == [
+        "p1",
+        "broker-1",
+        "c1",
+        "c2",
+        "c3",
+        "c4",
+        OTHER_CLIENTS,
+        "billing#2",
+    ]
+    assert svg.count(">real client</text>") == MAX_CLIENT_COLUMNS + 1
