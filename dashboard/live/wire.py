@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any
 
+from broker.wire.control import apply_command
 from broker.wire.gateway import Limits
 from broker.wire.listener import ListenConfig, RoomListener
 from dashboard.live.limits import Busy, LimitError, setting
@@ -83,6 +84,19 @@ class RoomWire:
             if conn.client_id:
                 counts[conn.client_id] = counts.get(conn.client_id, 0) + 1
         return counts
+
+    def clients(self) -> list[dict[str, Any]]:
+        """Every client.id seen, with its open connections (what the fault buttons offer)."""
+        return self.actors.producers(self.connected())
+
+    def apply_fault(self, command: dict[str, Any]) -> str:
+        """A fault button on a real Kafka client (panels/faults.py ``CLIENT_FAULTS``), applied
+        now as the headless room applies its commands; what was done. It is in no command of
+        the timeline: like what the clients sent, it cannot be replayed. Raises ScenarioError."""
+        done = apply_command(self.timeline.sim, command, self.listener.gateway)
+        if self.listener.driver is not None:
+            self.listener.driver.pump()  # a broken connection or an armed rule acts at once
+        return str(done)
 
     def summary(self) -> dict[str, Any]:
         """What the room page shows (panels/workshop_panels.py: kafka_panel)."""

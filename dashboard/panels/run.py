@@ -107,7 +107,8 @@ def scrubber_panel(obs: dict[str, Any]) -> dict[str, Any]:
 
 
 def faults_panel(obs: dict[str, Any]) -> dict[str, Any]:
-    options = fault_options(obs["scenario"], obs["snapshot"])
+    kafka = (obs.get("room") or {}).get("kafka") or {}
+    options = fault_options(obs["scenario"], obs["snapshot"], kafka.get("producers"))
     groups: dict[str, list[FaultOption]] = {}
     for option in options:
         groups.setdefault(option.group, []).append(option)

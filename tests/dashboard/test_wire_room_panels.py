@@ -18,7 +18,7 @@ from kafka.admin import NewTopic
 from dashboard.live.runtime import Room, registry
 from dashboard.panels.diagram import MAX_CLIENT_COLUMNS, OTHER_CLIENTS, sequence_diagram
 from dashboard.panels.lanes import MAX_CREATED_LANES
-from tests.dashboard.wire_rooms import listening_room, producer, until
+from tests.dashboard.wire_rooms import listening_room, post, producer, until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -259,3 +259,77 @@ def test_the_diagram_gives_four_clients_a_column_each_and_the_others_one_togethe
         "billing#2",
     ]
     assert svg.count(">real client</text>") == MAX_CLIENT_COLUMNS + 1
+
+
+def wire_events(room: Room, kind: str) -> list[tuple[str | None, str | None, str | None]]:
+    """(src, dst, error) of the engine's events of ``kind``."""
+    return [(e.src, e.dst, e.error) for e in room.timeline.sim.events if e.kind == kind]
+
+
+async def test_the_fault_buttons_target_a_real_client_by_its_client_id() -> None:
+    client = Client()
+    room_id, bootstrap = await listening_room(client)
+    room = the_room(room_id)
+    shop = await asyncio.to_thread(producer, bootstrap, "shop", acks="all")
+    try:
+        first = await asyncio.to_thread(lambda: shop.send("orders", b"a").get(timeout=10).offset)
+        assert first == 0
+
+        def offered() -> str | None:
+            html = room.page().html["faults"]
+            return html if 'value="client-disconnect:shop"' in html else None
+
+        faults = await until(offered, "shop's fault buttons")
+        buttons = re.findall(
+            r'<button type="submit" name="fault" value="(client-[^"]+)" '
+            r'class="fault fault-real-clients" >([^<]+)</button>',
+            faults,
+        )
+        assert buttons == [
+            ("client-drop-response:shop", "Drop the next produce response to shop"),
+            (
+                "client-error-response:shop",
+                "Answer shop&#x27;s next produce with NOT_LEADER_OR_FOLLOWER",
+            ),
+            ("client-delay-response:shop", "Delay the answer to shop&#x27;s next produce by 5 s"),
+            ("client-disconnect:shop", "Break every connection of shop now"),
+        ]
+
+        # An error answer: kafka-python refreshes its metadata, sends again, and is answered.
+        control = f"/rooms/{room_id}/control/"
+        fault = {"action": "fault", "fault": "client-error-response:shop"}
+        assert (await post(client, control, fault))[0] == 302
+        await until(lambda: room.timeline.sim.network.rules, "the rule armed")
+        second = await asyncio.to_thread(lambda: shop.send("orders", b"b").get(timeout=15).offset)
+        assert second == 1
+        errors = wire_events(room, "wire.response")
+        assert [e for _s, _d, e in errors if e] == ["NOT_LEADER_OR_FOLLOWER"]
+        answered = [(s, d) for s, d, e in errors if e]
+        assert answered[0][0].startswith("broker-") and answered[0][1].startswith("shop#")
+
+        # Break every connection of shop: the engine logs it, the gateway closes them.
+        fault = {"action": "fault", "fault": "client-disconnect:shop"}
+        assert (await post(client, control, fault))[0] == 302
+        await until(lambda: wire_events(room, "net.disconnect"), "shop's connections broken")
+        assert all(s.startswith("shop#") for s, _d, _e in wire_events(room, "net.disconnect"))
+        third = await asyncio.to_thread(lambda: shop.send("orders", b"c").get(timeout=15).offset)
+        assert third == 2  # it reconnects
+    finally:
+        await asyncio.to_thread(shop.close, 5)
+
+    # An unknown client.id is refused, named; so is a fault kind that does not exist.
+    status, text = await post(
+        client, control, {"action": "fault", "fault": "client-disconnect:nobody"}
+    )
+    assert (status, text) == (
+        400,
+        "No real Kafka client 'nobody' has connected to this room (client.ids seen: 'shop').",
+    )
+    status, text = await post(client, control, {"action": "fault", "fault": "client-explode:shop"})
+    assert status == 400 and text.startswith("There is no fault 'explode' for real Kafka clients")
+    # shop is gone: its buttons stay, disabled, saying why.
+    await until(lambda: "shop has no connection open" in room.page().html["faults"], "disabled")
+    status, text = await post(
+        client, control, {"action": "fault", "fault": "client-disconnect:shop"}
+    )
+    assert (status, text) == (400, "Not now: shop has no connection open.")
