@@ -7,7 +7,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, expect
 
 from tests.browser.test_room import new_page
-from tests.dashboard.wire_rooms import QUIET_SCENARIO, send
+from tests.dashboard.wire_rooms import QUIET_SCENARIO, producer, send
 
 
 def test_a_real_producers_three_messages_arrive_in_the_lane(
@@ -34,3 +34,47 @@ def test_a_real_producers_three_messages_arrive_in_the_lane(
     expect(page.locator("#c-orders-0-2")).to_have_attribute("data-msg", "browser-test-3")
     expect(page.locator("#producers")).to_contain_text("browser-test")
     screenshot(page, "room-real-kafka-clients", full_page=True)
+
+
+def test_a_fault_button_answers_a_real_producer_with_an_error_it_recovers_from(
+    browser: Browser, live_url: str, tmp_path: Path, screenshot
+) -> None:
+    page = new_page(browser)
+    page.goto(live_url + "/")
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text(QUIET_SCENARIO)
+    page.set_input_files("#id_scenario", str(scenario))
+    page.get_by_role("button", name="Open it").click()
+    expect(page.locator("#conn")).to_have_text("live")
+    page.get_by_role("button", name="Let real Kafka clients in").click()
+    address = page.get_by_label("Bootstrap address")
+    expect(address).to_have_value(re.compile(r"^127\.0\.0\.1:\d+$"))
+
+    shop = producer(address.input_value(), "browser-shop", acks="all")
+    try:
+        assert shop.send("orders", b"one").get(timeout=10).offset == 0
+        button = page.get_by_role(
+            "button", name="Answer browser-shop's next produce with NOT_LEADER_OR_FOLLOWER"
+        )
+        expect(button).to_be_enabled()
+        button.click()
+        armed = page.locator("#faults .armed")
+        expect(armed).to_contain_text("answer NOT_LEADER_OR_FOLLOWER to")
+        expect(armed).to_contain_text("from browser-shop")
+
+        # kafka-python refreshes its metadata and sends again: the second record is written.
+        assert shop.send("orders", b"two").get(timeout=15).offset == 1
+        expect(page.locator("#cells-orders-0 > li")).to_have_count(2)
+        expect(armed).to_have_count(0)  # the rule hit once and is spent
+        diagram = page.locator("#diagram")
+        expect(diagram.locator(".msd-msg.is-error")).to_contain_text(
+            ["Produce NOT_LEADER_OR_FOLLOWER"]
+        )
+        expect(diagram.locator("text.msd-actor.is-external")).to_have_text(["real client"])
+        expect(diagram.locator("text.msd-actor", has_text="browser-shop")).to_have_count(1)
+        screenshot(page, "room-real-client-fault", full_page=True)
+    finally:
+        shop.close(timeout=5)
+    expect(
+        page.get_by_role("button", name="Break every connection of browser-shop now")
+    ).to_be_disabled()
