@@ -90,6 +90,15 @@ def external_consumers(obs: dict[str, Any]) -> list[dict[str, Any]]:
                 icon = GROUP_STATES.get(group.get("state", ""), ("\u25cf", ""))[0]
                 state = f"real client · {connections} connection{'s' if connections != 1 else ''}"
             name = client["name"]
+            pointers = [
+                {
+                    "partition": tp,
+                    "position": positions.get(tp),
+                    "committed": offsets.get(tp),
+                    "high_watermark": watermarks.get(tp),
+                }
+                for tp in assigned
+            ]
             out.append(
                 {
                     "name": name,
@@ -107,17 +116,9 @@ def external_consumers(obs: dict[str, Any]) -> list[dict[str, Any]]:
                     "strategy": group.get("protocol") or "",
                     "isolation_level": "",
                     "processing": 0,
-                    "partitions": [
-                        _pointers(
-                            {
-                                "partition": tp,
-                                "position": positions.get(tp),
-                                "committed": offsets.get(tp),
-                                "high_watermark": watermarks.get(tp),
-                            }
-                        )
-                        for tp in assigned
-                    ],
+                    "partitions": [_pointers(p) for p in pointers],
+                    # for the lanes' cursors (lanes.lane_cursors), as a simulated consumer's
+                    "cursors": {"instance": name, "partitions": pointers},
                 }
             )
     return out

@@ -147,6 +147,7 @@ def build_model(
     duplicates = p.duplicates_by_partition(obs)
     ghosts = obs.get("ghosts", {})
     consumers = obs["snapshot"].get("consumers") or []
+    consumers = consumers + [c["cursors"] for c in cp.external_consumers(obs)]
     declared = obs["scenario"].get("partitions", [])
     # The scenario's own, then topics real clients created (bounded), then the internal topics.
     partitions, model.unlaned = p.lane_partitions(obs["snapshot"].get("partitions", []), declared)

@@ -158,6 +158,10 @@ async def test_a_real_consumer_shows_in_the_consumers_and_groups_panels() -> Non
             groups,
         ), groups
         assert '<tr><th scope="row">orders-0</th><td class="num">3</td></tr>' in groups
+        # Its cursors on the lane, as a simulated consumer's.
+        cursors = room.page().lanes["orders-0"].parts["cursors-orders-0"]
+        assert "billing committed offset (next to read after a restart): offset 3" in cursors
+        assert "billing position (next to read): offset 3" in cursors
     finally:
         await asyncio.to_thread(consumer.close)
 
