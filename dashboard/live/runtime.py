@@ -393,7 +393,7 @@ class Room(Playback):
             if option is None or not option.available:
                 return
             if option.group == CLIENT_GROUP and self.wire is not None:
-                done = self.wire.apply_fault(option.command)  # a real Kafka client's fault
+                done = self.wire.apply_fault(option.command, option.label)  # a real client's
                 logger.info("room %s: %s: %s", self.id, option.label, done)
             else:
                 timeline.submit(option.command, option.label)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from broker.wire.control import apply_command
@@ -67,6 +68,8 @@ class RoomWire:
         if listener.gateway is not None:
             listener.gateway.on_send = self.actors.saw
         self._shown: tuple[int, int] = (-1, -1)  # the steps and connections last drawn
+        # The fault buttons pressed on real clients (in no command: shown beside the others).
+        self.pressed: deque[dict[str, Any]] = deque(maxlen=6)
 
     @property
     def bootstrap(self) -> str:
@@ -89,11 +92,12 @@ class RoomWire:
         """Every client.id seen, with its open connections (what the fault buttons offer)."""
         return self.actors.producers(self.connected())
 
-    def apply_fault(self, command: dict[str, Any]) -> str:
+    def apply_fault(self, command: dict[str, Any], label: str) -> str:
         """A fault button on a real Kafka client (panels/faults.py ``CLIENT_FAULTS``), applied
         now as the headless room applies its commands; what was done. It is in no command of
         the timeline: like what the clients sent, it cannot be replayed. Raises ScenarioError."""
         done = apply_command(self.timeline.sim, command, self.listener.gateway)
+        self.pressed.append({"time_ms": self.timeline.sim.now_ms, "label": label})
         if self.listener.driver is not None:
             self.listener.driver.pump()  # a broken connection or an armed rule acts at once
         return str(done)
@@ -109,6 +113,7 @@ class RoomWire:
             "connections": self.connections(),
             "producers": self.actors.producers(connected),
             "limit": self.listener.config.limits.max_connections,
+            "pressed": list(self.pressed),
         }
 
     def advance(self, room: Any, now: float) -> bool:

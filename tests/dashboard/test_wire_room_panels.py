@@ -265,6 +265,10 @@ def test_the_diagram_gives_four_clients_a_column_each_and_the_others_one_togethe
     assert svg.count(">real client</text>") == MAX_CLIENT_COLUMNS + 1
 
 
+def faults_html(room: Room) -> str:
+    return room.page().html["faults"]
+
+
 def wire_events(room: Room, kind: str) -> list[tuple[str | None, str | None, str | None]]:
     """(src, dst, error) of the engine's events of ``kind``."""
     return [(e.src, e.dst, e.error) for e in room.timeline.sim.events if e.kind == kind]
@@ -318,6 +322,11 @@ async def test_the_fault_buttons_target_a_real_client_by_its_client_id() -> None
         assert all(s.startswith("shop#") for s, _d, _e in wire_events(room, "net.disconnect"))
         third = await asyncio.to_thread(lambda: shop.send("orders", b"c").get(timeout=15).offset)
         assert third == 2  # it reconnects
+        pressed = re.findall(r'<li><span class="t">\d+ ms</span> ([^<]+)</li>', faults_html(room))
+        assert pressed == [
+            "Break every connection of shop now",
+            "Answer shop&#x27;s next produce with NOT_LEADER_OR_FOLLOWER",
+        ]
     finally:
         await asyncio.to_thread(shop.close, 5)
 
