@@ -346,3 +346,30 @@ async def test_the_fault_buttons_target_a_real_client_by_its_client_id() -> None
         client, control, {"action": "fault", "fault": "client-disconnect:shop"}
     )
     assert (status, text) == (400, "Not now: shop has no connection open.")
+
+
+async def test_a_dropped_produce_response_makes_an_idempotent_client_retry_without_a_copy() -> None:
+    client = Client()
+    room_id, bootstrap = await listening_room(client)
+    room = the_room(room_id)
+    # kafka-python 3 is idempotent by default; its request.timeout.ms is 3 s here (FAST).
+    shop = await asyncio.to_thread(producer, bootstrap, "shop", acks="all")
+    try:
+        assert (
+            await asyncio.to_thread(lambda: shop.send("orders", b"a").get(timeout=10).offset) == 0
+        )
+        await until(lambda: 'value="client-drop-response:shop"' in faults_html(room), "button")
+
+        fault = {"action": "fault", "fault": "client-drop-response:shop"}
+        assert (await post(client, f"/rooms/{room_id}/control/", fault))[0] == 302
+        await until(lambda: room.timeline.sim.network.rules, "the rule armed")
+        assert "drop-response of the 1st Produce request from shop" in faults_html(room)
+        second = await asyncio.to_thread(lambda: shop.send("orders", b"b").get(timeout=20).offset)
+    finally:
+        await asyncio.to_thread(shop.close, 5)
+
+    assert second == 1  # the retry was recognised by its sequence number: answered, not written
+    lost = wire_events(room, "net.drop-response")
+    assert len(lost) == 1 and lost[0][0].startswith("broker-") and lost[0][1].startswith("shop#")
+    orders = next(p for p in room.observe()["snapshot"]["partitions"] if p["name"] == "orders-0")
+    assert [r["offset"] for r in orders["records"]] == [0, 1]
