@@ -258,6 +258,7 @@ class Gateway:
             self.on_send(conn, payload)
         server = broker_name(conn.broker_id)
         # As a simulated client logs what it sends: the dashboard's diagram and story draw it.
+        api = str(getattr(payload, "api", ""))
         self.sim.events.emit(
             conn.actor,
             "wire.request",
@@ -265,6 +266,7 @@ class Gateway:
             detail=request_detail(payload),
             src=conn.actor,
             dst=server,
+            quiet=api in QUIET_APIS,
         )
         exchange = self.network.send_request(conn.actor, server, payload, partition)
         if not answered:
@@ -321,6 +323,7 @@ class Gateway:
             detail=f"{exchange.api} #{exchange.correlation_id}",
             src=exchange.conn.server,
             dst=call.conn.actor,
+            quiet=exchange.api in QUIET_APIS and not failed,
         )
         call.answers[key] = payload
         call.pending -= 1
@@ -350,6 +353,11 @@ class Gateway:
             return -1, -1, -1
         plog = replica.log
         return plog.high_watermark, plog.last_stable_offset, plog.log_start_offset
+
+
+# A consumer's steady traffic, logged quiet (the diagram and the story pass over it, as they do
+# a simulated consumer's fetches and heartbeats); an answer with an error is not quiet.
+QUIET_APIS = frozenset({"Fetch", "Heartbeat"})
 
 
 def request_detail(payload: Any) -> str:

@@ -158,6 +158,16 @@ async def test_a_real_consumer_shows_in_the_consumers_and_groups_panels() -> Non
             groups,
         ), groups
         assert '<tr><th scope="row">orders-0</th><td class="num">3</td></tr>' in groups
+
+        # In the diagram, its group requests; not its fetches and heartbeats (logged quiet).
+        def joined() -> str | None:
+            svg = room.page().html["diagram"]
+            return svg if ">OffsetCommit</text>" in svg else None
+
+        svg = await until(joined, "the consumer's OffsetCommit in the diagram")
+        assert ">JoinGroup</text>" in svg and ">SyncGroup</text>" in svg
+        assert ">Fetch</text>" not in svg and ">Heartbeat</text>" not in svg
+        assert "billing</text>" in svg and "billing#" not in svg
         # Its cursors on the lane, as a simulated consumer's.
         cursors = room.page().lanes["orders-0"].parts["cursors-orders-0"]
         assert "billing committed offset (next to read after a restart): offset 3" in cursors
