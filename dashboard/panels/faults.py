@@ -374,11 +374,18 @@ def client_fault_id(kind: str, client_id: str) -> str:
     return f"client-{kind}:{client_id}"
 
 
+# Disconnected clients keep their (disabled) buttons while fewer clients than this are listed.
+MAX_IDLE_CLIENT_BUTTONS = 8
+
+
 def client_fault_options(clients: list[dict[str, Any]]) -> list[FaultOption]:
-    """The fault buttons for each real Kafka client the room has seen; available while it has
-    a connection open."""
+    """The fault buttons for each real Kafka client with a connection open (a room takes 64
+    connections at most), then, disabled, for those that closed theirs while fewer than
+    MAX_IDLE_CLIENT_BUTTONS clients are listed."""
     options: list[FaultOption] = []
-    for client in clients:
+    connected = [c for c in clients if c.get("connections", 0) > 0]
+    idle = [c for c in clients if c.get("connections", 0) <= 0]
+    for client in connected + idle[: max(0, MAX_IDLE_CLIENT_BUTTONS - len(connected))]:
         name = client["name"]
         connected = client.get("connections", 0) > 0
         for kind, (label, command) in CLIENT_FAULTS.items():
@@ -413,5 +420,7 @@ def client_fault_refusal(fault: str, clients: list[dict[str, Any]] | None) -> st
             "(Let real Kafka clients in opens them)."
         )
     known = [c["name"] for c in clients]
+    if client in known:
+        return f"Not now: {client} has no connection open."
     seen = ", ".join(repr(name) for name in known[:10]) or "none yet"
     return f"No real Kafka client {client!r} has connected to this room (client.ids seen: {seen})."

@@ -17,6 +17,11 @@ from kafka.admin import NewTopic
 
 from dashboard.live.runtime import Room, registry
 from dashboard.panels.diagram import MAX_CLIENT_COLUMNS, OTHER_CLIENTS, sequence_diagram
+from dashboard.panels.faults import (
+    MAX_IDLE_CLIENT_BUTTONS,
+    client_fault_options,
+    client_fault_refusal,
+)
 from dashboard.panels.lanes import MAX_CREATED_LANES
 from tests.dashboard.wire_rooms import listening_room, post, producer, until
 
@@ -383,3 +388,23 @@ async def test_a_dropped_produce_response_makes_an_idempotent_client_retry_witho
     assert len(lost) == 1 and lost[0][0].startswith("broker-") and lost[0][1].startswith("shop#")
     orders = next(p for p in room.observe()["snapshot"]["partitions"] if p["name"] == "orders-0")
     assert [r["offset"] for r in orders["records"]] == [0, 1]
+
+
+def test_clients_that_closed_their_connections_keep_buttons_only_while_few_are_listed() -> None:
+    clients = [{"name": f"idle-{n}", "connections": 0} for n in range(10)]
+    clients.insert(5, {"name": "busy", "connections": 2})
+
+    options = client_fault_options(clients)
+
+    listed = list(dict.fromkeys(o.command["client"] for o in options))
+    assert listed == ["busy", *(f"idle-{n}" for n in range(MAX_IDLE_CLIENT_BUTTONS - 1))]
+    assert [o.available for o in options if o.command["client"] == "busy"] == [True] * 4
+    assert not any(o.available for o in options if o.command["client"] != "busy")
+    assert client_fault_refusal("client-disconnect:idle-9", clients) == (
+        "Not now: idle-9 has no connection open."
+    )
+    assert client_fault_refusal("client-disconnect:shop", None) == (
+        "No real Kafka client 'shop' here: this room's Kafka listeners are closed "
+        "(Let real Kafka clients in opens them)."
+    )
+    assert client_fault_refusal("crash-broker:1", clients) == ""
