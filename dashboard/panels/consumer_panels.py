@@ -12,6 +12,9 @@ from dashboard.panels.common import NOT_STARTED_ICON, dash, not_started
 from dashboard.panels.presenters import decode_offsets_record, internal_log_panel, slug
 
 SINK_ROWS_SHOWN = 30
+# Cards for real Kafka clients' group memberships (a room may remember 256 client.ids in 16
+# groups each): the current members first, then those that left; past this, only a count.
+EXTERNAL_CONSUMERS_SHOWN = 12
 OFFSETS_LOG_SHOWN = 16
 
 # Group states of the classic protocol, each with a shape as well as a word.
@@ -121,6 +124,7 @@ def external_consumers(obs: dict[str, Any]) -> list[dict[str, Any]]:
                     "cursors": {"instance": name, "partitions": pointers},
                 }
             )
+    out.sort(key=lambda c: not c["alive"])  # the current members first (a stable sort)
     return out
 
 
@@ -162,7 +166,8 @@ def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "partitions": partitions,
             }
         )
-    return {"consumers": out + external}
+    shown = external[:EXTERNAL_CONSUMERS_SHOWN]
+    return {"consumers": out + shown, "more_external": len(external) - len(shown)}
 
 
 def groups_panel(obs: dict[str, Any]) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 
 from dashboard.live.runtime import Room, registry
+from dashboard.panels import consumer_panels
+from dashboard.panels.consumer_panels import EXTERNAL_CONSUMERS_SHOWN
 from dashboard.panels.diagram import MAX_CLIENT_COLUMNS, OTHER_CLIENTS, sequence_diagram
 from dashboard.panels.faults import (
     MAX_IDLE_CLIENT_BUTTONS,
@@ -408,3 +410,35 @@ def test_clients_that_closed_their_connections_keep_buttons_only_while_few_are_l
         "(Let real Kafka clients in opens them)."
     )
     assert client_fault_refusal("crash-broker:1", clients) == ""
+
+
+def test_the_consumers_panel_shows_a_bounded_number_of_real_clients_members_current_first() -> None:
+    left = [
+        {"name": f"old-{n}", "connections": 0, "members": [("g", f"old-{n}-m")]} for n in range(13)
+    ]
+    member = {"name": "now", "connections": 1, "members": [("g", "now-m")], "positions": {}}
+    group = {
+        "group": "g",
+        "state": "Stable",
+        "generation": 4,
+        "protocol": "range",
+        "members": [{"member_id": "now-m", "client_id": "now", "assignment": ["orders-0"]}],
+        "offsets": {"orders-0": 7},
+    }
+    obs = {
+        "snapshot": {"consumers": [], "groups": [group], "partitions": []},
+        "room": {"kafka": {"producers": [*left, member]}},
+    }
+
+    panel = consumer_panels.consumers_panel(obs)
+
+    assert panel is not None
+    cards = panel["consumers"]
+    assert len(cards) == EXTERNAL_CONSUMERS_SHOWN and panel["more_external"] == 14 - len(cards)
+    assert (cards[0]["member_id"], cards[0]["generation"], cards[0]["state"]) == (
+        "now-m",
+        4,
+        "real client · 1 connection",
+    )
+    assert [p["committed"] for p in cards[0]["partitions"]] == [7]
+    assert all(c["state"] == "real client · not a member now" for c in cards[1:])
