@@ -26,6 +26,7 @@ from typing import Any
 from kafka.protocol.api_message import ApiMessage
 
 from broker.cluster import broker_name
+from broker.errors import ErrorCode
 from broker.network import Connection, Exchange
 from broker.simulation import Simulation
 from broker.wire import codec
@@ -268,9 +269,19 @@ class Gateway:
         conn = call.conn
         if self.on_send is not None:
             self.on_send(conn, payload)
-        exchange = self.network.send_request(
-            conn.actor, broker_name(conn.broker_id), payload, partition
+        server = broker_name(conn.broker_id)
+        # As a simulated client logs what it sends: the dashboard's diagram and story draw it.
+        api = str(getattr(payload, "api", ""))
+        self.sim.events.emit(
+            conn.actor,
+            "wire.request",
+            partition,
+            detail=request_detail(payload),
+            src=conn.actor,
+            dst=server,
+            quiet=api in QUIET_APIS,
         )
+        exchange = self.network.send_request(conn.actor, server, payload, partition)
         if not answered:
             return
         call.exchanges[key] = exchange
@@ -312,6 +323,21 @@ class Gateway:
         call, key = entry
         if call.done:
             return
+        error = getattr(payload, "error", None)
+        failed = (
+            error.name if isinstance(error, ErrorCode) and error is not ErrorCode.NONE else None
+        )
+        self.sim.events.emit(
+            call.conn.actor,
+            "wire.response",
+            exchange.partition,
+            None if failed else getattr(payload, "base_offset", None),
+            failed,
+            detail=f"{exchange.api} #{exchange.correlation_id}",
+            src=exchange.conn.server,
+            dst=call.conn.actor,
+            quiet=exchange.api in QUIET_APIS and not failed,
+        )
         call.answers[key] = payload
         call.pending -= 1
         early = call.on_answer is not None and call.on_answer(call, key, payload)
@@ -343,3 +369,21 @@ class Gateway:
             return -1, -1, -1
         plog = replica.log
         return plog.high_watermark, plog.last_stable_offset, plog.log_start_offset
+
+
+# A consumer's steady traffic, logged quiet (the diagram and the story pass over it, as they do
+# a simulated consumer's fetches and heartbeats); an answer with an error is not quiet.
+QUIET_APIS = frozenset({"Fetch", "Heartbeat"})
+
+
+def request_detail(payload: Any) -> str:
+    """A ``wire.request`` event's detail: the API, and for a Produce the message ids it carries
+    (in brackets, as a simulated producer's ``produce.send``; a long batch by its ends)."""
+    api = str(getattr(payload, "api", type(payload).__name__))
+    batch = getattr(payload, "batch", None)
+    records = getattr(batch, "records", None)
+    if not records:
+        return api
+    ids = [r.message_id for r in records]
+    shown = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]} \u2026 {ids[-1]} ({len(ids)})"
+    return f"{api} [{shown}]"

@@ -37,6 +37,7 @@ from dashboard.live.playback import Playback
 from dashboard.live.timeline import Timeline
 from dashboard.panels import fragments, workshop_panels
 from dashboard.panels.common import BEAT, BEATS
+from dashboard.panels.faults import CLIENT_GROUP
 from dashboard.panels.observe import observe, scenario_info, snapshot_of, verdict_of
 from dashboard.panels.presenters import SPEEDS, FaultOption, fault_options
 
@@ -196,7 +197,8 @@ class Room(Playback):
 
     # -- input ---------------------------------------------------------------------
     def fault_options(self) -> list[FaultOption]:
-        return fault_options(self.scenario, snapshot_of(self.timeline.sim))
+        clients = self.wire.clients() if self.wire is not None else None
+        return fault_options(self.scenario, snapshot_of(self.timeline.sim), clients)
 
     def submit(self, control: Control) -> None:
         """Queue a control; the next tick applies it."""
@@ -390,7 +392,11 @@ class Room(Playback):
             option = next((o for o in self.fault_options() if o.id == control.fault), None)
             if option is None or not option.available:
                 return
-            timeline.submit(option.command, option.label)
+            if option.group == CLIENT_GROUP and self.wire is not None:
+                done = self.wire.apply_fault(option.command, option.label)  # a real client's
+                logger.info("room %s: %s: %s", self.id, option.label, done)
+            else:
+                timeline.submit(option.command, option.label)
             self._verdict_dirty = True
         elif action == "experiment" and control.command is not None:
             self._seek_target = None

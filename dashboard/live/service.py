@@ -39,6 +39,8 @@ from dashboard.workshops.forms import ControlForm
 logger = logging.getLogger(__name__)
 
 POSITION_EVERY_S = 5.0  # where a playing room is (to resume there), every five seconds
+
+
 def sweep_every_s() -> float:
     """How often the sweeper expires idle rooms and marks the watched ones as used."""
     return float(setting("LAB_SWEEP_EVERY_S", 60))
@@ -282,8 +284,12 @@ async def control(room_id: str, fields: dict[str, str], presenter: bool) -> dict
 
 async def lane(room_id: str, partition: str, offset: int, page: bool) -> dict[str, Any]:
     room = await _room(room_id)
-    if partition not in room.scenario["partitions"]:
-        return {"status": 404, "html": f"This scenario has no partition {partition!r}."}
+    # The scenario's partitions, and those of topics real Kafka clients created meanwhile.
+    known = partition in room.scenario["partitions"] or any(
+        str(tp) == partition for tp in room.timeline.sim.cluster.controller.partitions
+    )
+    if not known:
+        return {"status": 404, "html": f"This run has no partition {partition!r}."}
     window = room.timeline.sim.read_records(partition, offset, LANE_WINDOW)
     context = {
         "partition": partition,
@@ -346,9 +352,7 @@ async def fork(
     return {"room_id": record.id, "key": key, "run_id": record.run_id}
 
 
-def _fork_records(
-    source: Room, timeline: Timeline, kind: str, notes: bool
-) -> tuple[LabRoom, str]:
+def _fork_records(source: Room, timeline: Timeline, kind: str, notes: bool) -> tuple[LabRoom, str]:
     parent = rooms.live_room(source.id)
     if parent is None:
         raise ServiceError("This room has expired.")

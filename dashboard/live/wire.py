@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any
 
+from broker.wire.control import apply_command
 from broker.wire.gateway import Limits
 from broker.wire.listener import ListenConfig, RoomListener
 from dashboard.live.limits import Busy, LimitError, setting
@@ -66,6 +68,8 @@ class RoomWire:
         if listener.gateway is not None:
             listener.gateway.on_send = self.actors.saw
         self._shown: tuple[int, int] = (-1, -1)  # the steps and connections last drawn
+        # The fault buttons pressed on real clients (in no command: shown beside the others).
+        self.pressed: deque[dict[str, Any]] = deque(maxlen=6)
 
     @property
     def bootstrap(self) -> str:
@@ -84,6 +88,20 @@ class RoomWire:
                 counts[conn.client_id] = counts.get(conn.client_id, 0) + 1
         return counts
 
+    def clients(self) -> list[dict[str, Any]]:
+        """Every client.id seen, with its open connections (what the fault buttons offer)."""
+        return self.actors.producers(self.connected())
+
+    def apply_fault(self, command: dict[str, Any], label: str) -> str:
+        """A fault button on a real Kafka client (panels/faults.py ``CLIENT_FAULTS``), applied
+        now as the headless room applies its commands; what was done. It is in no command of
+        the timeline: like what the clients sent, it cannot be replayed. Raises ScenarioError."""
+        done = apply_command(self.timeline.sim, command, self.listener.gateway)
+        self.pressed.append({"time_ms": self.timeline.sim.now_ms, "label": label})
+        if self.listener.driver is not None:
+            self.listener.driver.pump()  # a broken connection or an armed rule acts at once
+        return str(done)
+
     def summary(self) -> dict[str, Any]:
         """What the room page shows (panels/workshop_panels.py: kafka_panel)."""
         addr, ports = self.listener.config.addr, self.listener.ports
@@ -95,6 +113,7 @@ class RoomWire:
             "connections": self.connections(),
             "producers": self.actors.producers(connected),
             "limit": self.listener.config.limits.max_connections,
+            "pressed": list(self.pressed),
         }
 
     def advance(self, room: Any, now: float) -> bool:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.protocol import ProduceRequest
+from broker.protocol import ConsumerFetchRequest, ProduceRequest
 from broker.records import NO_SEQUENCE
 
 MAX_CLIENTS = 256  # client.ids remembered per room; past this, new ones are not listed
 MAX_GROUPS = 16  # group memberships remembered per client.id
+MAX_POSITIONS = 256  # fetch positions remembered per client.id
 
 
 @dataclass(slots=True)
@@ -27,6 +28,7 @@ class Actor:
     next_sequence: dict[str, int] = field(default_factory=dict)
     records: int = 0
     members: dict[str, str] = field(default_factory=dict)  # group id -> member id
+    positions: dict[str, int] = field(default_factory=dict)  # partition -> its last fetch offset
 
 
 class Actors:
@@ -48,6 +50,11 @@ class Actors:
             if batch.base_sequence != NO_SEQUENCE:
                 partition = f"{payload.tp.topic}-{payload.tp.partition}"
                 actor.next_sequence[partition] = batch.base_sequence + batch.record_count
+            return
+        if isinstance(payload, ConsumerFetchRequest):  # a consumer's position: what it fetches
+            partition = str(payload.tp)
+            if partition in actor.positions or len(actor.positions) < MAX_POSITIONS:
+                actor.positions[partition] = payload.fetch_offset
             return
         group, member = getattr(payload, "group_id", None), getattr(payload, "member_id", None)
         if group and member and (group in actor.members or len(actor.members) < MAX_GROUPS):
@@ -71,6 +78,7 @@ class Actors:
                     "transactional_id": actor.transactional_id,
                     "records": actor.records,
                     "members": sorted(actor.members.items()),
+                    "positions": dict(actor.positions),
                 }
             )
         return out

@@ -12,6 +12,9 @@ from dashboard.panels.common import NOT_STARTED_ICON, dash, not_started
 from dashboard.panels.presenters import decode_offsets_record, internal_log_panel, slug
 
 SINK_ROWS_SHOWN = 30
+# Cards for real Kafka clients' group memberships (a room may remember 256 client.ids in 16
+# groups each): the current members first, then those that left; past this, only a count.
+EXTERNAL_CONSUMERS_SHOWN = 12
 OFFSETS_LOG_SHOWN = 16
 
 # Group states of the classic protocol, each with a shape as well as a word.
@@ -41,9 +44,94 @@ def _track(position: int | None, committed: int | None, high_watermark: int) -> 
     return {"position": at(position), "committed": at(committed), "scale": scale}
 
 
+def _pointers(p: dict[str, Any]) -> dict[str, Any]:
+    """One assigned partition's row: position, committed offset, HW, lag, the mini track."""
+    position, committed = p.get("position"), p.get("committed")
+    hw = p.get("high_watermark") or 0
+    return {
+        "partition": p["partition"],
+        "position": dash(position),
+        "committed": dash(committed),
+        "high_watermark": hw,
+        "lag": None if position is None else max(0, hw - position),
+        # Read but not committed: a crash now makes the group read these again.
+        "uncommitted": (
+            None if position is None or committed is None else max(0, position - committed)
+        ),
+        "track": _track(position, committed, hw),
+    }
+
+
+def external_consumers(obs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Real Kafka clients that joined a group (dashboard/live/wire_actors.py), one entry per
+    client.id and group, as the consumers panel shows a simulated consumer: the member id it was
+    given, the partitions the group's coordinator holds as its assignment, the group's committed
+    offsets, and its position (the offset of its latest Fetch of that partition)."""
+    clients = ((obs.get("room") or {}).get("kafka") or {}).get("producers") or []
+    groups = {g["group"]: g for g in obs["snapshot"].get("groups") or []}
+    watermarks = {}
+    for partition in obs["snapshot"].get("partitions") or []:
+        leader = next(
+            (r for r in partition.get("replicas", []) if r["broker"] == partition.get("leader")),
+            {},
+        )
+        watermarks[partition["name"]] = leader.get("high_watermark")
+    out = []
+    for client in clients:
+        positions = client.get("positions") or {}
+        for group_id, member_id in client.get("members") or []:
+            group = groups.get(group_id) or {}
+            member = next(
+                (m for m in group.get("members", []) if m["member_id"] == member_id), None
+            )
+            offsets = group.get("offsets") or {}
+            assigned = member.get("assignment", []) if member is not None else []
+            connections = client.get("connections", 0)
+            if member is None:
+                icon, state = "\u25a0", "real client · not a member now"
+            else:
+                icon = GROUP_STATES.get(group.get("state", ""), ("\u25cf", ""))[0]
+                state = f"real client · {connections} connection{'s' if connections != 1 else ''}"
+            name = client["name"]
+            pointers = [
+                {
+                    "partition": tp,
+                    "position": positions.get(tp),
+                    "committed": offsets.get(tp),
+                    "high_watermark": watermarks.get(tp),
+                }
+                for tp in assigned
+            ]
+            out.append(
+                {
+                    "name": name,
+                    "slug": slug(f"client-{name}-{group_id}"),
+                    "instance": name,
+                    "group": group_id,
+                    "alive": member is not None,
+                    "started": True,
+                    "stalled": False,
+                    "external": True,
+                    "icon": icon,
+                    "state": state,
+                    "generation": dash(group.get("generation") if member is not None else None),
+                    "member_id": member_id,
+                    "strategy": group.get("protocol") or "",
+                    "isolation_level": "",
+                    "processing": 0,
+                    "partitions": [_pointers(p) for p in pointers],
+                    # for the lanes' cursors (lanes.lane_cursors), as a simulated consumer's
+                    "cursors": {"instance": name, "partitions": pointers},
+                }
+            )
+    out.sort(key=lambda c: not c["alive"])  # the current members first (a stable sort)
+    return out
+
+
 def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
-    consumers = obs["snapshot"].get("consumers")
-    if not consumers:
+    consumers = obs["snapshot"].get("consumers") or []
+    external = external_consumers(obs)
+    if not consumers and not external:
         return None
     out = []
     for c in consumers:
@@ -58,26 +146,7 @@ def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
             icon, state = "\u23f8", "stalled: no polls, no heartbeats"
         else:
             icon, state = CONSUMER_STATES.get(c.get("state", ""), ("\u25cf", c.get("state", "")))
-        partitions = []
-        for p in c.get("partitions", []):
-            position, committed = p.get("position"), p.get("committed")
-            hw = p.get("high_watermark") or 0
-            partitions.append(
-                {
-                    "partition": p["partition"],
-                    "position": dash(position),
-                    "committed": dash(committed),
-                    "high_watermark": hw,
-                    "lag": None if position is None else max(0, hw - position),
-                    # Read but not committed: a crash now makes the group read these again.
-                    "uncommitted": (
-                        None
-                        if position is None or committed is None
-                        else max(0, position - committed)
-                    ),
-                    "track": _track(position, committed, hw),
-                }
-            )
+        partitions = [_pointers(p) for p in c.get("partitions", [])]
         out.append(
             {
                 "name": c["name"],
@@ -97,13 +166,17 @@ def consumers_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                 "partitions": partitions,
             }
         )
-    return {"consumers": out}
+    shown = external[:EXTERNAL_CONSUMERS_SHOWN]
+    return {"consumers": out + shown, "more_external": len(external) - len(shown)}
 
 
 def groups_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
     groups = obs["snapshot"].get("groups")
     if not groups:
         return None
+    clients = ((obs.get("room") or {}).get("kafka") or {}).get("producers") or []
+    # (client.id, member id) of every group member a real Kafka client was given
+    external = {(c["name"], member) for c in clients for _g, member in c.get("members") or []}
     out = []
     for g in groups:
         icon, meaning = GROUP_STATES.get(g.get("state", ""), ("\u25cf", g.get("state", "")))
@@ -125,6 +198,12 @@ def groups_panel(obs: dict[str, Any]) -> dict[str, Any] | None:
                         "client_id": m.get("client_id", ""),
                         "assignment": m.get("assignment", []),
                         "leader": m["member_id"] == leader,
+                        # a real Kafka client's member: marked so (a simulated one has no key)
+                        **(
+                            {"external": True}
+                            if (m.get("client_id", ""), m["member_id"]) in external
+                            else {}
+                        ),
                     }
                     for m in g.get("members", [])
                 ],

@@ -4,11 +4,16 @@ Actors across (producers, then brokers, then the controller when it speaks), tim
 per event: a message (an event with both ends) is an arrow, a lost one is a dashed arrow that
 stops half-way at a cross, and what happens inside an actor (an append, a crash) is a note on its
 lifeline. Styling lives in CSS (classes), so light and dark themes both work.
+
+Real Kafka clients (broker.wire) are actors named ``CLIENT_ID#N``, one per TCP connection; the
+diagram draws each ``client.id`` as one column, marked "real client", at most
+MAX_CLIENT_COLUMNS of them: the others share one column, "other real clients".
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from html import escape
 from typing import Any
 
@@ -21,6 +26,8 @@ ROW_H = 34
 SLANT = 14
 
 _IDS = re.compile(r"\[[^\]]*\]")
+MAX_CLIENT_COLUMNS = 4
+OTHER_CLIENTS = "other real clients"
 
 
 def event_label(event: dict[str, Any]) -> str:
@@ -57,11 +64,55 @@ def event_label(event: dict[str, Any]) -> str:
         return f"WriteTxnMarkers {marker} {event.get('partition') or ''}".strip()
     if kind == "txn.marker-response":
         return f"marker written {event.get('error') or 'ok'}"
+    if kind == "wire.request":
+        return detail or "request"
+    if kind == "wire.response":
+        api = detail.split(" ", 1)[0] if detail else "response"
+        return f"{api} {event.get('error') or 'ok'}{where}"
     if kind == "request.timeout":
         return "request timed out"
     if kind == "leader.elected":
         return detail.split(",")[0] if detail else "leader elected"
     return kind.replace(".", " ")
+
+
+def client_columns(
+    scenario: dict[str, Any], events: list[dict[str, Any]], clients: Iterable[str] = ()
+) -> dict[str, str]:
+    """Each real client's connection actor (``CLIENT_ID#N``) -> its column: the client.id, or
+    OTHER_CLIENTS past MAX_CLIENT_COLUMNS. ``clients``: the client.ids the room knows; the
+    events name the others (the sender of a ``wire.request``, the receiver of a
+    ``wire.response``)."""
+    known = set(clients)
+    own = {p["name"] for p in scenario.get("producers", [])}
+    own |= {c["name"] for c in scenario.get("consumers", [])}
+    own |= {p["name"] for p in scenario.get("processors", [])}
+    out: dict[str, str] = {}
+    columns: list[str] = []
+    for event in events:
+        for name in (event.get("src"), event.get("dst"), event.get("actor")):
+            if not name or name in out or "#" not in name:
+                continue
+            client_id = name.rpartition("#")[0]
+            external = event["kind"] in ("wire.request", "wire.response") or client_id in known
+            if not external or client_id in own:
+                continue  # a simulated consumer's instance (billing#2) keeps its own column
+            if client_id not in columns and len(columns) < MAX_CLIENT_COLUMNS:
+                columns.append(client_id)
+            out[name] = client_id if client_id in columns else OTHER_CLIENTS
+    return out
+
+
+def _as_columns(events: list[dict[str, Any]], columns: dict[str, str]) -> list[dict[str, Any]]:
+    if not columns:
+        return events
+    keys = ("src", "dst", "actor")
+    return [
+        {**e, **{k: columns[e[k]] for k in keys if e.get(k) in columns}}
+        if any(e.get(k) in columns for k in keys)
+        else e
+        for e in events
+    ]
 
 
 def _actors(scenario: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
@@ -92,7 +143,13 @@ def column_width(actors: list[str], events: list[dict[str, Any]]) -> int:
     return min(COLUMN_W, int(need + 0.999))
 
 
-def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> str:
+def sequence_diagram(
+    scenario: dict[str, Any], events: list[dict[str, Any]], clients: Iterable[str] = ()
+) -> str:
+    """``clients``: the real Kafka clients' client.ids the room knows (see client_columns)."""
+    columns = client_columns(scenario, events, clients)
+    events = _as_columns(events, columns)
+    external = set(columns.values())
     actors = _actors(scenario, events)
     column_w = column_width(actors, events)
     x = {name: LEFT_W + column_w // 2 + i * column_w for i, name in enumerate(actors)}
@@ -112,6 +169,11 @@ def sequence_diagram(scenario: dict[str, Any], events: list[dict[str, Any]]) -> 
             f'<text class="msd-actor" x="{cx}" y="{TOP_H - 16}" text-anchor="middle">'
             f"{escape(name)}</text>"
         )
+        if name in external:
+            parts.append(
+                f'<text class="msd-actor is-external" x="{cx}" y="{TOP_H - 32}" '
+                'text-anchor="middle">real client</text>'
+            )
     previous_time = None
     for i, event in enumerate(events):
         y = TOP_H + ROW_H * i + ROW_H // 2

@@ -39,8 +39,14 @@ def life(actor: dict[str, Any], entry: dict[str, Any] | None, down: str = "is no
     return Life(up, "" if up else f"{name} {down}", not up, "" if not up else f"{name} is running")
 
 
-def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[FaultOption]:
-    """The fault buttons offered for this scenario's actors, with what makes sense right now."""
+def fault_options(
+    scenario: dict[str, Any],
+    snapshot: dict[str, Any],
+    clients: list[dict[str, Any]] | None = None,
+) -> list[FaultOption]:
+    """The fault buttons offered for this scenario's actors, with what makes sense right now;
+    ``clients``: the real Kafka clients of a room that listens (dashboard/live/wire_actors.py,
+    each with its ``name``, the client.id, and its open ``connections``)."""
     options: list[FaultOption] = []
     live = {p["name"]: p for p in snapshot.get("producers") or []}
     names = [p["name"] for p in scenario.get("producers", [])]
@@ -133,6 +139,7 @@ def fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -> list[Fa
             "heal", "Heal the network (remove every network fault)", "network", {"do": "heal"}, True
         )
     )
+    options.extend(client_fault_options(clients or []))
     leaders = {p["name"]: p.get("leader") for p in snapshot.get("partitions") or []}
     for partition in scenario.get("partitions", []):
         leader = leaders.get(partition)
@@ -336,3 +343,84 @@ def consumer_fault_options(scenario: dict[str, Any], snapshot: dict[str, Any]) -
             )
         )
     return options
+
+
+# Faults on a real Kafka client (broker.wire), by its client.id: each hits every connection it
+# opened, as the headless room's commands do (broker/wire/control.py ``apply_command``).
+CLIENT_GROUP = "real-clients"
+CLIENT_ERROR = "NOT_LEADER_OR_FOLLOWER"
+CLIENT_DELAY_MS = 5000
+CLIENT_FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "drop-response": (
+        "Drop the next produce response to {client}",
+        {"do": "drop-response", "api": "Produce"},
+    ),
+    "error-response": (
+        f"Answer {{client}}'s next produce with {CLIENT_ERROR}",
+        {"do": "error-response", "api": "Produce", "error": CLIENT_ERROR},
+    ),
+    "delay-response": (
+        f"Delay the answer to {{client}}'s next produce by {CLIENT_DELAY_MS // 1000} s",
+        {"do": "delay-response", "api": "Produce", "delay_ms": CLIENT_DELAY_MS},
+    ),
+    "disconnect": (
+        "Break every connection of {client} now",
+        {"do": "disconnect"},
+    ),
+}
+
+
+def client_fault_id(kind: str, client_id: str) -> str:
+    return f"client-{kind}:{client_id}"
+
+
+# Disconnected clients keep their (disabled) buttons while fewer clients than this are listed.
+MAX_IDLE_CLIENT_BUTTONS = 8
+
+
+def client_fault_options(clients: list[dict[str, Any]]) -> list[FaultOption]:
+    """The fault buttons for each real Kafka client with a connection open (a room takes 64
+    connections at most), then, disabled, for those that closed theirs while fewer than
+    MAX_IDLE_CLIENT_BUTTONS clients are listed."""
+    options: list[FaultOption] = []
+    connected = [c for c in clients if c.get("connections", 0) > 0]
+    idle = [c for c in clients if c.get("connections", 0) <= 0]
+    for client in connected + idle[: max(0, MAX_IDLE_CLIENT_BUTTONS - len(connected))]:
+        name = client["name"]
+        connected = client.get("connections", 0) > 0
+        for kind, (label, command) in CLIENT_FAULTS.items():
+            options.append(
+                FaultOption(
+                    client_fault_id(kind, name),
+                    label.format(client=name),
+                    CLIENT_GROUP,
+                    {**command, "client": name},
+                    connected,
+                    "" if connected else f"{name} has no connection open",
+                )
+            )
+    return options
+
+
+def client_fault_refusal(fault: str, clients: list[dict[str, Any]] | None) -> str:
+    """Why ``fault``, which names a real Kafka client, is not one of this room's buttons ("" when
+    it names none); ``clients``: None when the room does not listen."""
+    if not fault.startswith("client-") or ":" not in fault:
+        return ""
+    kind, _, client = fault.removeprefix("client-").partition(":")
+    if kind not in CLIENT_FAULTS:
+        return (
+            f"There is no fault {kind!r} for real Kafka clients: "
+            + ", ".join(client_fault_id(k, client) for k in CLIENT_FAULTS)
+            + "."
+        )
+    if clients is None:
+        return (
+            f"No real Kafka client {client!r} here: this room's Kafka listeners are closed "
+            "(Let real Kafka clients in opens them)."
+        )
+    known = [c["name"] for c in clients]
+    if client in known:
+        return f"Not now: {client} has no connection open."
+    seen = ", ".join(repr(name) for name in known[:10]) or "none yet"
+    return f"No real Kafka client {client!r} has connected to this room (client.ids seen: {seen})."

@@ -73,6 +73,8 @@ class PageModel:
     contexts: dict[str, Any] = field(default_factory=dict)
     lanes: dict[str, LaneModel] = field(default_factory=dict)
     room_id: str = ""
+    declared: frozenset[str] = frozenset()  # the scenario's partitions (others were created)
+    unlaned: list[str] = field(default_factory=list)  # partitions past the lanes' limit
     _lanes_html: str | None = None
 
     def panel(self, panel_id: str) -> str:
@@ -85,8 +87,12 @@ class PageModel:
             self._lanes_html = render_to_string(
                 "dashboard/panels/lanes.html",
                 {
-                    "lanes": [_lane_context(name, lane) for name, lane in self.lanes.items()],
+                    "lanes": [
+                        _lane_context(name, lane, name not in self.declared)
+                        for name, lane in self.lanes.items()
+                    ],
                     "room_id": self.room_id,
+                    "unlaned": p.unlaned_note(self.unlaned),
                 },
             )
         return self._lanes_html
@@ -127,21 +133,26 @@ def build_model(
         context = presenter(obs)
         model.contexts[panel_id] = context
         model.html[panel_id] = _render(panel_id, template, context, previous)
-    diagram_input = obs.get("diagram", [])
+    # The events, and the real Kafka clients' client.ids (one column each in the diagram).
+    kafka = (obs.get("room") or {}).get("kafka") or {}
+    diagram_input = (obs.get("diagram", []), [c["name"] for c in kafka.get("producers", [])])
     if hold and previous is not None:
         diagram_input = previous.contexts["diagram"]
     model.contexts["diagram"] = diagram_input
     if previous is not None and previous.contexts.get("diagram") == diagram_input:
         model.html["diagram"] = previous.html["diagram"]
     else:
-        svg = sequence_diagram(obs["scenario"], diagram_input)
+        svg = sequence_diagram(obs["scenario"], *diagram_input)
         model.html["diagram"] = render_to_string("dashboard/panels/diagram.html", {"svg": svg})
     duplicates = p.duplicates_by_partition(obs)
     ghosts = obs.get("ghosts", {})
     consumers = obs["snapshot"].get("consumers") or []
-    partitions = obs["snapshot"].get("partitions", [])
-    # Internal topics (__consumer_offsets, __transaction_state) after the scenario's own.
-    for partition in sorted(partitions, key=lambda p: p["name"].startswith("__")):
+    consumers = consumers + [c["cursors"] for c in cp.external_consumers(obs)]
+    declared = obs["scenario"].get("partitions", [])
+    # The scenario's own, then topics real clients created (bounded), then the internal topics.
+    partitions, model.unlaned = p.lane_partitions(obs["snapshot"].get("partitions", []), declared)
+    model.declared = frozenset(declared)
+    for partition in partitions:
         name = partition["name"]
         old = previous.lanes.get(name) if previous is not None else None
         cache = old.cell_cache if old is not None else {}
@@ -173,7 +184,8 @@ def build_model(
     return model
 
 
-def _lane_context(name: str, lane: LaneModel) -> dict[str, Any]:
+def _lane_context(name: str, lane: LaneModel, created: bool = False) -> dict[str, Any]:
+    internal = name.startswith("__")
     return {
         "name": name,
         "slug": lane.slug,
@@ -182,7 +194,8 @@ def _lane_context(name: str, lane: LaneModel) -> dict[str, Any]:
         "ghosts": lane.parts[f"ghosts-{lane.slug}"],
         "cursors": lane.parts[f"cursors-{lane.slug}"],
         "reads": lane.parts[f"reads-{lane.slug}"],
-        "internal": name.startswith("__"),
+        "internal": internal,
+        "created": created and not internal,  # a topic created while the run went on
     }
 
 
@@ -219,7 +232,7 @@ def diff_fragments(old: PageModel, new: PageModel, skip: frozenset[str] = frozen
         for panel_id, html in new.html.items()
         if panel_id not in skip and old.html.get(panel_id) != html
     ]
-    if list(old.lanes) != list(new.lanes):
+    if list(old.lanes) != list(new.lanes) or old.unlaned != new.unlaned:
         out.append(new.lanes_html)
         return out
     for name, lane in new.lanes.items():

@@ -10,6 +10,12 @@ from dashboard.panels.cells import isolation_reads, leader_log, render_cell
 from dashboard.panels.common import LANE_WINDOW, ghost_id, slug
 from dashboard.panels.internal import INTERNAL_DECODERS
 
+# Lanes for the partitions of topics created while the run goes on (by real Kafka clients:
+# auto-creation or CreateTopics; dashboard/live/wire.py). A room may hold 64 such topics of up to
+# 64 partitions each (broker.wire.topics.TopicDefaults); past this many partitions, the rest get
+# no lane (the page would be too long to read and too costly to send) and are named instead.
+MAX_CREATED_LANES = 12
+
 
 def lane_columns(partition: dict[str, Any], start: int) -> str:
     """The lane's grid columns from ``start`` on: narrow ones where a marker takes an offset.
@@ -257,3 +263,40 @@ def duplicates_by_partition(obs: dict[str, Any]) -> dict[str, dict[str, list[int
         ):
             out.setdefault(anomaly["partition"], {})[anomaly["message_id"]] = anomaly["offsets"]
     return out
+
+
+def lane_partitions(
+    partitions: list[dict[str, Any]], declared: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The partitions that get a lane, in page order, and the names of those left without one.
+
+    First the scenario's (``declared``), then those of topics created while the run went on
+    (by name, at most MAX_CREATED_LANES), then the internal topics (``__consumer_offsets``,
+    ``__transaction_state``), which the engine lays out whenever groups or transactions are used.
+    """
+    known = set(declared)
+    own, created, internal = [], [], []
+    for partition in partitions:
+        name = partition["name"]
+        if name in known:
+            own.append(partition)
+        elif name.startswith("__"):
+            internal.append(partition)
+        else:
+            created.append(partition)
+    shown = created[:MAX_CREATED_LANES]
+    return own + shown + internal, [p["name"] for p in created[MAX_CREATED_LANES:]]
+
+
+def unlaned_note(names: list[str]) -> str:
+    """What the page says of the partitions past MAX_CREATED_LANES ("" when there are none)."""
+    if not names:
+        return ""
+    topics = list(dict.fromkeys(name.rpartition("-")[0] for name in names))
+    listed = ", ".join(topics[:8]) + (f" and {len(topics) - 8} more" if len(topics) > 8 else "")
+    count = len(names)
+    return (
+        f"{count} more partition{'s' if count != 1 else ''} of topics created while the run "
+        f"goes on ({listed}) {'have' if count != 1 else 'has'} no lane: the page draws "
+        f"{MAX_CREATED_LANES} of them at most."
+    )

@@ -33,7 +33,9 @@ from dashboard.panels.lanes import (
     lane_cursors,
     lane_ghosts,
     lane_header,
+    lane_partitions,
     lane_reads,
+    unlaned_note,
 )
 from dashboard.panels.run import (
     brokers_panel,
@@ -76,6 +78,7 @@ __all__ = [
     "lane_cursors",
     "lane_ghosts",
     "lane_header",
+    "lane_partitions",
     "lane_reads",
     "narration_panel",
     "producers_panel",
@@ -85,6 +88,7 @@ __all__ = [
     "speed_label",
     "stall_ms",
     "transaction_fault_options",
+    "unlaned_note",
     "verdict_panel",
     "where_label",
     "window_cells",

@@ -107,14 +107,19 @@ def scrubber_panel(obs: dict[str, Any]) -> dict[str, Any]:
 
 
 def faults_panel(obs: dict[str, Any]) -> dict[str, Any]:
-    options = fault_options(obs["scenario"], obs["snapshot"])
+    kafka = (obs.get("room") or {}).get("kafka") or {}
+    options = fault_options(obs["scenario"], obs["snapshot"], kafka.get("producers"))
     groups: dict[str, list[FaultOption]] = {}
     for option in options:
         groups.setdefault(option.group, []).append(option)
     return {
         "room_id": obs["status"].get("room_id", ""),
         "groups": [{"name": name, "options": opts} for name, opts in groups.items()],
-        "pressed": list(reversed(obs.get("commands", [])))[:6],
+        # The latest presses first, those on real Kafka clients (live/wire.py) among them.
+        "pressed": sorted(
+            [*reversed(obs.get("commands", [])[-6:]), *reversed(kafka.get("pressed", []))],
+            key=lambda c: -c["time_ms"],
+        )[:6],
         "armed": obs["snapshot"].get("faults", []),
         "in_past": bool(obs["status"].get("in_past")),
     }

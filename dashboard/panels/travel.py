@@ -40,6 +40,7 @@ REQUESTS: dict[str, str | None] = {
     "consumer.commit": None,
     "txn.request": None,
     "txn.marker-request": "WriteTxnMarkers",
+    "wire.request": None,  # a real Kafka client's request (broker.wire.gateway)
 }
 RESPONSES: dict[str, str | None] = {
     "produce.ack": "Produce",
@@ -49,6 +50,7 @@ RESPONSES: dict[str, str | None] = {
     "offset.committed": "OffsetCommit",
     "offset.commit-rejected": "OffsetCommit",
     "offset.pending": "TxnOffsetCommit",
+    "wire.response": None,
 }
 LOST = {
     "net.drop-request": "request lost",

@@ -12,6 +12,7 @@ from dashboard.live.limits import setting
 from dashboard.live.runtime import Control, Room
 from dashboard.panels.common import BEAT, BEATS
 from dashboard.panels.experiments import EXPERIMENT_FIELDS, ExperimentError, experiment_command
+from dashboard.panels.faults import client_fault_refusal
 from dashboard.panels.presenters import SPEEDS
 
 # The fields a control may carry (an HTTP POST or a WebSocket message); ControlForm checks them.
@@ -82,7 +83,9 @@ class ControlForm(forms.Form):
                     "fault", f"Which fault? Name one of this scenario's faults{example}."
                 )
             elif option is None:
-                self.add_error("fault", f"This scenario has no fault {fault!r}.")
+                wire = self.room.wire
+                refusal = client_fault_refusal(fault, wire.clients() if wire is not None else None)
+                self.add_error("fault", refusal or f"This scenario has no fault {fault!r}.")
             elif not option.available:
                 self.add_error("fault", f"Not now: {option.why_not}.")
         if action == "experiment":

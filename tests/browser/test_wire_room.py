@@ -8,7 +8,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.test_room import new_page
-from tests.dashboard.wire_rooms import QUIET_SCENARIO, send
+from tests.dashboard.wire_rooms import QUIET_SCENARIO, producer, send
 
 
 def open_listening_room(browser: Browser, live_url: str, tmp_path: Path) -> tuple[Page, str]:
@@ -58,7 +58,9 @@ def test_the_verdict_panel_counts_a_real_producers_records_and_its_duplicate(
     expect(verdict.locator(".count-in_log dd")).to_have_text("2")
     expect(verdict).to_contain_text("No anomaly so far.")
 
-    page.get_by_role("button", name="Drop the next produce response").click()
+    # (exact: the real client's own button, "... to p1", is there too, disabled once the
+    # client has closed its connections)
+    page.get_by_role("button", name="Drop the next produce response", exact=True).click()
     expect(page.locator("#faults .armed")).to_contain_text("drop-response")
     # The answer is lost: the client times out (3 s), reconnects and sends the batch again,
     # which the leader appends a second time.
@@ -71,3 +73,37 @@ def test_the_verdict_panel_counts_a_real_producers_records_and_its_duplicate(
     card.click()  # it lights up both copies in the lane
     expect(page.locator(".cell.is-highlighted")).to_have_count(2)
     screenshot(page, "room-real-kafka-clients-verdict", full_page=True)
+
+
+def test_a_fault_button_answers_a_real_producer_with_an_error_it_recovers_from(
+    browser: Browser, live_url: str, tmp_path: Path, screenshot
+) -> None:
+    page, bootstrap = open_listening_room(browser, live_url, tmp_path)
+    shop = producer(bootstrap, "browser-shop", acks="all")
+    try:
+        assert shop.send("orders", b"one").get(timeout=10).offset == 0
+        button = page.get_by_role(
+            "button", name="Answer browser-shop's next produce with NOT_LEADER_OR_FOLLOWER"
+        )
+        expect(button).to_be_enabled()
+        button.click()
+        armed = page.locator("#faults .armed")
+        expect(armed).to_contain_text("answer NOT_LEADER_OR_FOLLOWER to")
+        expect(armed).to_contain_text("from browser-shop")
+
+        # kafka-python refreshes its metadata and sends again: the second record is written.
+        assert shop.send("orders", b"two").get(timeout=15).offset == 1
+        expect(page.locator("#cells-orders-0 > li")).to_have_count(2)
+        expect(armed).to_have_count(0)  # the rule hit once and is spent
+        diagram = page.locator("#diagram")
+        expect(diagram.locator(".msd-msg.is-error")).to_contain_text(
+            ["Produce NOT_LEADER_OR_FOLLOWER"]
+        )
+        expect(diagram.locator("text.msd-actor.is-external")).to_have_text(["real client"])
+        expect(diagram.locator("text.msd-actor", has_text="browser-shop")).to_have_count(1)
+        screenshot(page, "room-real-client-fault", full_page=True)
+    finally:
+        shop.close(timeout=5)
+    expect(
+        page.get_by_role("button", name="Break every connection of browser-shop now")
+    ).to_be_disabled()
