@@ -10,12 +10,16 @@ asks the channel layer every ``WATCH_CHECK_S`` which rooms' groups have members:
 keeps a relay in a room's group exactly while it has viewers of that room (gateway.py).
 
 SIGTERM and SIGINT stop it promptly: it takes no more calls, stops the rooms and saves their
-runs (pacing.shutdown, a few seconds at most), then returns.
+runs (pacing.shutdown, a few seconds at most), then returns. Should anything still hold the
+process after that (``asyncio.run`` waits for its executor's threads), it gets
+``EXIT_GRACE_S``; past that, every thread's stack is written to stderr and the process exits
+with status 1: a stop never hangs, and the log says where it would have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import time
@@ -29,6 +33,7 @@ from dashboard.live.gateway import RUNTIME_CHANNEL
 from dashboard.live.runtime import registry
 
 WATCH_CHECK_S = 10.0
+EXIT_GRACE_S = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ async def serve(stop: asyncio.Event | None = None) -> None:
             for signum in signals:
                 asyncio.get_running_loop().remove_signal_handler(signum)
             await pacing.shutdown()
+            faulthandler.dump_traceback_later(EXIT_GRACE_S, exit=True)
 
 
 async def group_members(layer: Any, group: str) -> int | None:
