@@ -387,7 +387,7 @@ def client_fault_options(clients: list[dict[str, Any]]) -> list[FaultOption]:
     idle = [c for c in clients if c.get("connections", 0) <= 0]
     for client in connected + idle[: max(0, MAX_IDLE_CLIENT_BUTTONS - len(connected))]:
         name = client["name"]
-        connected = client.get("connections", 0) > 0
+        up = client.get("connections", 0) > 0
         for kind, (label, command) in CLIENT_FAULTS.items():
             options.append(
                 FaultOption(
@@ -395,8 +395,8 @@ def client_fault_options(clients: list[dict[str, Any]]) -> list[FaultOption]:
                     label.format(client=name),
                     CLIENT_GROUP,
                     {**command, "client": name},
-                    connected,
-                    "" if connected else f"{name} has no connection open",
+                    up,
+                    "" if up else f"{name} has no connection open",
                 )
             )
     return options
