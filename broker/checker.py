@@ -18,11 +18,12 @@ Each is judged against the scenario's declared semantics.
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import count, islice, repeat
-from operator import attrgetter, itemgetter, le
+from operator import add, itemgetter, le
 from typing import Any, NamedTuple
 
 from broker.errors import ErrorCode
@@ -58,12 +59,15 @@ _ALLOWED: dict[str, frozenset[str]] = {
 }
 
 
-_message_id = itemgetter(0)  # of a Record, or of a (offset, message id) pair: 1
-_status = attrgetter("status")
+_message_id = itemgetter(0)  # of a Record
+_message_of = itemgetter(1)  # of an (offset, message id) pair
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MessageEntry:
+    """One message as the ledger knows it at the moment it is read: a snapshot made
+    from the ledger's columns (``MessageTable``), which is where the state lives."""
+
     message_id: str
     producer: str
     index: int
@@ -75,17 +79,298 @@ class MessageEntry:
     # pending | in-transaction (written, not committed) | acked | failed | aborted
     # | unanswered (an external client's connection closed before the answer)
     status: str = "pending"
-    # Tuples, replaced when they change (rarely): no per-message list to allocate.
     acks: tuple[tuple[str, int], ...] = ()
     errors: tuple[str, ...] = ()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MessageEntry:
-        # Every field holds an immutable value, so a field-by-field copy is a deep copy
-        # (and many times faster than copy's generic path, for 100,000 messages).
-        clone = object.__new__(MessageEntry)
-        for name in MessageEntry.__slots__:
-            setattr(clone, name, getattr(self, name))
+        # Immutable all the way down: a time-travel checkpoint shares it.
+        return self
+
+
+# A status that an acknowledgement fixed stays; any other is replaced: ``get(status,
+# new)`` over a column, in bulk.
+_ACKED_STAYS = {"acked": "acked"}
+_PENDING_UNANSWERED = {"pending": "unanswered"}
+
+
+class _Acked:
+    """The acknowledgement of a batch of consecutive rows, shared by them (one object a
+    batch, not a tuple a message): row ``r`` was acknowledged at
+    ``(partition, base + r - first_row)``, or ``(partition, -1)`` when ``base`` is -1
+    (acks=0).  A row that hears anything more gets its own tuple."""
+
+    __slots__ = ("base", "first_row", "partition")
+
+    def __init__(self, partition: str, base: int, first_row: int) -> None:
+        self.partition = partition
+        self.base = base
+        self.first_row = first_row
+
+    def at(self, row: int) -> tuple[tuple[str, int], ...]:
+        base = self.base
+        return ((self.partition, base + row - self.first_row if base >= 0 else -1),)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Acked:
+        # Never changed once made: a time-travel checkpoint shares it.
+        return self
+
+
+_Acks = tuple[tuple[str, int], ...] | _Acked
+
+
+class MessageTable(Mapping[str, MessageEntry]):
+    """The messages the application sent, one row each, kept as columns (a list per
+    field) rather than one object per message.  A send appends to every column with
+    ``extend``; an attempt or an answer for a batch of consecutive rows (the usual case:
+    a producer batch holds records the application sent together) updates the batch's
+    slice of a column at once, any other batch row by row with ``map``.  So no Python
+    code runs per message on the produce path, and the verdict counts and compares whole
+    columns.  Read as a mapping (message id -> ``MessageEntry``), in the order the
+    messages were first sent; each entry is built when it is read, a snapshot of its
+    row."""
+
+    __slots__ = (
+        "_acks",
+        "_attempts",
+        "_errors",
+        "_index",
+        "_producer",
+        "_rec",
+        "_row",
+        "_sends",
+        "_sent_ms",
+        "_status",
+        "_topic",
+    )
+
+    def __init__(self) -> None:
+        self._row: dict[str, int] = {}  # message id -> its row
+        self._rec: list[Record] = []  # the record as first sent: its id and key
+        self._producer: list[str] = []
+        self._index: list[int] = []  # the application's sequence number; -1 for resends
+        self._topic: list[str] = []
+        self._sent_ms: list[int] = []
+        self._sends: list[int] = []
+        self._attempts: list[int] = []
+        self._status: list[str] = []
+        self._acks: list[_Acks] = []
+        self._errors: list[tuple[str, ...]] = []
+
+    # -- the mapping -----------------------------------------------------------
+    def _entry(self, row: int) -> MessageEntry:
+        record = self._rec[row]
+        acks = self._acks[row]
+        return MessageEntry(
+            record[0],
+            self._producer[row],
+            self._index[row],
+            self._topic[row],
+            record[1],
+            self._sent_ms[row],
+            self._sends[row],
+            self._attempts[row],
+            self._status[row],
+            acks.at(row) if isinstance(acks, _Acked) else acks,
+            self._errors[row],
+        )
+
+    def __getitem__(self, message_id: str) -> MessageEntry:
+        return self._entry(self._row[message_id])
+
+    def get(self, message_id: str, default: Any = None) -> Any:
+        row = self._row.get(message_id)
+        return default if row is None else self._entry(row)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._row
+
+    def __iter__(self) -> Iterator[str]:
+        return map(_message_id, self._rec)
+
+    def __len__(self) -> int:
+        return len(self._rec)
+
+    def __repr__(self) -> str:
+        return f"<MessageTable of {len(self._rec)} message(s)>"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MessageTable:
+        # Every column holds values never changed in place (strings, ints, records,
+        # tuples, shared acknowledgements), so copying the lists and the row index is a
+        # deep copy, done in C.
+        clone = object.__new__(MessageTable)
+        for name in MessageTable.__slots__:
+            setattr(clone, name, getattr(self, name).copy())
         return clone
+
+    # -- what the verdict reads, in bulk -------------------------------------------
+    def status_counts(self) -> Counter[str]:
+        return Counter(self._status)
+
+    def absent_from(self, present: AbstractSet[str]) -> set[str]:
+        """The ids of messages not in ``present``."""
+        sent = self._row.keys()
+        # (the usual answer, none, without building a set of every id)
+        return set() if sent <= present else sent - present
+
+    def entries_of(self, message_ids: Iterable[str]) -> list[MessageEntry]:
+        """These messages' entries, in the order they were first sent."""
+        return list(map(self._entry, sorted(map(self._row.__getitem__, message_ids))))
+
+    def sender(self, message_id: str) -> tuple[str, int] | None:
+        """(producer, index) of a message, None for an unknown id."""
+        row = self._row.get(message_id)
+        return None if row is None else (self._producer[row], self._index[row])
+
+    def one_producer_in_order(self, message_ids: Iterable[str]) -> bool:
+        """Whether these messages are all known, from one producer, and were sent in
+        this order (indexes non-decreasing): columns compared in bulk."""
+        try:
+            rows = list(map(self._row.__getitem__, message_ids))
+        except KeyError:  # a message the ledger never saw sent
+            return False
+        if len(set(map(self._producer.__getitem__, rows))) > 1:
+            return False
+        indexes = list(map(self._index.__getitem__, rows))
+        return all(map(le, indexes, islice(indexes, 1, None)))
+
+    # -- what the ledger writes --------------------------------------------------
+    def rows_of(self, records: Iterable[Record]) -> list[int]:
+        """The rows of these records' messages (KeyError for one never sent)."""
+        return list(map(self._row.__getitem__, map(_message_id, records)))
+
+    def known_rows(self, message_ids: Iterable[str]) -> list[int]:
+        """The rows of those of these messages that were sent (others are skipped)."""
+        return [row for row in map(self._row.get, message_ids) if row is not None]
+
+    def first_row(self, records: Sequence[Record]) -> int:
+        """The row of the first record when the records are exactly those of
+        consecutive rows, in order (each the object or an equal record); else -1."""
+        if not records:
+            return -1
+        first = self._row[records[0][0]]
+        held = self._rec[first : first + len(records)]
+        same = held == records if records.__class__ is list else held == list(records)
+        return first if same else -1
+
+    def add(
+        self, records: Sequence[Record], producer: str, first_index: int, topic: str, now: int
+    ) -> None:
+        """New messages (``first_index`` -1: each gets index -1, and an id already
+        known is handed over once more; otherwise indexes count from ``first_index``
+        and a known id starts afresh, keeping its place)."""
+        row = self._row
+        start = len(self._rec)
+        n = len(records)
+        if row.keys().isdisjoint(map(_message_id, records)):
+            row.update(zip(map(_message_id, records), count(start)))
+            if len(row) == start + n:  # all distinct: every column grows in bulk
+                self._rec.extend(records)
+                self._producer.extend(repeat(producer, n))
+                self._index.extend(
+                    range(first_index, first_index + n) if first_index >= 0 else repeat(-1, n)
+                )
+                self._topic.extend(repeat(topic, n))
+                self._sent_ms.extend(repeat(now, n))
+                self._sends.extend(repeat(1, n))
+                self._attempts.extend(repeat(0, n))
+                self._status.extend(repeat("pending", n))
+                self._acks.extend(repeat((), n))
+                self._errors.extend(repeat((), n))
+                return
+            for record in records:  # an id repeats: undo, then one at a time
+                row.pop(record[0], None)
+        for position, record in enumerate(records):
+            at = row.get(record[0])
+            index = first_index + position if first_index >= 0 else -1
+            if at is not None and first_index < 0:
+                self._sends[at] += 1
+                continue
+            if at is None:
+                row[record[0]] = len(self._rec)
+                self._rec.append(record)
+                self._producer.append(producer)
+                self._index.append(index)
+                self._topic.append(topic)
+                self._sent_ms.append(now)
+                self._sends.append(1)
+                self._attempts.append(0)
+                self._status.append("pending")
+                self._acks.append(())
+                self._errors.append(())
+            else:
+                self._rec[at] = record
+                self._producer[at] = producer
+                self._index[at] = index
+                self._topic[at] = topic
+                self._sent_ms[at] = now
+                self._sends[at] = 1
+                self._attempts[at] = 0
+                self._status[at] = "pending"
+                self._acks[at] = ()
+                self._errors[at] = ()
+
+    def attempted(self, records: Sequence[Record]) -> None:
+        attempts = self._attempts
+        first = self.first_row(records)
+        if first >= 0:
+            end = first + len(records)
+            attempts[first:end] = map(add, attempts[first:end], repeat(1))
+            return
+        rows = self.rows_of(records)
+        _run(map(attempts.__setitem__, rows, map(add, map(attempts.__getitem__, rows), repeat(1))))
+
+    def set_status(self, rows: list[int], status: str, unless_acked: bool = False) -> None:
+        statuses = self._status
+        if unless_acked:
+            values: Iterable[str] = map(
+                _ACKED_STAYS.get, map(statuses.__getitem__, rows), repeat(status)
+            )
+        else:
+            values = repeat(status)
+        _run(map(statuses.__setitem__, rows, values))
+
+    def unanswered(self, rows: list[int]) -> None:
+        statuses = self._status
+        current = list(map(statuses.__getitem__, rows))
+        _run(map(statuses.__setitem__, rows, map(_PENDING_UNANSWERED.get, current, current)))
+
+    def acknowledged(self, records: Sequence[Record], partition: str, base_offset: int) -> None:
+        """Acknowledged at ``base_offset`` onwards (-1: no offset, acks=0)."""
+        first = self.first_row(records)
+        acks = self._acks
+        if first >= 0:
+            end = first + len(records)
+            n = end - first
+            self._status[first:end] = repeat("acked", n)
+            if acks[first:end].count(()) == n:  # none acknowledged before: one shared ack
+                acks[first:end] = repeat(_Acked(partition, base_offset, first), n)
+                return
+            rows: list[int] = list(range(first, end))
+        else:
+            rows = self.rows_of(records)
+            self.set_status(rows, "acked")
+        self.add_acks(rows, partition, count(base_offset) if base_offset >= 0 else repeat(-1))
+
+    def add_acks(self, rows: list[int], partition: str, offsets: Iterable[int]) -> None:
+        """Row k gets ``(partition, offsets[k])`` appended to its acks."""
+        acks = self._acks
+        # zip of one iterable makes 1-tuples: ((partition, offset),) per row
+        new = zip(zip(repeat(partition), offsets))
+        _run(map(acks.__setitem__, rows, map(add, map(self._acks_of, rows), new)))
+
+    def _acks_of(self, row: int) -> tuple[tuple[str, int], ...]:
+        acks = self._acks[row]
+        return acks.at(row) if isinstance(acks, _Acked) else acks
+
+    def add_error(self, rows: list[int], name: str) -> None:
+        errors = self._errors
+        more = repeat((name,))
+        _run(map(errors.__setitem__, rows, map(add, map(errors.__getitem__, rows), more)))
+
+
+def _run(calls: Iterator[object]) -> None:
+    """Consume an iterator of calls (a zero-length deque: no Python loop)."""
+    deque(calls, maxlen=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +419,7 @@ class Poll:
 
 class Ledger:
     def __init__(self) -> None:
-        self.messages: dict[str, MessageEntry] = {}
+        self.messages = MessageTable()
         self.appends: list[tuple[int, int, str, LogBatch]] = []
         self.truncations: list[Truncation] = []
         self.polls: list[Poll] = []
@@ -154,38 +439,15 @@ class Ledger:
     ) -> None:
         """The application handed these records to its producer (``first_index``
         is the first one's sequence number in the application; -1 for resends)."""
-        messages = self.messages
-        now = self._now()
-        if first_index >= 0:
-            # New messages: each index, hence each id, is seen for the first time.
-            # The records' columns, then the entries, are built by map and zip: no
-            # Python loop, only MessageEntry's __init__, per message.
-            columns = list(zip(*records, strict=True))
-            if columns:
-                ids, keys = columns[0], columns[1]
-                entries = map(
-                    MessageEntry,
-                    ids,
-                    repeat(producer),
-                    count(first_index),
-                    repeat(topic),
-                    keys,
-                    repeat(now),
-                )
-                messages.update(zip(ids, entries, strict=True))
-            return
-        for record in records:
-            entry = messages.get(record.message_id)
-            if entry is None:
-                messages[record.message_id] = MessageEntry(
-                    record.message_id, producer, -1, topic, record.key, now
-                )
-            else:
-                entry.sends += 1
+        if not isinstance(records, list | tuple):
+            records = list(records)
+        if records:
+            self.messages.add(records, producer, first_index, topic, self._now())
 
     def attempted(self, records: Iterable[Record]) -> None:
-        for entry in map(self.messages.__getitem__, map(_message_id, records)):
-            entry.attempts += 1
+        if not isinstance(records, list | tuple):
+            records = list(records)
+        self.messages.attempted(records)
 
     def told(self, record: Record, tp: TopicPartition, offset: int, error: ErrorCode) -> None:
         self.told_many((record,), tp, offset, error)
@@ -193,29 +455,26 @@ class Ledger:
     def aborted(self, message_ids: Sequence[str]) -> None:
         """The application learned that these messages' transaction aborted (a
         copy committed by another transaction stays acknowledged)."""
-        for message_id in message_ids:
-            entry = self.messages.get(message_id)
-            if entry is not None and entry.status != "acked":
-                entry.status = "aborted"
+        messages = self.messages
+        messages.set_status(messages.known_rows(message_ids), "aborted", unless_acked=True)
 
     def committed(self, message_ids: Sequence[str]) -> None:
         """The application's transaction with these messages committed."""
-        for message_id in message_ids:
-            entry = self.messages.get(message_id)
-            if entry is not None:
-                entry.status = "acked"
+        self.messages.set_status(self.messages.known_rows(message_ids), "acked")
+
+    def unanswered(self, message_ids: Sequence[str]) -> None:
+        """An external client's connection closed before its request was answered:
+        these messages, if still pending, were never answered (broker.wire.ledger)."""
+        self.messages.unanswered(self.messages.known_rows(message_ids))
 
     def in_transaction(
         self, records: Sequence[Record], tp: TopicPartition, base_offset: int
     ) -> None:
         """Written inside a transaction: promised only once the transaction commits."""
         messages = self.messages
-        partition = str(tp)
-        for offset, record in enumerate(records, base_offset):
-            entry = messages[record.message_id]
-            if entry.status != "acked":
-                entry.status = "in-transaction"
-            entry.acks = (*entry.acks, (partition, offset))
+        rows = messages.rows_of(records)
+        messages.set_status(rows, "in-transaction", unless_acked=True)
+        messages.add_acks(rows, str(tp), count(base_offset))
 
     def told_many(
         self, records: Sequence[Record], tp: TopicPartition, base_offset: int, error: ErrorCode
@@ -223,23 +482,12 @@ class Ledger:
         """The application heard how a batch went: acknowledged at ``base_offset``
         onwards (-1: no offset, as with acks=0), or failed with ``error``."""
         messages = self.messages
-        partition = str(tp)
         if error is ErrorCode.NONE:
-            offsets: Iterable[int] = (
-                range(base_offset, base_offset + len(records)) if base_offset >= 0 else repeat(-1)
-            )
-            acks = zip(repeat(partition), offsets)  # (partition, offset) per record
-            entries = map(messages.__getitem__, map(_message_id, records))
-            for entry, ack in zip(entries, acks, strict=False):
-                entry.status = "acked"
-                entry.acks = (*entry.acks, ack) if entry.acks else (ack,)
+            messages.acknowledged(records, str(tp), base_offset)
             return
-        name = error.name
-        for record in records:
-            entry = messages[record.message_id]
-            if entry.status != "acked":
-                entry.status = "failed"
-            entry.errors = (*entry.errors, name)
+        rows = messages.rows_of(records)
+        messages.set_status(rows, "failed", unless_acked=True)
+        messages.add_error(rows, error.name)
 
     # -- what the consumers did -------------------------------------------------
     def polled(
@@ -400,15 +648,21 @@ def judge(
     allowed = set(_ALLOWED[semantics])
     if ordered:
         allowed.discard("reordered")
-    first, extra = _copies(committed)
+    # Where each message's first copy is: needed for the groups and the pipelines, and
+    # when a message has copies; otherwise the set of ids in the log is enough.
+    in_log_ids = None if groups or pipelines else _ids_once(committed)
+    if in_log_ids is None:
+        first, extra = _copies(committed)
+    else:
+        first, extra = {}, {}
     anomalies: list[Anomaly] = []
     messages = ledger.messages
     # Counted in bulk (no Python code runs per message): what the application was
     # told, and which messages are not in the committed log.
-    statuses = Counter(map(_status, messages.values()))
-    absent = messages.keys() - first.keys()
+    statuses = messages.status_counts()
+    absent = messages.absent_from(first.keys() if in_log_ids is None else in_log_ids)
     in_log = len(messages) - len(absent)
-    for entry in [e for m, e in messages.items() if m in absent] if absent else ():
+    for entry in messages.entries_of(absent) if absent else ():
         if entry.status not in ("failed", "aborted", "in-transaction", "unanswered"):
             # (a transaction never confirmed committed promised nothing: its
             # absence is atomicity at work, not a loss; nor did a request an
@@ -515,6 +769,14 @@ def judge(
         "unexpected" if mismatches else "as-expected",
         mismatches,
     )
+
+
+def _ids_once(committed: Mapping[str, list[tuple[int, str]]]) -> set[str] | None:
+    """The ids in the committed logs; None when a message has more than one copy."""
+    ids: set[str] = set()
+    for entries in committed.values():
+        ids.update(map(_message_of, entries))
+    return ids if len(ids) == sum(map(len, committed.values())) else None
 
 
 def _copies(
@@ -723,7 +985,7 @@ def _explain_lost(ledger: Ledger, entry: MessageEntry) -> str:
 
 
 def _reordered(
-    messages: Mapping[str, MessageEntry],
+    messages: MessageTable,
     committed: Mapping[str, list[tuple[int, str]]],
     first: Mapping[str, tuple[str, int]],
     extra: Mapping[str, list[tuple[str, int]]],
@@ -733,17 +995,20 @@ def _reordered(
     of a message the same producer sent later."""
     out = []
     for partition in sorted(committed):
-        if not extra and _sent_in_order(messages, committed[partition]):
+        # A quick check first, in bulk: every message in the partition is known, from
+        # one producer, in the order it was sent.  When it fails, the partition is
+        # looked at message by message.
+        if not extra and messages.one_producer_in_order(map(_message_of, committed[partition])):
             continue
         ahead: dict[str, tuple[int, int, str]] = {}  # producer -> latest-sent seen so far
         for offset, message_id in committed[partition]:
             if message_id in extra and first[message_id] != (partition, offset):
                 continue  # not the first copy
-            entry = messages.get(message_id)
-            if entry is None:
+            sender = messages.sender(message_id)
+            if sender is None:
                 continue
-            index = entry.index
-            latest = ahead.get(entry.producer)
+            producer, index = sender
+            latest = ahead.get(producer)
             if latest is not None and index < latest[1]:
                 out.append(
                     Anomaly(
@@ -757,20 +1022,5 @@ def _reordered(
                     )
                 )
             elif latest is None or index > latest[1]:
-                ahead[entry.producer] = (offset, index, message_id)
+                ahead[producer] = (offset, index, message_id)
     return out
-
-
-def _sent_in_order(
-    messages: Mapping[str, MessageEntry], entries: Sequence[tuple[int, str]]
-) -> bool:
-    """A quick check, in bulk, that a partition holds nothing reordered: every
-    message in it is known, from one producer, in the order it was sent.  When it
-    fails, ``_reordered`` looks at the partition message by message."""
-    sent = list(map(messages.get, map(itemgetter(1), entries)))
-    # (all(): an entry is always true, None false; "None in sent" would call
-    # MessageEntry.__eq__ on each one)
-    if not all(sent) or len(set(map(attrgetter("producer"), sent))) > 1:
-        return False
-    indexes = list(map(attrgetter("index"), sent))
-    return all(map(le, indexes, islice(indexes, 1, None)))

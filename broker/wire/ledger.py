@@ -118,11 +118,7 @@ class WireLedger:
     def unanswered(self, records: Sequence[Record]) -> None:
         """The connection closed before the answer: the client was told nothing (it retries,
         or in the end reports a timeout to its application, which the lab cannot see)."""
-        messages = self.ledger.messages
-        for record in records:
-            entry = messages.get(record.message_id)
-            if entry is not None and entry.status == "pending":
-                entry.status = "unanswered"
+        self.ledger.unanswered([record.message_id for record in records])
 
     def ended(self, producer_id: int, committed: bool) -> None:
         """The client's EndTxn was answered without error: its transaction is over."""
