@@ -25,6 +25,7 @@ from tests.dashboard.wire_rooms import (
     send,
     until,
 )
+from tests.wire.room import accepts
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -163,12 +164,7 @@ async def test_pause_stops_the_answers_and_play_brings_them() -> None:
 
 
 def refused(bootstrap: str) -> bool:
-    host, port = bootstrap.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        return True
-    return False
+    return not accepts(bootstrap)
 
 
 async def test_closing_or_ending_the_room_closes_its_ports() -> None:

@@ -9,10 +9,9 @@ import re
 
 import pytest
 from django.test import Client
-from kafka import KafkaConsumer
 
 from dashboard.live.runtime import Room, registry
-from tests.dashboard.wire_rooms import listening_room, send, until
+from tests.dashboard.wire_rooms import billing_consumer, listening_room, send, until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -41,6 +40,7 @@ async def test_an_idempotent_producers_records_fill_the_lane_and_it_shows_as_a_p
     assert offsets == [0, 1, 2]
     assert [offset for offset, _ in lane_offsets(room)] == [0, 1, 2]
     assert all(message.startswith("shop-") for _, message in lane_offsets(room))
+
     def drawn() -> str | None:
         html = room.page().lanes_html
         return html if 'id="c-orders-0-2"' in html else None
@@ -56,15 +56,7 @@ async def test_an_idempotent_producers_records_fill_the_lane_and_it_shows_as_a_p
 
 
 def consume_in_group(bootstrap: str) -> list[bytes]:
-    consumer = KafkaConsumer(
-        "orders",
-        bootstrap_servers=bootstrap,
-        client_id="billing",
-        group_id="billing-group",
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=15_000,
-        request_timeout_ms=20_000,
-    )
+    consumer = billing_consumer(bootstrap, consumer_timeout_ms=15_000)
     try:
         values = []
         for record in consumer:

@@ -25,7 +25,7 @@ from dashboard.panels.faults import (
     client_fault_refusal,
 )
 from dashboard.panels.lanes import MAX_CREATED_LANES
-from tests.dashboard.wire_rooms import listening_room, post, producer, until
+from tests.dashboard.wire_rooms import billing_consumer, listening_room, post, producer, until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -97,15 +97,7 @@ async def test_topics_clients_create_get_lanes_after_the_scenarios_up_to_a_limit
 def join_and_commit(bootstrap: str) -> KafkaConsumer:
     """A consumer in group billing-group that read orders' three records and committed them;
     still open (the caller closes it)."""
-    consumer = KafkaConsumer(
-        "orders",
-        bootstrap_servers=bootstrap,
-        client_id="billing",
-        group_id="billing-group",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        request_timeout_ms=20_000,
-    )
+    consumer = billing_consumer(bootstrap, enable_auto_commit=False)
     read = 0
     deadline = time.monotonic() + 30
     while read < 3 and time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from typing import TypeVar
 from asgiref.sync import sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from dashboard.live.runtime import registry
 
@@ -98,3 +98,17 @@ async def until(check: Callable[[], T | None], what: str, timeout_s: float = 15.
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s:g} s: {what}")
         await asyncio.sleep(0.05)
+
+
+def billing_consumer(bootstrap: str, **config: object) -> KafkaConsumer:
+    """A kafka-python consumer of ``orders`` from its start, client.id ``billing`` in group
+    ``billing-group`` (``config``: more of its settings)."""
+    return KafkaConsumer(
+        "orders",
+        bootstrap_servers=bootstrap,
+        client_id="billing",
+        group_id="billing-group",
+        auto_offset_reset="earliest",
+        request_timeout_ms=20_000,
+        **config,
+    )

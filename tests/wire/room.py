@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -119,3 +120,13 @@ def eventually(check: Callable[[], T | None], timeout_s: float = 20, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         time.sleep(0.05)
+
+
+def accepts(addr: str) -> bool:
+    """Whether something listens at ``addr`` (HOST:PORT): a TCP connection is accepted."""
+    host, port = addr.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return False
+    return True

@@ -6,7 +6,6 @@ whose process is gone does, until it restarts."""
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
 from kafka import KafkaProducer, TopicPartition
@@ -14,7 +13,7 @@ from kafka import KafkaProducer, TopicPartition
 from broker.simulation import Simulation
 from broker.wire.control import default_spec
 from broker.wire.gateway import Gateway
-from tests.wire.room import Room, eventually
+from tests.wire.room import Room, accepts, eventually
 from tests.wire.test_kafka_python import FAST, read_all
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,22 +70,13 @@ def test_acks_1_loses_what_an_isolated_leader_acknowledged_alone(room: Room) -> 
     assert values == [b"replicated", b"after"]
 
 
-def connects(addr: str) -> bool:
-    host, port = addr.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except ConnectionRefusedError:
-        return False
-    return True
-
-
 def test_a_crashed_brokers_port_refuses_connections_until_it_restarts(room: Room) -> None:
-    assert connects(room.brokers[2])
+    assert accepts(room.brokers[2])
     assert "ok" in room.command(do="crash-broker", broker=2)
-    eventually(lambda: not connects(room.brokers[2]), what="broker-2's port to close")
-    assert connects(room.brokers[1]) and connects(room.brokers[3])
+    eventually(lambda: not accepts(room.brokers[2]), what="broker-2's port to close")
+    assert accepts(room.brokers[1]) and accepts(room.brokers[3])
     assert "ok" in room.command(do="restart-broker", broker=2)
-    eventually(lambda: connects(room.brokers[2]), what="broker-2's port to open again")
+    eventually(lambda: accepts(room.brokers[2]), what="broker-2's port to open again")
 
 
 def test_a_refusal_repeated_in_a_loop_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
