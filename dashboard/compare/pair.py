@@ -99,14 +99,15 @@ class Pair:
 
     # -- the shared pacing task ------------------------------------------------------------
     def ensure_running(self) -> None:
-        self._task = background.ensure(self._task, self._run, f"compare-{self.id}")
+        if not pacing.stopping.is_set():  # as Room.ensure_running
+            self._task = background.ensure(self._task, self._run, f"compare-{self.id}")
 
     async def _run(self) -> None:
         pacing.hook_shutdown()
         tick_s = setting("LAB_TICK_MS", 50) / 1000
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        while True:
+        while not pacing.stopping.is_set():
             if not self.bound():  # a pane ended, expired or was dropped from memory
                 if pairs.get(self.id) is self:
                     del pairs[self.id]

@@ -416,8 +416,10 @@ class Room(Playback):
 
     # -- the pacing task -------------------------------------------------------------------
     def ensure_running(self) -> None:
-        """Start the pacing task on the running loop, unless it already runs there."""
-        self._task = background.ensure(self._task, self._run, f"room-{self.id}")
+        """Start the pacing task on the running loop, unless it already runs there, or the
+        process is stopping (pacing.shutdown: a press or a save must not restart a room)."""
+        if not pacing.stopping.is_set():
+            self._task = background.ensure(self._task, self._run, f"room-{self.id}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -441,7 +443,7 @@ class Room(Playback):
         tick_s = setting("LAB_TICK_MS", 50) / 1000
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        while True:
+        while not pacing.stopping.is_set():
             # A fixed cadence (not "tick, then sleep a tick"): 20 frames a second means 20.
             next_at += tick_s
             if next_at < loop.time():
