@@ -315,8 +315,9 @@ def test_pressing_crash_after_processing_makes_the_group_process_records_twice(
     page.get_by_role("button", name="to the end").click()
 
     expect(page.locator("#run-header")).to_contain_text("run over", timeout=20_000)
-    reprocessed = int(page.locator("#verdict .count-reprocessed dd").inner_text())
-    assert reprocessed >= 1
+    # At least one record processed twice (waited for, not read once: on a loaded machine the
+    # verdict's count has been seen to show after the header's "run over").
+    expect(page.locator("#verdict .count-reprocessed dd")).to_have_text(re.compile(r"^[1-9]\d*$"))
     expect(page.locator("#verdict .anomaly").first).to_contain_text("processed twice")
     expect(page.locator("#verdict .anomaly").first).to_contain_text("expected under at-least-once")
     expect(page.locator("#consumers .consumer h3")).to_contain_text("billing#2")
