@@ -22,6 +22,14 @@ BATCH_OVERHEAD_BYTES = 61
 RECORD_OVERHEAD_BYTES = 10
 
 
+def ids_label(records: Sequence[Record], shown: int = 4) -> str:
+    """The message ids of ``records`` as events show them: ``[a, b, c, d +N]`` (the first
+    ``shown``, then how many more), without touching the others."""
+    ids = ", ".join(r.message_id for r in records[:shown])
+    more = f" +{len(records) - shown}" if len(records) > shown else ""
+    return f"[{ids}{more}]"
+
+
 class Record(NamedTuple):
     # A named tuple rather than a dataclass: records are the one object made per
     # message, and tuples are the cheapest immutable object Python builds.

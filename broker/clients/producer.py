@@ -41,6 +41,7 @@ from broker.records import (
     NO_SEQUENCE,
     Record,
     RecordBatch,
+    ids_label,
     sizes_bytes,
 )
 from broker.scheduler import Timer
@@ -74,9 +75,7 @@ class ProducerBatch:
         return self.base_sequence + len(self.records) - 1
 
     def describe(self) -> str:
-        ids = [r.message_id for r in self.records[:4]]
-        more = "" if len(self.records) <= 4 else f" +{len(self.records) - 4}"
-        text = f"[{', '.join(ids)}{more}]"
+        text = ids_label(self.records)
         if self.base_sequence != NO_SEQUENCE:
             text += (
                 f" PID {self.producer_id} epoch {self.producer_epoch} "

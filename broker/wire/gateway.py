@@ -28,6 +28,7 @@ from kafka.protocol.api_message import ApiMessage
 from broker.cluster import broker_name
 from broker.errors import ErrorCode
 from broker.network import Connection, Exchange
+from broker.records import ids_label
 from broker.simulation import Simulation
 from broker.wire import codec
 from broker.wire.ledger import WireLedger
@@ -377,13 +378,11 @@ QUIET_APIS = frozenset({"Fetch", "Heartbeat"})
 
 
 def request_detail(payload: Any) -> str:
-    """A ``wire.request`` event's detail: the API, and for a Produce the message ids it carries
-    (in brackets, as a simulated producer's ``produce.send``; a long batch by its ends)."""
+    """A ``wire.request`` event's detail: the API, and for a Produce the message ids it carries,
+    as a simulated producer's ``produce.send`` shows them (``ids_label``)."""
     api = str(getattr(payload, "api", type(payload).__name__))
     batch = getattr(payload, "batch", None)
     records = getattr(batch, "records", None)
     if not records:
         return api
-    ids = [r.message_id for r in records]
-    shown = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]} \u2026 {ids[-1]} ({len(ids)})"
-    return f"{api} [{shown}]"
+    return f"{api} {ids_label(records)}"

@@ -366,3 +366,12 @@ def test_keyed_records_go_to_the_murmur2_partition() -> None:
     # murmur2("21") & 0x7fffffff = 1173551340, which is 0 modulo 3.
     assert [e.partition for e in events_of(sim, "produce.append")] == ["orders-0"]
     assert sim.ledger.messages["p1-0"].acks == (("orders-0", 0),)
+
+
+def test_events_show_a_batchs_first_four_ids_and_how_many_more() -> None:
+    # The same label for a simulated producer's produce.send and a real client's wire.request.
+    from broker.records import Record, ids_label
+
+    records = [Record(f"p1-{i}", None, "v") for i in range(1, 8)]
+    assert ids_label(records[:2]) == "[p1-1, p1-2]"
+    assert ids_label(records) == "[p1-1, p1-2, p1-3, p1-4 +3]"
