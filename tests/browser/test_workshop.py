@@ -451,7 +451,13 @@ def test_a_sandbox_forked_after_playing_keeps_the_rooms_clock(
 ) -> None:
     room = open_workshop(browser, contexts, live_url)
     presenter = room.presenter
-    # Played, then paused: the room's clock stands between two events.
+    # Played, then paused: the room's clock stands between two events. At a quarter speed,
+    # so that a busy machine cannot play the whole run (3.6 s of virtual time) to its end,
+    # and take the pause button away, before the first record shows.
+    presenter.locator('#controls button.speed[value="0.25"]').click()
+    expect(presenter.locator('#controls button.speed[value="0.25"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )
     presenter.get_by_role("button", name="▶ play").click()
     expect(presenter.locator("#c-orders-0-0")).to_be_visible()
     presenter.get_by_role("button", name="❚❚ pause").click()
