@@ -87,6 +87,9 @@ class Simulation:
         self.commands: list[tuple[int, Step]] = []
         self.narration: list[tuple[int, str]] = []
         self.records_requested = 0
+        # Message ids handed out to external clients' records (broker.wire.gateway): a room's
+        # listeners closed and opened again go on from here, so no id is given twice.
+        self.wire_ids_issued = 0
         self._producing = 0
         self._steps_left = 0
         self._next_settle_check = 0

@@ -130,7 +130,6 @@ class Gateway:
         self._by_actor: dict[str, WireConnection] = {}
         self._calls: dict[int, tuple[Call, Any]] = {}  # engine correlation id -> call, key
         self._next_conn = 0
-        self._next_record = 0
         self.records_written = 0
         self.refused: list[str] = []  # the reasons of recent refusals and closes, for tests
         self._logged: dict[str, tuple[int, float]] = {}  # text -> (not logged since, when)
@@ -355,8 +354,8 @@ class Gateway:
         """Fresh message ids for ``count`` records of ``client_id`` (``CLIENT_ID-N``; for a
         client.id that names one of the scenario's simulated producers, whose own ids are
         ``NAME-N`` too, ``CLIENT_ID.wire-N``: every message keeps an id of its own)."""
-        first = self._next_record + 1
-        self._next_record += count
+        first = self.sim.wire_ids_issued + 1
+        self.sim.wire_ids_issued += count
         prefix = f"{client_id}.wire" if client_id in self.sim.producers else client_id
         return [f"{prefix}-{n}" for n in range(first, first + count)]
 

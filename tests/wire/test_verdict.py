@@ -369,3 +369,29 @@ def test_the_batches_remembered_for_resends_are_bounded() -> None:
     assert told.ids_for("app", tp, b, 1, answered=False) == ["app-5"]  # acks=0: not kept
     assert told.ids_for("app", tp, b, 1, answered=False) == ["app-6"]
     assert told.ids_for("other", tp, c, 1, answered=True) == ["other-7"]  # another client
+
+
+def test_listeners_opened_again_give_new_records_new_ids(room: Any) -> None:
+    """A room's listeners closed and opened again are a new gateway on the same run: its
+    clients' records must not take the ids of those written before (a second "app-1" would
+    read as a resend of the first, and the verdict would count a duplicate)."""
+    sim, gw = room
+    app = Client(gw, 1, "app")
+    app.request(produce(records([b"a", b"b"])), 7)
+    run(sim)
+    assert partition_answer(app) == (0, 0)
+    for conn in list(gw.connections.values()):
+        gw.closed(conn)
+
+    reopened = Gateway(sim, {1: 9092, 2: 9093, 3: 9094})
+    again = Client(reopened, 1, "app")
+    again.request(produce(records([b"c"])), 7)
+    run(sim)
+    assert partition_answer(again) == (0, 2)
+    messages = sim.ledger.messages
+    assert {m: (e.status, e.acks, e.sends, e.attempts) for m, e in messages.items()} == {
+        "app-1": ("acked", (("orders-0", 0),), 1, 1),
+        "app-2": ("acked", (("orders-0", 1),), 1, 1),
+        "app-3": ("acked", (("orders-0", 2),), 1, 1),
+    }
+    assert anomalies(sim) == []
