@@ -227,7 +227,7 @@ def _read_records(batch: DefaultRecordBatch) -> Plain:
 def _plain_records(buf: bytes, count: int) -> Plain:
     """The records of an uncompressed v2 batch, read in one pass.
 
-    The common varints (one byte) are read inline, and keys and values are sliced out of
+    The common varints (one or two bytes) are read inline, and keys and values are sliced out of
     the batch decoded once as latin-1 (one character per byte, so byte offsets hold):
     an ASCII slice is already the engine's text; the others are decoded again as UTF-8
     with surrogateescape, as ``_text`` does."""
@@ -238,53 +238,73 @@ def _plain_records(buf: bytes, count: int) -> Plain:
     values: list[str] = []
     nulls: list[int] = []
     headers: dict[int, Headers] = {}
+    ts_append, key_append, value_append = ts_deltas.append, keys.append, values.append
     pos = RECORDS_START
     for index in range(count):
+        # Each varint: one byte inline, two bytes inline (a record or value of 64 to 8,191
+        # bytes, an offset delta of 64 to 8,191), longer ones through _varint.
         b = buf[pos]
         if b < 0x80:
-            length, pos = (b >> 1) ^ -(b & 1), pos + 1
+            length = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif (c := buf[pos + 1]) < 0x80:
+            b = (b & 0x7F) | (c << 7)
+            length = (b >> 1) ^ -(b & 1)
+            pos += 2
         else:
             length, pos = varint(buf, pos)
         end = pos + length
-        pos += 1  # attributes: unused in v2
-        b = buf[pos]
+        b = buf[pos + 1]  # after the attributes byte, unused in v2
         if b < 0x80:
-            ts_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
+            ts_append((b >> 1) ^ -(b & 1))
+            pos += 2
         else:
-            ts_delta, pos = varint(buf, pos)
-        ts_deltas.append(ts_delta)
+            ts_delta, pos = varint(buf, pos + 1)
+            ts_append(ts_delta)
         b = buf[pos]
         if b < 0x80:
-            offset_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
+            offset_delta = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif (c := buf[pos + 1]) < 0x80:
+            b = (b & 0x7F) | (c << 7)
+            offset_delta = (b >> 1) ^ -(b & 1)
+            pos += 2
         else:
             offset_delta, pos = varint(buf, pos)
         if offset_delta != index:
             raise BadRecords(f"record {index} of a batch has offset delta {offset_delta}")
-        b = buf[pos]
-        if b == 1:  # -1: a null key, the usual case
-            keys.append(None)
+        if buf[pos] == 1:  # -1: a null key, the usual case
+            key_append(None)
             pos += 1
         else:
             size, pos = varint(buf, pos)
             if size < 0:
-                keys.append(None)
+                key_append(None)
             else:
-                keys.append(text[pos : pos + size])
+                key_append(text[pos : pos + size])
                 pos += size
-        size, pos = varint(buf, pos)
+        b = buf[pos]
+        if b < 0x80:
+            size = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif (c := buf[pos + 1]) < 0x80:
+            b = (b & 0x7F) | (c << 7)
+            size = (b >> 1) ^ -(b & 1)
+            pos += 2
+        else:
+            size, pos = varint(buf, pos)
         if size < 0:
-            values.append("")
+            value_append("")
             nulls.append(index)
         else:
-            values.append(text[pos : pos + size])
+            value_append(text[pos : pos + size])
             pos += size
-        b = buf[pos]
-        if b:
+        if buf[pos]:
             header_count, pos = varint(buf, pos)
             headers[index], pos = _headers(buf, pos, header_count)
         else:
             pos += 1
-        if pos != end or end > len(buf):
+        if pos != end:
             raise BadRecords("a record whose length does not match its fields")
     if pos != len(buf):
         raise BadRecords("bytes after the last record of a batch")
