@@ -30,6 +30,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # process (the browser tests) must see the test database. LAB_TEST_DB names another file, so
 # that two test runs in one checkout do not share (and destroy) each other's database.
 _SQLITE_TEST_NAME = Path(os.environ.get("LAB_TEST_DB") or BASE_DIR / "db-test.sqlite3")
+# How long a write waits for SQLite's lock (Django's default: 5 s). The room runtime saves
+# from its own thread while requests write: on a loaded machine a 5 s wait ran out and a
+# visitor got an error where a slower answer was due.
+_SQLITE_OPTIONS = {"timeout": 30}
 _DEV_SECRET_KEY = "django-insecure-delivery-lab-dev-key-do-not-use-in-production"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -176,6 +180,7 @@ def _sqlite_database(parts: Any, name: str) -> dict[str, Any]:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / file,  # an absolute path stays as it is
         "TEST": {"NAME": _SQLITE_TEST_NAME},
+        "OPTIONS": dict(_SQLITE_OPTIONS),
     }
 
 
@@ -369,6 +374,7 @@ else:
             # LAB_SQLITE_PATH: the browser tests' live server uses a temporary file.
             "NAME": _env("LAB_SQLITE_PATH") or BASE_DIR / "db.sqlite3",
             "TEST": {"NAME": _SQLITE_TEST_NAME},
+            "OPTIONS": dict(_SQLITE_OPTIONS),
         }
     }
 

@@ -67,6 +67,7 @@ def test_without_environment_the_lab_is_embedded(load: Any) -> None:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": ROOT / "db.sqlite3",
         "TEST": {"NAME": SQLITE_TEST},
+        "OPTIONS": {"timeout": 30},
     }
     assert s["CHANNEL_LAYERS"]["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
     assert s["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
@@ -181,6 +182,7 @@ def test_sqlite_urls(load: Any, url: str, name: Path) -> None:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": name,
         "TEST": {"NAME": SQLITE_TEST},
+        "OPTIONS": {"timeout": 30},
     }
 
 
