@@ -59,6 +59,7 @@ class RoomListener:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reopening: set[int] = set()
         self._port_lost: set[int] = set()  # restarted, but its port could not be had again
+        self.closed = False
 
     @property
     def bootstrap(self) -> str:
@@ -71,7 +72,7 @@ class RoomListener:
             server = await self._open_port(broker_id, port)
             self.servers[broker_id] = server
             self.ports[broker_id] = server.sockets[0].getsockname()[1]
-        self.driver = Driver(self.clock, loop, after_pump=self._after_pump)
+        self.driver = Driver(self.clock, loop, after_pump=self.follow_engine)
         self.gateway = Gateway(
             self.sim,
             self.ports,
@@ -82,7 +83,10 @@ class RoomListener:
         )
         self.driver.pump()
 
-    def _after_pump(self) -> None:
+    def follow_engine(self) -> None:
+        """After the engine moved (the driver's pump, or a room stepping it itself while no
+        client is connected): connections to crashed brokers are dropped, their ports closed
+        or opened again."""
         if self.gateway is not None:
             self.gateway.check_brokers()
         self._follow_brokers()
@@ -91,7 +95,7 @@ class RoomListener:
         """A crashed broker's port is closed, so clients get "connection refused" as from a
         Kafka broker whose process is gone (and do not reconnect in a loop to a port that
         accepts and hangs up); it opens again, on the same port, when the broker restarts."""
-        if self.driver is None or not self.driver.running:
+        if self.closed:
             return
         for broker_id, server in self.servers.items():
             alive = self.sim.cluster.brokers[broker_id].alive
@@ -110,7 +114,7 @@ class RoomListener:
     async def _reopen(self, broker_id: int) -> None:
         try:
             await self.servers[broker_id].wait_closed()
-            if self.driver is None or not self.driver.running:
+            if self.closed:
                 return
             if not self.sim.cluster.brokers[broker_id].alive:
                 return  # crashed again meanwhile: the next pump decides
@@ -144,6 +148,7 @@ class RoomListener:
 
     def close(self) -> None:
         """Stop the clock, close every port and connection now (``stop`` also waits)."""
+        self.closed = True
         if self.driver is not None:
             self.driver.stop()
         for server in self.servers.values():

@@ -56,8 +56,13 @@ class Playback:
 
     # -- pacing --------------------------------------------------------------------------
     def _advance(self, now: float) -> bool:
-        if self.wire is not None:  # real Kafka clients: their driver moves the clock (wire.py)
-            return bool(self.wire.advance(self, now))
+        if self.wire is not None:
+            # Kafka listeners open: while real clients are connected their driver moves the
+            # clock at wall time; while none is, the room paces itself (wire.py).
+            return bool(self.wire.advance(self, now, self._pace))
+        return self._pace(now)
+
+    def _pace(self, now: float) -> bool:
         # A room's own slice, within what is left of every room's budget for this period.
         budget = min(setting("LAB_TICK_BUDGET_MS", 8) / 1000, pacing.turns.left_s())
         deadline = time.perf_counter() + max(0.001, budget)

@@ -80,6 +80,9 @@ class Timeline:
         # Real Kafka clients took part (dashboard.live.wire): what they sent is in no command,
         # so this run cannot be replayed, copied or travelled in.
         self.outside = False
+        # Kafka listeners are open (dashboard.live.wire): the run must not end at its duration
+        # or settle, since clients may connect at any time; every step is ``step_live``.
+        self.listening = False
         self._start(0)
 
     def fork(self, limit: bool = False, engine: bool = True) -> Timeline:
@@ -177,6 +180,8 @@ class Timeline:
         """One engine step (recorded commands applied first). False when the run is over."""
         if self.at_limit:
             return False
+        if self.listening:
+            return self.step_live()
         self._apply_due_commands()
         sim = self.sim
         before = sim.events.next_seq
@@ -234,6 +239,8 @@ class Timeline:
             self.steps
         ):
             return self.sim.now_ms
+        if self.listening:
+            return self.sim.scheduler.next_due_ms()
         if self.sim.ended is not None:
             return None
         due = self.sim.scheduler.next_due_ms()

@@ -5,12 +5,14 @@ the bootstrap address, and Metadata advertises each broker's own port. ``LAB_KAF
 broker-1's port (broker-N's is PORT+N-1); 0, the default, takes any free ports, so every room can
 listen at once, where a fixed port lets one room at a time.
 
-While a room listens, ``broker.wire``'s driver moves the room's clock at wall-clock speed (1x)
-through the room's timeline (``Timeline.step_live``, which counts the steps for the scrubber);
-the room's pacing task only draws what happened and pauses or resumes the driver with the room:
-paused, the listeners still accept connections but nothing is answered. What outside clients sent
-is in no command, so a room that opened its listeners cannot be replayed: stepping, going back,
-other speeds and copies are refused (a reset starts the run afresh, without them, once the
+While real clients are connected to a room, ``broker.wire``'s driver moves the room's clock at
+wall-clock speed (1x) through the room's timeline (``Timeline.step_live``, which counts the steps
+for the scrubber): their timeouts and linger are real seconds. The room's pacing task only draws
+what happened and pauses or resumes the driver with the room: paused, the listeners still accept
+connections but nothing is answered. While the listeners are open but no client is connected,
+the room paces itself as usual (its speed, event pacing, steps), never ending its run. What
+outside clients sent is in no command, so a room that opened its listeners cannot be replayed:
+going back, reset and copies are refused (a reset starts the run afresh, without them, once the
 listeners are closed).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from broker.wire.control import apply_command
@@ -116,22 +119,36 @@ class RoomWire:
             "pressed": list(self.pressed),
         }
 
-    def advance(self, room: Any, now: float) -> bool:
-        """The room's tick while it listens (instead of pacing the engine itself): the driver
-        runs while the room plays; True when there is something new to draw."""
+    def advance(self, room: Any, now: float, pace: Callable[[float], bool]) -> bool:
+        """The room's tick while it listens. While real clients are connected the driver runs
+        the engine at wall time (1x) as long as the room plays; while none is, the room paces
+        itself (``pace``: its speed, event pacing, steps). True when there is something new
+        to draw."""
         driver = self.listener.driver
-        if driver is not None:
-            if room.playing and not driver.running:
-                driver.resume()
-            elif not room.playing and driver.running:
-                driver.pause()
         connections = self.connections()
         if connections:
             room.watched_at = now  # clients at work: not an unwatched room to pause
-        room.clock_ms = self.timeline.sim.now_ms
+            if room.speed != "1":
+                room.speed = "1"  # their timeouts are real seconds
+                room._seek_target = None
+            if driver is not None:
+                if room.playing and not driver.running:
+                    driver.resume()
+                elif not room.playing and driver.running:
+                    driver.pause()
+            room.clock_ms = self.timeline.sim.now_ms
+            drew = False
+        else:
+            if driver is not None and driver.running:
+                driver.pause()
+                # The room's own pacing goes on from where the driver left the clock.
+                room.clock_ms = self.timeline.sim.now_ms
+                room._anchor_wall, room._anchor_virtual = now, room.clock_ms
+            drew = pace(now)
+            self.listener.follow_engine()  # a broker the room crashed or restarted
         shown = (self.timeline.steps, connections)
         if shown == self._shown:
-            return False
+            return drew
         self._shown = shown
         room._verdict_dirty = True
         return True
@@ -202,6 +219,7 @@ async def open_listeners(room: Any, listening: list[Any]) -> RoomWire:
             f"(LAB_KAFKA_PORT): {exc.strerror or exc}. Another program may hold the port."
         ) from None
     timeline.outside = True
+    timeline.listening = True
     timeline._checkpoints_on = False  # the engine now holds live connections: no deep copies
     timeline.sim.ended = None
     room.wire = RoomWire(listener, timeline)
@@ -217,25 +235,42 @@ async def close_listeners(room: Any) -> None:
     wire, room.wire = room.wire, None
     if wire is not None:
         await wire.listener.stop()
+        timeline: Timeline = room.timeline
+        timeline.listening = False  # the run may end at its duration again
+        room.clock_ms = timeline.sim.now_ms
+        room._anchor_wall, room._anchor_virtual = time.monotonic(), room.clock_ms
         room.poke()
         logger.info("room %s: Kafka listeners closed", room.id)
 
 
-# What a room refuses while it listens, or after real clients took part in its run.
+# What a room refuses while real clients are connected, while it listens (none connected:
+# it steps and changes speed as usual), or after real clients took part in its run.
 LIVE_REFUSED = {"step", "back", "seek", "reset"}
+LISTENING_REFUSED = {"back", "seek", "reset"}
 HISTORY_REFUSED = {"back", "seek"}
 
 
 def control_refusal(room: Any, action: str, speed: str | None) -> str:
     """Why ``room`` refuses this control because of real Kafka clients; "" when it does not."""
-    if room.wire is not None:
-        if action in LIVE_REFUSED or (action == "speed" and speed != "1"):
-            return (
-                "Real Kafka clients can connect to this room: its clock follows wall time (1x), "
-                "so it cannot step, change speed, go back or reset: their requests cannot be "
-                "replayed. Pause stops answering them; close the listeners first to do more."
-            )
-    elif room.timeline.outside and action in HISTORY_REFUSED:
+    wire = room.wire
+    live = action in LIVE_REFUSED or (action == "speed" and speed != "1")
+    if live and wire is not None and wire.connections():
+        return (
+            "Real Kafka clients are connected to this room: while they are, its clock "
+            "follows wall time (1x), so it cannot step, change speed, go back or reset: "
+            "their requests cannot be replayed. Pause stops answering them."
+        )
+    if wire is not None and action == "speed" and speed == "end":
+        return (
+            "This room lets real Kafka clients in: its run has no end to play to while it "
+            "listens. Close the listeners first."
+        )
+    if wire is not None and action in LISTENING_REFUSED:
+        return (
+            "This room lets real Kafka clients in: what they send cannot be replayed, so it "
+            "cannot go back or reset. Close the listeners first to reset it."
+        )
+    if room.timeline.outside and action in HISTORY_REFUSED:
         return (
             "Real Kafka clients took part in this run: what they sent cannot be replayed, so it "
             "cannot go back. Reset starts it afresh without them."

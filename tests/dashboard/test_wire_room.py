@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -123,23 +124,82 @@ async def test_a_fixed_port_lets_one_room_listen_and_the_second_is_told_why() ->
 
 async def test_while_listening_the_room_refuses_what_outside_clients_cannot_follow() -> None:
     client = Client()
-    room_id, _ = await listening_room(client)
+    room_id, bootstrap = await listening_room(client)
 
-    for fields in (
-        {"action": "step"},
-        {"action": "back"},
-        {"action": "seek", "position": "0"},
-        {"action": "speed", "speed": "4"},
-        {"action": "reset"},
-    ):
+    # No client connected: the room may step and change speed, but not go back or reset.
+    for fields in ({"action": "back"}, {"action": "seek", "position": "0"}, {"action": "reset"}):
         status, text = await post(client, f"/rooms/{room_id}/control/", fields)
-        assert status == 400, fields
-        assert "its clock follows wall time (1x)" in text
+        assert (status, fields) == (400, fields)
+        assert "what they send cannot be replayed, so it cannot go back or reset" in text
+    status, text = await post(
+        client, f"/rooms/{room_id}/control/", {"action": "speed", "speed": "end"}
+    )
+    assert status == 400
+    assert "its run has no end to play to while it listens" in text
     status, text = await post(client, f"/rooms/{room_id}/fork/", {"kind": "sandbox"})
     assert status == 400
     assert "Real Kafka clients took part in this run" in text
-    status, _ = await post(client, f"/rooms/{room_id}/control/", {"action": "pause"})
-    assert status == 302
+
+    # A client connected: no step and no other speed either, for as long as it is.
+    p = await asyncio.to_thread(producer, bootstrap, "billing-app")
+    try:
+        await until(lambda: "<code>billing-app</code>" in kafka_panel(room_id), "client shown")
+        for fields in ({"action": "step"}, {"action": "speed", "speed": "4"}):
+            status, text = await post(client, f"/rooms/{room_id}/control/", fields)
+            assert (status, fields) == (400, fields)
+            assert "while they are, its clock follows wall time (1x)" in text
+        status, _ = await post(client, f"/rooms/{room_id}/control/", {"action": "pause"})
+        assert status == 302
+    finally:
+        await asyncio.to_thread(p.close, 5)
+
+
+async def test_the_clock_follows_wall_time_only_while_a_client_is_connected() -> None:
+    client = Client()
+    room_id, bootstrap = await listening_room(client)
+    room = registry.get(room_id)
+    assert room is not None
+    driver = room.wire.listener.driver
+    await until(lambda: driver.running is False, "the driver paused: no client connected")
+
+    # Nobody connected: the room is the presenter's, a step moves it on.
+    await post(client, f"/rooms/{room_id}/control/", {"action": "pause"})
+    await until(lambda: not room.playing, "the room paused")
+    steps = room.timeline.steps
+    status, text = await post(client, f"/rooms/{room_id}/control/", {"action": "step"})
+    assert status == 302, text
+    await until(lambda: room.timeline.steps > steps, "a step")
+    status, text = await post(
+        client, f"/rooms/{room_id}/control/", {"action": "speed", "speed": "4"}
+    )
+    assert status == 302, text
+    await post(client, f"/rooms/{room_id}/control/", {"action": "play"})
+    await until(lambda: room.playing and room.speed == "4", "playing at 4x")
+    assert not driver.running
+
+    # A client connects: wall time at 1x, its requests answered.
+    p = await asyncio.to_thread(producer, bootstrap, "billing-app", acks="all")
+    try:
+        offset = await asyncio.to_thread(lambda: p.send("orders", b"a").get(timeout=10).offset)
+        assert offset == 0
+        assert room.speed == "1" and driver.running
+        started_ms, started = room.timeline.sim.now_ms, time.monotonic()
+        await asyncio.sleep(1.0)
+        virtual_s = (room.timeline.sim.now_ms - started_ms) / 1000
+        assert 0.5 <= virtual_s <= (time.monotonic() - started) + 0.2, virtual_s
+    finally:
+        await asyncio.to_thread(p.close, 5)
+
+    # Gone again: the room paces itself, and may step.
+    await until(lambda: "No client connected." in kafka_panel(room_id), "the client gone")
+    await until(lambda: driver.running is False, "the driver paused again")
+    await post(client, f"/rooms/{room_id}/control/", {"action": "pause"})
+    await until(lambda: not room.playing, "the room paused")
+    steps = room.timeline.steps
+    status, text = await post(client, f"/rooms/{room_id}/control/", {"action": "step"})
+    assert status == 302, text
+    await until(lambda: room.timeline.steps > steps, "one more step")
+    assert room.timeline.sim.ended is None  # listening: the run does not end
 
 
 async def test_pause_stops_the_answers_and_play_brings_them() -> None:
