@@ -29,10 +29,6 @@ def pane(page: Page, side: str) -> FrameLocator:
     return page.frame_locator(f"#frame-{side}")
 
 
-def clock(page: Page, side: str) -> str:
-    return pane(page, side).locator("#run-header .clock-value").inner_text()
-
-
 def test_the_compare_view_shows_two_verdicts_that_differ_as_expected(
     browser: Browser, contexts: list[BrowserContext], live_url: str
 ) -> None:
@@ -61,6 +57,13 @@ def test_the_compare_view_shows_two_verdicts_that_differ_as_expected(
 POSITIONS = """() => ["a", "b"].map(side => document.getElementById("frame-" + side)
     .contentDocument.querySelector("#scrubber-panel .scrub-pos").textContent).join(" | ")"""
 
+# Both panes' clocks once they show the same one (else false, and wait_for_function waits on).
+SAME_CLOCK = """() => {
+    const [a, b] = ["a", "b"].map(side => document.getElementById("frame-" + side)
+        .contentDocument.querySelector("#run-header .clock-value")?.textContent.trim());
+    return a !== undefined && a === b ? a : false;
+}"""
+
 
 def step(page: Page, side: str) -> None:
     """Press step in one pane; wait for the next moment of either pane (one of them moves)."""
@@ -77,8 +80,9 @@ def test_a_step_in_one_pane_moves_both_to_the_same_virtual_time(
     clocks = []
     for _ in range(5):
         step(page, "b")
-        expect(pane(page, "b").locator("#run-header .clock-value")).to_have_text(clock(page, "a"))
-        clocks.append(int(clock(page, "a").replace(",", "")))
+        # Each pane's frame of the step comes on its own socket: wait until they agree.
+        same = page.wait_for_function(SAME_CLOCK).json_value()
+        clocks.append(int(same.replace(",", "")))
     assert clocks == sorted(clocks) and clocks[-1] > 0
 
 
@@ -101,7 +105,7 @@ def test_an_attendee_of_a_shared_compare_follows_both_panes(
 
     for _ in range(4):
         step(presenter, "a")
-    shown = clock(presenter, "a")
+    shown = presenter.wait_for_function(SAME_CLOCK).json_value()
     assert shown != "0"
     for side in ("a", "b"):
         expect(pane(attendee, side).locator("#run-header .clock-value")).to_have_text(shown)
