@@ -103,6 +103,7 @@ class Timeline:
         other._checkpoints = dict(self._checkpoints)
         other._checkpoints_on = self._checkpoints_on
         other.outside = self.outside
+        other.listening = False  # a copy has no listeners of its own
         other.steps = self.steps
         other._applied = self._applied
         if engine:
