@@ -18,23 +18,6 @@ NEEDS_REDIS = "needs Debian's redis-server (apt-get install redis-server); .ci/r
 _NEEDS = re.compile(r"\(apt-get install (?:-y )?([a-z0-9][a-z0-9.+-]*)\)")
 
 
-# The suites that start processes of their own (Daphne, redis-server, PostgreSQL, Chromium, the
-# lab's Kafka listener, fresh virtual environments) and wait for what they show. Run in parallel
-# (`-n 2 --dist loadgroup`, as .ci/run does), they all go to one worker, one after another,
-# while the other worker takes the in-process suites: two browsers never race each other for
-# the machine's two cores, and each process-starting test has at most one busy neighbour, the
-# condition the soak in docs/deployment.md checks them under.
-PROCESS_SUITES = ("browser", "scaleout", "live", "postgres", "wire", "test_launcher.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    tests_dir = Path(__file__).resolve().parent
-    for item in items:
-        parts = item.path.resolve().relative_to(tests_dir).parts
-        if parts and parts[0] in PROCESS_SUITES:
-            item.add_marker(pytest.mark.xdist_group("processes"))
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line for the tests skipped because a system package is missing, and how to get it
     (the browser tests need Chromium, the scale-out ones redis-server, tests/postgres
