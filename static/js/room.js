@@ -390,3 +390,61 @@
     press(evt.target.form, null);
   }, true);
 })();
+
+/* A frame that redraws a panel of buttons (the controls, the faults) keeps the buttons that are
+   there: when the new panel has the same elements, only their attributes and text are brought
+   up to date, in place. Replaced, a button under the pointer is another element by the time the
+   mouse button comes up, and the browser fires no click: under load a second quick press on
+   "step" was lost that way (tests/scaleout). Any other change (an element more or less, another
+   tag, an htmx attribute) is swapped whole, as before. */
+(function () {
+  "use strict";
+
+  // Whether ``next`` can be written onto ``current`` in place: the same tree of elements.
+  function sameShape(current, next) {
+    if (current.nodeType !== next.nodeType) return false;
+    if (current.nodeType !== Node.ELEMENT_NODE) return true;
+    if (current.tagName !== next.tagName) return false;
+    for (var i = 0; i < next.attributes.length; i++) {
+      var name = next.attributes[i].name;
+      if (/^(data-)?hx-/.test(name) && current.getAttribute(name) !== next.attributes[i].value) {
+        return false;
+      }
+    }
+    if (current.childNodes.length !== next.childNodes.length) return false;
+    for (var j = 0; j < next.childNodes.length; j++) {
+      if (!sameShape(current.childNodes[j], next.childNodes[j])) return false;
+    }
+    return true;
+  }
+
+  function patch(current, next) {
+    if (current.nodeType !== Node.ELEMENT_NODE) {
+      if (current.nodeValue !== next.nodeValue) current.nodeValue = next.nodeValue;
+      return;
+    }
+    var i;
+    for (i = current.attributes.length - 1; i >= 0; i--) {
+      var old = current.attributes[i].name;
+      if (!next.hasAttribute(old)) current.removeAttribute(old);
+    }
+    for (i = 0; i < next.attributes.length; i++) {
+      var attr = next.attributes[i];
+      if (current.getAttribute(attr.name) !== attr.value) current.setAttribute(attr.name, attr.value);
+    }
+    if ("disabled" in current) current.disabled = next.hasAttribute("disabled");
+    for (i = 0; i < next.childNodes.length; i++) patch(current.childNodes[i], next.childNodes[i]);
+  }
+
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var target = evt.detail.target;
+    var fragment = evt.detail.fragment;
+    var next = fragment && fragment.firstElementChild;
+    if (!target || !next || fragment.childElementCount !== 1 || next.id !== target.id) return;
+    if (!target.querySelector("button")) return;
+    next.removeAttribute("hx-swap-oob");
+    if (!sameShape(target, next)) return;
+    patch(target, next);
+    evt.detail.shouldSwap = false;
+  });
+})();

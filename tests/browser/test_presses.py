@@ -79,3 +79,38 @@ def test_play_pressed_while_a_step_is_in_flight_plays(browser: Browser, live_url
     expect(page.locator("#btn-play-pause")).to_have_text("❚❚ pause")
     expect(page.locator(POSITION)).not_to_contain_text("event 1 /")
     expect(page.locator("#ws-error")).to_be_empty()
+
+
+def test_a_frame_that_redraws_the_controls_keeps_the_buttons_under_the_pointer(
+    browser: Browser, live_url: str
+) -> None:
+    """A press whose mouse button goes down on "step" just before a frame redraws the controls
+    and comes up just after still clicks: the frame updates the buttons in place (room.js), it
+    does not put new ones under the pointer (a click needs the same element at both ends)."""
+    page = open_room(browser, live_url)
+    presses: list[str] = []
+    page.on(
+        "request",
+        lambda r: presses.append(r.post_data or "") if r.url.endswith("/control/") else None,
+    )
+    step = page.locator("#btn-step")
+    step.evaluate("button => { button.labProbe = 'the same element' }")
+    box = step.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    # A frame redraws the controls between the press and the release: "b" (play, as a presenter
+    # remote sends it; Space would activate the focused button) turns play to pause, and the
+    # moments played enable "back".
+    page.keyboard.press("b")
+    expect(page.locator("#btn-play-pause")).to_have_text("❚❚ pause")
+    expect(page.locator("#btn-back")).to_be_enabled()
+    assert not any("action=step" in p for p in presses)
+    page.mouse.up()
+
+    # The release clicked: the step went out, and paused the room one moment on.
+    expect(page.locator("#btn-play-pause")).to_have_text("▶ play")
+    page.wait_for_function("() => true")  # the request event has been delivered
+    assert sum("action=step" in p for p in presses) == 1, presses
+    assert step.evaluate("button => button.labProbe") == "the same element"
+    expect(page.locator("#ws-error")).to_be_empty()
