@@ -432,7 +432,15 @@
       var attr = next.attributes[i];
       if (current.getAttribute(attr.name) !== attr.value) current.setAttribute(attr.name, attr.value);
     }
+    // The state the page shows is the server's, as after a whole swap: properties too (a
+    // checkbox the user toggled and the lab refused goes back), except the value of the field
+    // the user is typing in.
     if ("disabled" in current) current.disabled = next.hasAttribute("disabled");
+    if ("checked" in current) current.checked = next.hasAttribute("checked");
+    var typed = current.tagName === "INPUT" && !/^(checkbox|radio|hidden|submit|button)$/i.test(current.type);
+    if (typed && current !== document.activeElement) {
+      current.value = next.getAttribute("value") || "";
+    }
     for (i = 0; i < next.childNodes.length; i++) patch(current.childNodes[i], next.childNodes[i]);
   }
 
