@@ -31,8 +31,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # that two test runs in one checkout do not share (and destroy) each other's database.
 _SQLITE_TEST_NAME = Path(os.environ.get("LAB_TEST_DB") or BASE_DIR / "db-test.sqlite3")
 # How long a write waits for SQLite's lock (Django's default: 5 s). The room runtime saves
-# from its own thread while requests write: on a loaded machine a 5 s wait ran out and a
-# visitor got an error where a slower answer was due.
+# from its own threads while requests write; on a busy machine a visitor should get a slower
+# answer, not "database is locked".
 _SQLITE_OPTIONS = {"timeout": 30}
 _DEV_SECRET_KEY = "django-insecure-delivery-lab-dev-key-do-not-use-in-production"
 
