@@ -140,10 +140,14 @@ async def test_while_listening_the_room_refuses_what_outside_clients_cannot_foll
     assert status == 400
     assert "Real Kafka clients took part in this run" in text
 
-    # A client connected: no step and no other speed either, for as long as it is.
-    p = await asyncio.to_thread(producer, bootstrap, "billing-app")
+    # A client connected: no step and no other speed either, for as long as it is. (A producer
+    # that has sent holds a connection to the leader; before its first send it may hold none.)
+    p = await asyncio.to_thread(producer, bootstrap, "billing-app", acks="all")
     try:
-        await until(lambda: "<code>billing-app</code>" in kafka_panel(room_id), "client shown")
+        await asyncio.to_thread(lambda: p.send("orders", b"a").get(timeout=10))
+        room = registry.get(room_id)
+        assert room is not None
+        await until(lambda: room.wire.connected().get("billing-app"), "a connection open")
         for fields in ({"action": "step"}, {"action": "speed", "speed": "4"}):
             status, text = await post(client, f"/rooms/{room_id}/control/", fields)
             assert (status, fields) == (400, fields)
@@ -152,6 +156,18 @@ async def test_while_listening_the_room_refuses_what_outside_clients_cannot_foll
         assert status == 302
     finally:
         await asyncio.to_thread(p.close, 5)
+
+
+async def pause_and_step(client: Client, room_id: str) -> None:
+    """Pause the room, then step it: the step is taken (the engine moved on)."""
+    room = registry.get(room_id)
+    assert room is not None
+    await post(client, f"/rooms/{room_id}/control/", {"action": "pause"})
+    await until(lambda: not room.playing, "the room paused")
+    steps = room.timeline.steps
+    status, text = await post(client, f"/rooms/{room_id}/control/", {"action": "step"})
+    assert status == 302, text
+    await until(lambda: room.timeline.steps > steps, "a step")
 
 
 async def test_the_clock_follows_wall_time_only_while_a_client_is_connected() -> None:
@@ -163,12 +179,7 @@ async def test_the_clock_follows_wall_time_only_while_a_client_is_connected() ->
     await until(lambda: driver.running is False, "the driver paused: no client connected")
 
     # Nobody connected: the room is the presenter's, a step moves it on.
-    await post(client, f"/rooms/{room_id}/control/", {"action": "pause"})
-    await until(lambda: not room.playing, "the room paused")
-    steps = room.timeline.steps
-    status, text = await post(client, f"/rooms/{room_id}/control/", {"action": "step"})
-    assert status == 302, text
-    await until(lambda: room.timeline.steps > steps, "a step")
+    await pause_and_step(client, room_id)
     status, text = await post(
         client, f"/rooms/{room_id}/control/", {"action": "speed", "speed": "4"}
     )
@@ -193,12 +204,7 @@ async def test_the_clock_follows_wall_time_only_while_a_client_is_connected() ->
     # Gone again: the room paces itself, and may step.
     await until(lambda: "No client connected." in kafka_panel(room_id), "the client gone")
     await until(lambda: driver.running is False, "the driver paused again")
-    await post(client, f"/rooms/{room_id}/control/", {"action": "pause"})
-    await until(lambda: not room.playing, "the room paused")
-    steps = room.timeline.steps
-    status, text = await post(client, f"/rooms/{room_id}/control/", {"action": "step"})
-    assert status == 302, text
-    await until(lambda: room.timeline.steps > steps, "one more step")
+    await pause_and_step(client, room_id)
     assert room.timeline.sim.ended is None  # listening: the run does not end
 
 
