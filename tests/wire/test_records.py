@@ -72,6 +72,33 @@ def test_the_lab_reads_uncompressed_batches_as_kafka_python_does(items: list[Any
         assert [(r.key, r.value, r.headers, r.timestamp) for r in fetched] == expected
 
 
+def test_varints_of_one_two_and_three_bytes_are_read_as_kafka_python_reads_them() -> None:
+    """The reader takes one- and two-byte varints inline and longer ones through a call: record
+    lengths, value sizes and offset deltas on either side of 64 and 8,192 (one, two and three
+    bytes), and timestamp deltas far apart."""
+    sizes = [0, 1, 62, 63, 64, 65, 8_190, 8_191, 8_192, 20_000]
+    items = [
+        (None if n % 3 else b"k%d" % n, b"v" * sizes[n % len(sizes)], [], 1_000 + n * 70_000)
+        for n in range(300)  # offset deltas 0 to 299: one and two bytes
+    ]
+    data = build(items)
+    expected = [(r.key, r.value, r.timestamp) for batch in _batches(data) for r in batch]
+    extras = RecordExtras(10)
+    [batch] = decode_batches(data, ids, extras, 1000)
+    known = extras.lookup("c-0")
+    assert known is not None
+    got = [
+        (
+            None if r.key is None else r.key.encode("utf-8", "surrogateescape"),
+            r.value.encode("utf-8", "surrogateescape"),
+            known.timestamps[i],
+        )
+        for i, r in enumerate(batch.records)
+    ]
+    assert len(got) == 300
+    assert got == expected
+
+
 def _batches(data: bytes) -> list[DefaultRecordBatch]:
     found = MemoryRecords(data)
     out = []
