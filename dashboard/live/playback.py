@@ -50,6 +50,11 @@ class Playback:
         self._anchor_wall = now
         self._anchor_virtual = self.clock_ms
 
+    def reanchor(self, now: float) -> None:
+        """Pace on from the engine's clock as it is now (after something else moved it)."""
+        self.clock_ms = self.timeline.sim.now_ms
+        self._anchor_wall, self._anchor_virtual = now, self.clock_ms
+
     def _moved(self) -> None:
         self.clock_ms = self.timeline.sim.now_ms
         self._verdict_dirty = True

@@ -141,9 +141,7 @@ class RoomWire:
         else:
             if driver is not None and driver.running:
                 driver.pause()
-                # The room's own pacing goes on from where the driver left the clock.
-                room.clock_ms = self.timeline.sim.now_ms
-                room._anchor_wall, room._anchor_virtual = now, room.clock_ms
+                room.reanchor(now)  # its own pacing goes on from where the driver left it
             drew = pace(now)
             self.listener.follow_engine()  # a broker the room crashed or restarted
         shown = (self.timeline.steps, connections)
@@ -237,8 +235,7 @@ async def close_listeners(room: Any) -> None:
         await wire.listener.stop()
         timeline: Timeline = room.timeline
         timeline.listening = False  # the run may end at its duration again
-        room.clock_ms = timeline.sim.now_ms
-        room._anchor_wall, room._anchor_virtual = time.monotonic(), room.clock_ms
+        room.reanchor(time.monotonic())
         room.poke()
         logger.info("room %s: Kafka listeners closed", room.id)
 
