@@ -13,8 +13,9 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import partial
-from typing import NamedTuple
+from functools import cache, partial
+from operator import attrgetter, methodcaller
+from typing import Any, NamedTuple
 
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
@@ -43,7 +44,7 @@ CRC_OFFSET = 17
 LEADER_EPOCH_OFFSET = 12
 ENCODED_BUDGET = 64 * 1024 * 1024  # bytes of encoded batches kept per room
 
-Headers = tuple[tuple[str, bytes], ...]
+Headers = tuple[tuple[str, bytes | None], ...]
 
 
 class BadRecords(Exception):
@@ -141,11 +142,9 @@ def decode_batches(
             raise BadRecords(f"more than {max_records} records in one request")
         try:
             if batch.compression_type == 0 and batch.timestamp_type == 0:
-                plain = _plain_records(raw, batch.records_count)
-                timestamps = tuple(map(batch.first_timestamp.__add__, plain.ts_deltas))
+                plain = _read_plain(raw, batch.records_count, batch.first_timestamp)
             else:
                 plain = _read_records(batch)
-                timestamps = plain.ts_deltas  # absolute: kafka-python resolved them
         except BadRecords:
             raise
         except Exception as exc:
@@ -163,7 +162,7 @@ def decode_batches(
                 key = (-1, -1, -1, hash(content))
             ids = batch_ids(key, len(plain.values))
         engine_records = tuple(map(_new_record, zip(ids, plain.keys, plain.values, strict=True)))
-        extras.remember(ids[0], WireExtras(timestamps, plain.headers, plain.nulls))
+        extras.remember(ids[0], WireExtras(plain.timestamps, plain.headers, plain.nulls))
         extras.cache((ids[0], len(ids)), raw)  # a Fetch sends these very bytes back
         out.append(
             RecordBatch(
@@ -205,7 +204,7 @@ class Plain(NamedTuple):
     """A batch's records as columns: what the engine's ``Record`` needs (key and value as
     text, a null value as "") and what ``WireExtras`` keeps."""
 
-    ts_deltas: tuple[int, ...]  # from the batch's first timestamp (absolute for _read_records)
+    timestamps: tuple[int, ...]
     keys: list[str | None]
     values: list[str]
     headers: tuple[Headers, ...]
@@ -224,8 +223,70 @@ def _read_records(batch: DefaultRecordBatch) -> Plain:
     )
 
 
-def _plain_records(buf: bytes, count: int) -> Plain:
-    """The records of an uncompressed v2 batch, read in one pass.
+def _read_plain(buf: bytes, count: int, first_timestamp: int) -> Plain:
+    """The records of an uncompressed v2 batch (``buf`` from its first byte, CRC checked):
+    through aiokafka's reader, compiled, when it is installed, else ``_plain_records``."""
+    reader = _compiled_reader()
+    if reader is None:
+        return _plain_records(buf, count, first_timestamp)
+    return _compiled_records(reader, buf, count)
+
+
+@cache
+def _compiled_reader() -> Any:
+    """aiokafka's record-batch reader in C (Cython), or None where only its pure-Python
+    fallback is installed.  Imported on first use: its package brings its client along."""
+    try:
+        from aiokafka.record._crecords import DefaultRecordBatch
+    except ImportError:
+        return None
+    return DefaultRecordBatch
+
+
+_ZEROS = bytes(16)
+_offset, _timestamp, _key, _value, _headers_of = map(
+    attrgetter, ("offset", "timestamp", "key", "value", "headers")
+)
+_decode = methodcaller("decode", ENCODING, ERRORS)
+
+
+def _compiled_records(reader: Any, buf: bytes, count: int) -> Plain:
+    """aiokafka's reader checks what ours does (each record's length against its fields,
+    no bytes left after the last record) but for the offset deltas, checked here.  It reads a
+    varint's next byte without looking for the buffer's end, so it reads a copy of the batch
+    followed by zero bytes, on which any varint ends; what it reads there fails its checks."""
+    batch = reader(memoryview(buf + _ZEROS)[: len(buf)])
+    read = list(batch)
+    if len(read) != count:
+        raise BadRecords("a record batch whose record count does not match its records")
+    base = batch.base_offset
+    if list(map(_offset, read)) != list(range(base, base + count)):
+        deltas = [r.offset - base for r in read]
+        index = next(i for i, d in enumerate(deltas) if d != i)
+        raise BadRecords(f"record {index} of a batch has offset delta {deltas[index]}")
+    raw_values = list(map(_value, read))
+    nulls: frozenset[int] = frozenset()
+    if None in raw_values:
+        nulls = frozenset(i for i, v in enumerate(raw_values) if v is None)
+        raw_values = [b"" if v is None else v for v in raw_values]
+    raw_keys = list(map(_key, read))
+    if raw_keys.count(None) == count:
+        keys: list[str | None] = raw_keys  # all null: nothing to decode
+    else:
+        keys = [None if k is None else _decode(k) for k in raw_keys]
+    headers = list(map(_headers_of, read))
+    return Plain(
+        tuple(map(_timestamp, read)),
+        keys,
+        list(map(_decode, raw_values)),
+        tuple(map(tuple, headers)) if any(headers) else ((),) * count,
+        nulls,
+    )
+
+
+def _plain_records(buf: bytes, count: int, first_timestamp: int) -> Plain:
+    """The records of an uncompressed v2 batch, read in one pass, in Python: what the lab
+    reads with when aiokafka's reader in C is not there (see ``_read_plain``).
 
     The common varints (one or two bytes) are read inline, and keys and values are sliced out of
     the batch decoded once as latin-1 (one character per byte, so byte offsets hold):
@@ -313,7 +374,7 @@ def _plain_records(buf: bytes, count: int) -> Plain:
     if not all(k is None or k.isascii() for k in keys):
         keys = [k if k is None or k.isascii() else _relatin(k) for k in keys]
     return Plain(
-        tuple(ts_deltas),
+        tuple(map(first_timestamp.__add__, ts_deltas)),
         keys,
         values,
         tuple(headers.get(i, ()) for i in range(count)) if headers else ((),) * count,
@@ -335,7 +396,7 @@ def _headers(buf: bytes, pos: int, count: int) -> tuple[Headers, int]:
         name = buf[pos : pos + size].decode(ENCODING)
         pos += size
         size, pos = _varint(buf, pos)
-        found.append((name, b"" if size < 0 else buf[pos : pos + size]))
+        found.append((name, None if size < 0 else buf[pos : pos + size]))
         pos += max(size, 0)
     return tuple(found), pos
 
@@ -390,7 +451,7 @@ def _encode_one(lb: LogBatch, extras: RecordExtras, wall_ms: Callable[[int], int
         known = extras.lookup(batch.records[0].message_id) if batch.records else None
         for i, record in enumerate(batch.records):
             timestamp = appended
-            headers: list[tuple[str, bytes]] = []
+            headers: list[tuple[str, bytes | None]] = []
             value = _bytes(record.value)
             if known is not None and i < len(known.timestamps):
                 timestamp = known.timestamps[i]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
 from broker.records import LogBatch, marker_batch
+from broker.wire import records as wire_records
 from broker.wire.records import BadRecords, RecordExtras, decode_batches, encode_batches
 
 blobs = st.one_of(st.none(), st.binary(max_size=300))
@@ -19,7 +21,7 @@ records = st.lists(
     st.tuples(
         blobs,
         blobs,
-        st.lists(st.tuples(st.text(max_size=8), st.binary(max_size=20)), max_size=3),
+        st.lists(st.tuples(st.text(max_size=8), blobs), max_size=3),
         st.integers(min_value=0, max_value=2**40),
     ),
     min_size=1,
@@ -45,6 +47,14 @@ def ids(count: int) -> list[str]:
 def test_the_lab_reads_uncompressed_batches_as_kafka_python_does(items: list[Any]) -> None:
     data = build(items)
     expected = [(r.key, r.value, r.headers, r.timestamp) for batch in _batches(data) for r in batch]
+    # The lab's two readers (aiokafka's compiled one, and its own in Python where that is not
+    # installed) read the same.
+    [read] = _batches(data)
+    reader = wire_records._compiled_reader()
+    assert reader is not None, "aiokafka's compiled record reader is not installed"
+    assert wire_records._compiled_records(
+        reader, data, len(items)
+    ) == wire_records._plain_records(data, len(items), read.first_timestamp)
     extras = RecordExtras(10)
     [batch] = decode_batches(data, ids, extras, 1000)
     assert (batch.producer_id, batch.producer_epoch, batch.base_sequence) == (7, 0, 0)
@@ -139,3 +149,88 @@ def test_the_lab_encodes_fetched_batches_and_markers_that_kafka_python_reads() -
     [control] = list(marker)
     assert struct.unpack(">hh", control.key) == (0, 1)  # version 0, COMMIT
     assert struct.unpack(">hi", control.value) == (0, 9)  # the coordinator epoch
+
+
+# -- batches whose CRC is right but whose records are not -------------------------------------
+def _varint(value: int) -> bytes:
+    """Kafka's zigzag varint, written by hand so the tests can write wrong ones too."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _record(offset_delta: int, value: bytes, *, length_off: int = 0, tail: bytes = b"") -> bytes:
+    body = (
+        b"\x00"  # attributes
+        + _varint(0)  # timestamp delta
+        + _varint(offset_delta)
+        + _varint(-1)  # a null key
+        + _varint(len(value))
+        + value
+        + (tail or _varint(0))  # no headers
+    )
+    return _varint(len(body) + length_off) + body
+
+
+def _batch(records: bytes, count: int) -> bytes:
+    """A v2 batch around these record bytes, its length and CRC32C right."""
+    after_crc = struct.pack(">hiqqqhii", 0, count - 1, 5, 5, 7, 0, 0, count) + records
+    crc = wire_records.calc_crc32c(after_crc)
+    length = 4 + 1 + 4 + len(after_crc)  # leader epoch, magic, CRC, then the rest
+    return struct.pack(">qiibI", 0, length, 0, 2, crc) + after_crc
+
+
+GOOD = _record(0, b"one") + _record(1, b"two")
+MALFORMED = {
+    "a record longer than its fields": (_record(0, b"one", length_off=1) + _record(1, b"two"), 2),
+    "a record shorter than its fields": (_record(0, b"one", length_off=-1) + _record(1, b"two"), 2),
+    "an offset delta out of order": (_record(0, b"one") + _record(5, b"two"), 2),
+    "more records counted than written": (GOOD, 3),
+    "fewer records counted than written": (GOOD, 1),
+    "no records counted": (GOOD, 0),
+    "bytes after the last record": (GOOD + b"\x00\x00", 2),
+    "a value running past the batch": (GOOD + _record(2, b"three")[:-3], 3),
+    "a varint cut at the batch's end": (GOOD + _record(2, b"x", tail=b"\xff\xff\xff"), 3),
+    "a varint of eleven bytes": (GOOD + _record(2, b"x", tail=b"\xff" * 10 + b"\x01"), 3),
+    "a negative header count": (GOOD + _record(2, b"x", tail=_varint(-3)), 3),
+    "a header key past the batch's end": (
+        GOOD + _record(2, b"x", tail=_varint(1) + _varint(90)),
+        3,
+    ),
+}
+
+
+@pytest.fixture(params=["compiled", "python"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test below runs with aiokafka's compiled reader and with the lab's own."""
+    if request.param == "python":
+        monkeypatch.setattr(wire_records, "_compiled_reader", lambda: None)
+    else:
+        assert wire_records._compiled_reader() is not None
+    return str(request.param)
+
+
+def test_a_well_formed_hand_written_batch_is_read(reader: str) -> None:
+    [batch] = decode_batches(_batch(GOOD, 2), ids, RecordExtras(10), 1000)
+    assert [r.value for r in batch.records] == ["one", "two"]
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_records_that_do_not_add_up_are_refused_though_the_crc_is_right(
+    reader: str, case: str
+) -> None:
+    """A client can compute a right CRC over wrong records: each reader refuses them (the
+    partition is answered CORRUPT_MESSAGE), and never reads past the batch."""
+    records, count = MALFORMED[case]
+    data = _batch(records, count)
+    [parsed] = _batches(data)
+    assert parsed.validate_crc()  # the CRC is right: only the records are wrong
+    with pytest.raises(BadRecords):
+        decode_batches(data, ids, RecordExtras(10), 1000)
