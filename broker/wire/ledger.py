@@ -82,7 +82,9 @@ class WireLedger:
         ledger = self.ledger
         first = records[0].message_id
         if first not in ledger.messages:
-            ledger.sent_many(records, client_id, int(first.rpartition("-")[2]), topic)
+            # Ids the gateway just made (a resend reuses its batch's, and its first is known).
+            index = int(first.rpartition("-")[2])
+            ledger.sent_many(records, client_id, index, topic, fresh=True)
         ledger.attempted(records)
 
     def in_transaction(self, producer_id: int, records: Sequence[Record]) -> None:

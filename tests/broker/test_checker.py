@@ -272,3 +272,21 @@ def test_the_ledger_keeps_acked_status_after_a_later_failure_report() -> None:
         (("orders-0", 4),),
         ("REQUEST_TIMED_OUT",),
     )
+
+
+def test_fresh_ids_skip_the_look_up_and_an_id_that_was_not_fresh_keeps_its_first_row() -> None:
+    """``fresh=True`` (the wire gateway's new ids) adds without looking each id up first; if
+    one was known after all, the ledger still holds each message once, at its first row."""
+    ledger = Ledger()
+    first = [Record(f"c-{n}", None, f"v{n}") for n in range(3)]
+    ledger.sent_many(first, "c", 0, "orders", fresh=True)
+    acked(ledger, first[1], 7)
+    assert list(ledger.messages) == ["c-0", "c-1", "c-2"]
+
+    # c-1 again, among new ones: handed over once more, its row (and its ack) kept.
+    again = [Record("c-3", None, "v3"), Record("c-1", None, "v1"), Record("c-4", None, "v4")]
+    ledger.sent_many(again, "c", -1, "orders", fresh=True)
+    assert list(ledger.messages) == ["c-0", "c-1", "c-2", "c-3", "c-4"]
+    assert ledger.messages["c-1"].sends == 2
+    assert ledger.messages["c-1"].acks == (("orders-0", 7),)
+    assert [ledger.messages[f"c-{n}"].index for n in (0, 2, 3, 4)] == [0, 2, -1, -1]
