@@ -32,7 +32,7 @@ from broker.records import ids_label
 from broker.simulation import Simulation
 from broker.wire import codec
 from broker.wire.ledger import WireLedger
-from broker.wire.records import RecordExtras
+from broker.wire.records import RecordExtras, compiled_reader
 from broker.wire.topics import TopicDefaults, TopicMaker
 
 log = logging.getLogger("broker.wire")
@@ -121,6 +121,7 @@ class Gateway:
         self.limits = limits or Limits()
         self.topics = TopicMaker(sim.cluster, topics or TopicDefaults())
         self.extras = RecordExtras(limit_batches=200_000)
+        compiled_reader()  # imported now: in the first Produce it held that answer back
         # What external clients sent and were told, for the verdict (broker.wire.ledger).
         self.told = WireLedger(
             sim.ledger, self.message_ids, max_batches=self.limits.max_remembered_batches

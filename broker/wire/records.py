@@ -226,16 +226,17 @@ def _read_records(batch: DefaultRecordBatch) -> Plain:
 def _read_plain(buf: bytes, count: int, first_timestamp: int) -> Plain:
     """The records of an uncompressed v2 batch (``buf`` from its first byte, CRC checked):
     through aiokafka's reader, compiled, when it is installed, else ``_plain_records``."""
-    reader = _compiled_reader()
+    reader = compiled_reader()
     if reader is None:
         return _plain_records(buf, count, first_timestamp)
     return _compiled_records(reader, buf, count)
 
 
 @cache
-def _compiled_reader() -> Any:
+def compiled_reader() -> Any:
     """aiokafka's record-batch reader in C (Cython), or None where only its pure-Python
-    fallback is installed.  Imported on first use: its package brings its client along."""
+    fallback is installed.  Importing it takes a tenth of a second or more (its package brings
+    its client along): a gateway does it when it starts, not in a client's first Produce."""
     try:
         from aiokafka.record._crecords import DefaultRecordBatch
     except ImportError:

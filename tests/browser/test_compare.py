@@ -1,6 +1,7 @@
 """Compare two settings side by side, in a real browser: the two verdicts on a projector, an
 attendee following both panes, and a phone."""
 
+import json
 import re
 
 from playwright.sync_api import Browser, BrowserContext, FrameLocator, Page, expect
@@ -65,11 +66,24 @@ SAME_CLOCK = """() => {
 }"""
 
 
+# Each pane's frame number (the room sends one frame to each pane for a step).
+SEQS = """() => ["a", "b"].map(side => Number(document.getElementById("frame-" + side)
+    .contentDocument.getElementById("frame-seq").dataset.seq))"""
+
+
 def step(page: Page, side: str) -> None:
-    """Press step in one pane; wait for the next moment of either pane (one of them moves)."""
-    before = page.evaluate(POSITIONS)
+    """Press step in one pane; wait for the next moment of either pane (one of them moves) and
+    for each pane's frame of this step: a frame of the step before, late in one pane, moves the
+    positions too, and must not pass for this one's."""
+    positions, seqs = page.evaluate(f"() => [({POSITIONS})(), ({SEQS})()]")
     pane(page, side).get_by_role("button", name="step ▸").click()
-    page.wait_for_function(f"() => ({POSITIONS})() !== {before!r}")
+    page.wait_for_function(
+        f"""() => {{
+            const seqs = ({SEQS})();
+            return ({POSITIONS})() !== {json.dumps(positions)}
+                && seqs[0] > {seqs[0]} && seqs[1] > {seqs[1]};
+        }}"""
+    )
 
 
 def test_a_step_in_one_pane_moves_both_to_the_same_virtual_time(

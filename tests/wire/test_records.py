@@ -50,7 +50,7 @@ def test_the_lab_reads_uncompressed_batches_as_kafka_python_does(items: list[Any
     # The lab's two readers (aiokafka's compiled one, and its own in Python where that is not
     # installed) read the same.
     [read] = _batches(data)
-    reader = wire_records._compiled_reader()
+    reader = wire_records.compiled_reader()
     assert reader is not None, "aiokafka's compiled record reader is not installed"
     assert wire_records._compiled_records(
         reader, data, len(items)
@@ -211,9 +211,9 @@ MALFORMED = {
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test below runs with aiokafka's compiled reader and with the lab's own."""
     if request.param == "python":
-        monkeypatch.setattr(wire_records, "_compiled_reader", lambda: None)
+        monkeypatch.setattr(wire_records, "compiled_reader", lambda: None)
     else:
-        assert wire_records._compiled_reader() is not None
+        assert wire_records.compiled_reader() is not None
     return str(request.param)
 
 
