@@ -10,6 +10,7 @@ batch's first record.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
@@ -225,11 +226,16 @@ def _read_records(batch: DefaultRecordBatch) -> Plain:
 
 def _read_plain(buf: bytes, count: int, first_timestamp: int) -> Plain:
     """The records of an uncompressed v2 batch (``buf`` from its first byte, CRC checked):
-    through aiokafka's reader, compiled, when it is installed, else ``_plain_records``."""
+    through aiokafka's reader, compiled, when it is installed, else ``_plain_records``.
+
+    A batch aiokafka's reader refuses is read again by ``_plain_records``, whose answer
+    stands: aiokafka reads a record's attributes as a varint where Kafka reads one byte, so
+    it refuses records Kafka takes (an attributes byte from 0x80 up, which Kafka ignores)."""
     reader = compiled_reader()
-    if reader is None:
-        return _plain_records(buf, count, first_timestamp)
-    return _compiled_records(reader, buf, count)
+    if reader is not None:
+        with contextlib.suppress(Exception):  # the Python reader gives the verdict and why
+            return _compiled_records(reader, buf, count)
+    return _plain_records(buf, count, first_timestamp)
 
 
 @cache

@@ -14,7 +14,13 @@ from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
 from broker.records import LogBatch, marker_batch
 from broker.wire import records as wire_records
-from broker.wire.records import BadRecords, RecordExtras, decode_batches, encode_batches
+from broker.wire.records import (
+    RECORDS_START,
+    BadRecords,
+    RecordExtras,
+    decode_batches,
+    encode_batches,
+)
 
 blobs = st.one_of(st.none(), st.binary(max_size=300))
 records = st.lists(
@@ -166,9 +172,16 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _record(offset_delta: int, value: bytes, *, length_off: int = 0, tail: bytes = b"") -> bytes:
+def _record(
+    offset_delta: int,
+    value: bytes,
+    *,
+    length_off: int = 0,
+    tail: bytes = b"",
+    attributes: bytes = b"\x00",
+) -> bytes:
     body = (
-        b"\x00"  # attributes
+        attributes  # one byte, unused in v2 (Kafka reads and ignores it)
         + _varint(0)  # timestamp delta
         + _varint(offset_delta)
         + _varint(-1)  # a null key
@@ -234,3 +247,42 @@ def test_records_that_do_not_add_up_are_refused_though_the_crc_is_right(
     assert parsed.validate_crc()  # the CRC is right: only the records are wrong
     with pytest.raises(BadRecords):
         decode_batches(data, ids, RecordExtras(10), 1000)
+
+
+def test_an_attributes_byte_kafka_ignores_is_ignored(reader: str) -> None:
+    """A record's attributes are one byte, unused in v2: Kafka takes a record whatever that byte
+    holds. aiokafka's compiled reader reads it as a varint and refuses 0x80 and up; the lab then
+    reads the batch with its own reader, and takes it as Kafka does."""
+    records = _record(0, b"one", attributes=b"\x80") + _record(1, b"two", attributes=b"\xff")
+    [batch] = decode_batches(_batch(records, 2), ids, RecordExtras(10), 1000)
+    assert [r.value for r in batch.records] == ["one", "two"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records,
+    st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=4),
+    st.one_of(st.none(), st.integers(min_value=-2, max_value=50)),
+)
+def test_a_mangled_batch_is_read_or_refused_alike_by_both_readers(
+    items: list[Any], flips: list[tuple[int, int]], count: int | None
+) -> None:
+    """Any bytes after the batch header, the CRC made right again: the compiled reader (with the
+    Python one behind it when it refuses) reads what the Python reader reads, or both refuse."""
+    data = bytearray(build(items))
+    for position, value in flips:
+        data[RECORDS_START + position % max(1, len(data) - RECORDS_START)] = value
+    if count is not None:
+        struct.pack_into(">i", data, 57, count)
+    struct.pack_into(">I", data, 17, wire_records.calc_crc32c(bytes(data[21:])))
+    raw = bytes(data)
+    first_timestamp = struct.unpack_from(">q", raw, 27)[0]
+    records_count = struct.unpack_from(">i", raw, 57)[0]
+    outcomes = []
+    for read in (wire_records._read_plain, wire_records._plain_records):
+        try:
+            outcomes.append(read(raw, records_count, first_timestamp))
+        except Exception as exc:  # what each refused with does not matter, only that it did
+            outcomes.append(type(exc))
+    compiled, python = outcomes
+    assert (compiled == python) if isinstance(python, tuple) else not isinstance(compiled, tuple)
