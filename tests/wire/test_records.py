@@ -240,7 +240,7 @@ def test_records_that_do_not_add_up_are_refused_though_the_crc_is_right(
     reader: str, case: str
 ) -> None:
     """A client can compute a right CRC over wrong records: each reader refuses them (the
-    partition is answered CORRUPT_MESSAGE), and never reads past the batch."""
+    partition is answered CORRUPT_MESSAGE)."""
     records, count = MALFORMED[case]
     data = _batch(records, count)
     [parsed] = _batches(data)
