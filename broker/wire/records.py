@@ -261,16 +261,13 @@ def _compiled_records(reader: Any, buf: bytes, count: int) -> Plain:
     """aiokafka's reader checks what ours does (each record's length against its fields,
     no bytes left after the last record) but for the offset deltas, checked here.  It reads a
     varint's next byte without looking for the buffer's end, so it reads a copy of the batch
-    followed by zero bytes, on which any varint ends; what it reads there fails its checks."""
+    followed by zero bytes, on which any varint ends; what it reads there fails its checks.
+    Any refusal raises; ``_read_plain`` then lets ``_plain_records`` decide, and say why."""
     batch = reader(memoryview(buf + _ZEROS)[: len(buf)])
     read = list(batch)
-    if len(read) != count:
-        raise BadRecords("a record batch whose record count does not match its records")
     base = batch.base_offset
-    if list(map(_offset, read)) != list(range(base, base + count)):
-        deltas = [r.offset - base for r in read]
-        index = next(i for i, d in enumerate(deltas) if d != i)
-        raise BadRecords(f"record {index} of a batch has offset delta {deltas[index]}")
+    if len(read) != count or list(map(_offset, read)) != list(range(base, base + count)):
+        raise BadRecords("the record count or an offset delta does not add up")
     raw_values = list(map(_value, read))
     nulls: frozenset[int] = frozenset()
     if None in raw_values:
