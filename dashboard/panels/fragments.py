@@ -55,6 +55,10 @@ PANELS: tuple[tuple[str, str, Presenter], ...] = (
 PRIVATE_PANELS = frozenset({"speaker-notes", "question-tally"})
 # Past this many cell changes in one lane, one replacement of the lane's cells is cheaper.
 MAX_CELL_CHANGES = p.LANE_WINDOW // 2
+# Up to this many records new to a lane in one frame slide in (``is-arriving``, lab.css): one
+# can follow a few. More at once (a fast speed, a seek) just appear: each sliding cell is a layer
+# of its own for the browser to composite, and nobody follows twenty of them in 50 ms.
+MAX_ARRIVING = 4
 
 
 @dataclass(slots=True)
@@ -199,9 +203,16 @@ def _lane_context(name: str, lane: LaneModel, created: bool = False) -> dict[str
     }
 
 
-def _cells_list(lane: LaneModel, oob: str = "") -> str:
+def _arriving(cell: str) -> str:
+    """A cell's html, marked as just arrived (it slides in once, when inserted)."""
+    return cell.replace(' class="cell ', ' class="cell is-arriving ', 1)
+
+
+def _cells_list(lane: LaneModel, oob: str = "", arriving: frozenset[int] = frozenset()) -> str:
     attr = f' hx-swap-oob="{oob}"' if oob else ""
-    body = "".join(lane.cells[o] for o in sorted(lane.cells))
+    body = "".join(
+        _arriving(lane.cells[o]) if o in arriving else lane.cells[o] for o in sorted(lane.cells)
+    )
     return (
         f'<ol id="cells-{lane.slug}" class="cells" aria-label="records, oldest first"{attr}>'
         f"{body}</ol>"
@@ -247,13 +258,14 @@ def _lane_diff(old: LaneModel, new: LaneModel) -> list[str]:
     added = sorted(o for o in new.cells if o not in old.cells)
     kept = [o for o in old.cells if o in new.cells]
     appendable = not kept or not added or added[0] > max(kept)
+    arriving = frozenset(added) if len(added) <= MAX_ARRIVING else frozenset()
     if not appendable or len(removed) + len(changed) + len(added) > MAX_CELL_CHANGES:
-        out.append(_cells_list(new, "true"))
+        out.append(_cells_list(new, "true", arriving))
         return out
     out.extend(f'<li id="c-{new.slug}-{o}" hx-swap-oob="delete"></li>' for o in removed)
     out.extend(new.cells[o] for o in changed)
     if added:
-        body = "".join(new.cells[o] for o in added)
+        body = "".join(_arriving(new.cells[o]) if o in arriving else new.cells[o] for o in added)
         out.append(f'<ol id="cells-{new.slug}" hx-swap-oob="beforeend">{body}</ol>')
     return out
 

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 VIEWPORT = {"width": 1920, "height": 1080}
@@ -364,3 +365,104 @@ def test_an_aborted_transaction_shows_its_marker_and_vanishes_as_read_committed(
     page.get_by_label("as read_uncommitted").first.check()
     expect(page.locator("#c-orders-0-0")).to_be_visible()
     expect(page.locator("#c-orders-0-3")).to_be_hidden()
+
+
+# Orders with acks=1, half of them while the leader is cut off from its followers, then a crash,
+# more orders to the new leader, and the old one back: at 16x frames carry a lane's cells
+# replaced whole, at 4x cells appended; the failover truncates (cells deleted, ghosts drawn)
+# and the HW moves (cells replaced).
+STREAM_WITH_FAILOVER = """
+title = "A stream through a failover"
+semantics = "at-least-once"
+[cluster]
+brokers = 3
+"broker.session.timeout.ms" = 2000
+[[topics]]
+name = "orders"
+partitions = 1
+"replication.factor" = 3
+"min.insync.replicas" = 1
+[[producers]]
+name = "p1"
+[producers.config]
+acks = 1
+"enable.idempotence" = false
+"linger.ms" = 0
+[[steps]]
+at_ms = 10
+do = "produce"
+producer = "p1"
+topic = "orders"
+count = 30
+interval_ms = 20
+key = "order-{i}"
+[[steps]]
+at_ms = 700
+do = "isolate-broker"
+broker = "leader:orders-0"
+from = "brokers"
+[[steps]]
+at_ms = 720
+do = "produce"
+producer = "p1"
+topic = "orders"
+count = 30
+interval_ms = 20
+key = "late-{i}"
+[[steps]]
+at_ms = 1400
+do = "crash-broker"
+broker = "leader:orders-0"
+[[steps]]
+at_ms = 3000
+do = "produce"
+producer = "p1"
+topic = "orders"
+count = 30
+interval_ms = 20
+key = "after-{i}"
+[[steps]]
+at_ms = 4000
+do = "heal"
+[[steps]]
+at_ms = 4000
+do = "restart-broker"
+broker = 1
+"""
+
+# What a reload must show the same: the panels' text, and each cell with what marks it (less
+# what only a live page has: the slide-in of a cell just arrived, a highlight clicked).
+SAME_AFTER_RELOAD = """() => {
+  const texts = ["run-header", "brokers", "producers", "verdict", "lanes"].map(
+    (id) => id + ": " + document.getElementById(id).innerText);
+  const cells = Array.from(document.querySelectorAll("#lanes li[id]")).map((el) =>
+    [el.id, [...el.classList].filter((c) => c !== "is-arriving").sort().join(" "),
+     el.getAttribute("aria-label"), el.parentElement.id].join(" | "));
+  return { texts, cells };
+}"""
+
+
+@pytest.mark.parametrize("speed", ["4", "16"])
+def test_the_page_built_from_frames_is_the_page_a_reload_shows(
+    browser: Browser, live_url: str, tmp_path: Path, speed: str
+) -> None:
+    page = new_page(browser)
+    page.goto(live_url + "/")
+    scenario = tmp_path / "stream.toml"
+    scenario.write_text(STREAM_WITH_FAILOVER)
+    page.set_input_files("#id_scenario", str(scenario))
+    page.get_by_role("button", name="Open it").click()
+    expect(page.locator("#conn")).to_have_text("live")
+    page.locator(f'button.speed[value="{speed}"]').click()
+    page.get_by_role("button", name="▶ play").click()
+    expect(page.locator("#run-header .run-state")).to_contain_text("run over", timeout=60_000)
+    expect(page.locator("#lanes .cell.is-ghost").first).to_be_visible()
+    frames = page.evaluate("() => window.labFrames")
+    assert [kind for _seq, kind in frames[1:]].count("delta") > 3, frames  # built from deltas
+
+    live = page.evaluate(SAME_AFTER_RELOAD)
+    page.reload()
+    expect(page.locator("#conn")).to_have_text("live")
+
+    assert page.evaluate("() => window.labFrames.map(f => f[1])") == ["full"]
+    assert page.evaluate(SAME_AFTER_RELOAD) == live

@@ -221,6 +221,62 @@ def test_a_new_record_is_sent_as_one_appended_cell() -> None:
     assert not any(p.startswith('<section id="verdict"') for p in parts)
 
 
+def _append(obs: dict[str, Any], count: int, committed: bool = False) -> list[int]:
+    """``count`` new records at the end of the first lane (committed ones move the HW too)."""
+    lane = obs["snapshot"]["partitions"][0]
+    leo = lane["records"][-1]["offset"] + 1
+    offsets = list(range(leo, leo + count))
+    lane["records"].extend(record(o, f"new-{o}") for o in offsets)
+    for replica in lane["replicas"]:
+        if replica["broker"] == lane["leader"]:
+            replica["log_end_offset"] = leo + count
+            if committed:
+                replica["high_watermark"] = leo + count
+    return offsets
+
+
+def test_only_a_few_new_cells_slide_in_and_a_burst_just_appears() -> None:
+    obs = finished("producer-idempotent")
+    old = fragments.build_model(obs)
+    few = _append(obs, fragments.MAX_ARRIVING)
+    mid = fragments.build_model(obs, old)
+
+    appended = "".join(fragments.diff_fragments(old, mid))
+
+    assert set(cell_classes(appended)) == set(few)
+    assert all("is-arriving" in c for c in cell_classes(appended).values())
+
+    burst = _append(obs, fragments.MAX_ARRIVING + 1, committed=True)
+    parts = fragments.diff_fragments(mid, fragments.build_model(obs, mid))
+    classes = cell_classes("".join(parts))
+
+    # the burst, and the earlier cells now committed (replaced, not arriving): none slides
+    assert set(burst) | set(few) <= set(classes)
+    assert not any("is-arriving" in c for c in classes.values())
+    assert all("is-committed" in classes[o] for o in few)
+
+
+def test_the_new_cells_of_a_lane_replaced_whole_slide_in_and_the_others_do_not() -> None:
+    obs = finished("producer-idempotent")
+    lane = obs["snapshot"]["partitions"][0]
+    lane["records"] = [record(o, f"m-{o}") for o in range(30)]
+    for replica in lane["replicas"]:
+        replica["log_end_offset"] = replica["high_watermark"] = 30
+    old = fragments.build_model(obs)
+    # every cell shown anew (a new epoch) and two appended: past MAX_CELL_CHANGES, the list is
+    # replaced whole
+    for each in lane["records"]:
+        each["producer_epoch"] = 1
+    new_offsets = _append(obs, 2)
+
+    parts = fragments.diff_fragments(old, fragments.build_model(obs, old))
+
+    whole = [p for p in parts if p.startswith('<ol id="cells-orders-0" class="cells"')]
+    assert len(whole) == 1 and 'hx-swap-oob="true"' in whole[0]
+    classes = cell_classes(whole[0])
+    assert {o for o, c in classes.items() if "is-arriving" in c} == set(new_offsets)
+
+
 def test_a_truncated_cell_is_deleted_and_a_committed_one_replaced() -> None:
     obs = finished("producer-idempotent")
     lane = obs["snapshot"]["partitions"][0]
