@@ -49,6 +49,8 @@ VERDICT_LIVE_COST_S = 0.02
 VERDICT_LIVE_INTERVAL_S = 0.25
 IDLE_STOP_S = 120.0
 DETAILS_INTERVAL_S = 0.5
+# While playing faster than this factor, a frame every other tick or fewer (Room.frame_every).
+FRAME_EVERY_TICK_UP_TO = 8.0
 # Speeds as factors of the virtual clock ("end": as fast as it goes; beats: one moment a beat).
 SPEED_FACTORS = {"end": 16.0, BEAT: 1.0} | {s: float(s) for s in SPEEDS if s != "end"}
 COUNT_DELAY_S = 1.0  # the attendee count waits this long after someone joins or leaves
@@ -138,6 +140,7 @@ class Room(Playback):
         self._task: asyncio.Task[None] | None = None
         self.frames_sent = 0
         self._details_at = 0.0
+        self._ticks_unsent = 0  # ticks whose changes wait for the next frame (frame_every)
         # This process's viewers (embedded mode); frames reach other processes via the layer.
         self.audience = fanout.Audience()
         self._full: dict[bool, tuple[int, fragments.PageModel, str]] = {}
@@ -209,7 +212,8 @@ class Room(Playback):
     def tick(self, now: float | None = None) -> str | None:
         """Apply controls, advance the engine, and return a frame when something changed."""
         now = time.monotonic() if now is None else now
-        changed = self._apply_controls(now) or self._poked
+        pressed = self._apply_controls(now)
+        changed = pressed or self._poked
         self._poked = False
         changed = self._advance(now) or changed
         if self.model is None:
@@ -217,6 +221,11 @@ class Room(Playback):
             return None
         if not changed:
             return None
+        self._ticks_unsent += 1
+        if self.playing and not pressed and self._ticks_unsent < self.frame_every():
+            self._poked = True  # what changed goes out with the next frame
+            return None
+        self._ticks_unsent = 0
         # While playing, the event list and the diagram refresh a few times a second only.
         details = not self.playing or now - self._details_at >= self.details_interval()
         if details:
@@ -235,6 +244,14 @@ class Room(Playback):
             fragments.frame(self.seq, "delta", parts + private, sent_at) if self.notes else public
         )
         return public
+
+    def frame_every(self) -> int:
+        """While playing, a frame every this many ticks: every tick (20 a second) up to 8x, every
+        other one at 16x and "to the end". Nobody follows 20 frames a second of a run at 16x,
+        and a browser handling each (a lane of 40 cells replaced whole, most panels changed) got
+        behind and was caught up with full frames (manage.py bench_browser). A press (play,
+        pause, a fault), the run's end and a pause on an anomaly are sent at once."""
+        return max(1, int(SPEED_FACTORS.get(self.speed, 1.0) // FRAME_EVERY_TICK_UP_TO))
 
     def details_interval(self) -> float:
         """How often the event list and the diagram refresh while playing: twice a second up

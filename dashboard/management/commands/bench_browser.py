@@ -18,7 +18,8 @@ records a Chromium trace of the play and sums the page's main thread's *CPU* tim
 task. That is what the main thread needs, however busy the machine.
 
 It prints those figures, the frames received per second and whether the WebSocket negotiated
-per-message deflate (from Chromium's DevTools protocol).
+per-message deflate (from Chromium's DevTools protocol). ``--trace FILE`` keeps the trace, for
+DevTools' Performance panel.
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=15.0)
         parser.add_argument("--url", default="", help="a running lab (default: start one)")
         parser.add_argument("--chromium", default=CHROMIUM)
+        parser.add_argument(
+            "--trace", default="", help="also write the Chromium trace here (for DevTools)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         speed = options["speed"]
@@ -246,7 +250,11 @@ class Command(BaseCommand):
                     )
                 seconds = (page.evaluate("performance.now()") - started) / 1000
                 perf = page.evaluate("window.labPerf")
-                main = main_thread(browser.stop_tracing())
+                trace = browser.stop_tracing()
+                if options["trace"]:
+                    with open(options["trace"], "wb") as out:
+                        out.write(trace)
+                main = main_thread(trace)
             finally:
                 browser.close()
         return (
