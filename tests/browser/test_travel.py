@@ -178,3 +178,7 @@ def test_to_the_end_shows_a_count_not_a_swarm(
     expect(page.locator("#run-header")).to_contain_text("run over", timeout=30_000)
     expect(page.locator("#travel-layer .travel-count")).to_contain_text("on the wire")
     expect(page.locator("#travel-layer .travel-msg")).to_have_count(0)
+    # The diagram too: the arrows new in one frame are more than a few, so they are marked new
+    # and none draws itself in (each drawing arrow costs the browser a layer to paint).
+    assert page.locator("#diagram .is-new").count() > 6
+    expect(page.locator("#diagram .is-drawing")).to_have_count(0)
