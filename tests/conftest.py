@@ -4,6 +4,7 @@
 import re
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,22 +42,37 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    """Debian's Chromium through the plain ``playwright`` package (never a downloaded one).
+@contextmanager
+def launched_chromium(home: Path) -> Iterator[Browser]:
+    """Debian's Chromium through the plain ``playwright`` package (never a downloaded one),
+    writing what it keeps even with a temporary profile (~/.config, ~/.cache) under ``home``.
 
-    A function-scoped ``sync_playwright``: pytest-playwright's session-wide event loop clashes
-    with pytest-django and pytest-asyncio.
+    While it runs, so does playwright's own event loop: ``asyncio.run`` (pytest-asyncio too)
+    cannot run beside it. pytest-playwright's session-wide loop clashes with pytest-django and
+    pytest-asyncio for that reason; here it lasts one test (``browser``) or one module of
+    browser tests (tests/browser/conftest.py).
     """
     if not CHROMIUM.exists():
         pytest.skip(NEEDS_CHROMIUM)
-    # Chromium writes into ~/.config and ~/.cache even with a temporary profile.
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with pytest.MonkeyPatch.context() as env:
+        for var, folder in (
+            ("XDG_CONFIG_HOME", "config"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("XDG_DATA_HOME", "data"),
+        ):
+            env.setenv(var, str(home / folder))
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--no-sandbox"]
+            )
+            try:
+                yield launched
+            finally:
+                launched.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    """A Chromium of the test's own (tests/browser shares one per module instead)."""
+    with launched_chromium(tmp_path) as launched:
+        yield launched
