@@ -77,8 +77,8 @@ class Timeline:
         self.limit_steps: int | None = None
         self._checkpoints: dict[int, Simulation] = {}
         self._checkpoints_on = True
-        # Real Kafka clients took part (dashboard.live.wire): what they sent is in no command,
-        # so this run cannot be replayed, copied or travelled in.
+        # Kafka listeners were opened (dashboard.live.wire): what real clients sent is in no
+        # command, so this run cannot be replayed, copied or travelled in.
         self.outside = False
         # Kafka listeners are open (dashboard.live.wire): the run must not end at its duration
         # or settle, since clients may connect at any time; every step is ``step_live``.

@@ -241,7 +241,7 @@ async def close_listeners(room: Any) -> None:
 
 
 # What a room refuses while real clients are connected, while it listens (none connected:
-# it steps and changes speed as usual), or after real clients took part in its run.
+# it steps and changes speed as usual), or once it has listened (clients may have sent).
 LIVE_REFUSED = {"step", "back", "seek", "reset"}
 LISTENING_REFUSED = {"back", "seek", "reset"}
 HISTORY_REFUSED = {"back", "seek"}
@@ -269,8 +269,8 @@ def control_refusal(room: Any, action: str, speed: str | None) -> str:
         )
     if room.timeline.outside and action in HISTORY_REFUSED:
         return (
-            "Real Kafka clients took part in this run: what they sent cannot be replayed, so it "
-            "cannot go back. Reset starts it afresh without them."
+            "This run let real Kafka clients in (its listeners were open): whatever they sent "
+            "cannot be replayed, so it cannot go back. Reset starts it afresh without them."
         )
     return ""
 
@@ -278,7 +278,7 @@ def control_refusal(room: Any, action: str, speed: str | None) -> str:
 def fork_refusal(room: Any) -> str:
     if room.timeline.outside:
         return (
-            "Real Kafka clients took part in this run: what they sent cannot be replayed, so "
-            "it cannot be copied."
+            "This run let real Kafka clients in (its listeners are or were open): whatever they "
+            "sent cannot be replayed, so it cannot be copied."
         )
     return ""
