@@ -55,6 +55,18 @@ def open_builtin(page: Page, url: str, title: str) -> None:
     expect(page.locator("#conn")).to_have_text("live")
 
 
+def open_uploaded(browser: Browser, url: str, path: Path, scenario: str) -> Page:
+    """Upload ``scenario`` (TOML text, written to ``path``) from the home page: a new workshop
+    room, presented by the page returned."""
+    page = new_page(browser)
+    page.goto(url + "/")
+    path.write_text(scenario)
+    page.set_input_files("#id_scenario", str(path))
+    page.get_by_role("button", name="Open it").click()
+    expect(page.locator("#conn")).to_have_text("live")
+    return page
+
+
 def cells(page: Page) -> list[str]:
     return page.locator("#cells-orders-0 > li").evaluate_all(
         "els => els.map(e => e.dataset.offset + ':' + e.dataset.msg)"
@@ -64,13 +76,7 @@ def cells(page: Page) -> list[str]:
 def test_a_dropped_response_makes_a_duplicate_cell_and_changes_the_verdict(
     browser: Browser, live_url: str, tmp_path: Path, screenshot
 ) -> None:
-    page = new_page(browser)
-    page.goto(live_url + "/")
-    scenario = tmp_path / "waiting.toml"
-    scenario.write_text(AT_LEAST_ONCE)
-    page.set_input_files("#id_scenario", str(scenario))
-    page.get_by_role("button", name="Open it").click()
-    expect(page.locator("#conn")).to_have_text("live")
+    page = open_uploaded(browser, live_url, tmp_path / "waiting.toml", AT_LEAST_ONCE)
     duplicated = page.locator("#verdict .count-duplicated_in_log dd")
     expect(duplicated).to_have_text("0")
 
@@ -446,13 +452,7 @@ SAME_AFTER_RELOAD = """() => {
 def test_the_page_built_from_frames_is_the_page_a_reload_shows(
     browser: Browser, live_url: str, tmp_path: Path, speed: str
 ) -> None:
-    page = new_page(browser)
-    page.goto(live_url + "/")
-    scenario = tmp_path / "stream.toml"
-    scenario.write_text(STREAM_WITH_FAILOVER)
-    page.set_input_files("#id_scenario", str(scenario))
-    page.get_by_role("button", name="Open it").click()
-    expect(page.locator("#conn")).to_have_text("live")
+    page = open_uploaded(browser, live_url, tmp_path / "stream.toml", STREAM_WITH_FAILOVER)
     page.locator(f'button.speed[value="{speed}"]').click()
     page.get_by_role("button", name="▶ play").click()
     expect(page.locator("#run-header .run-state")).to_contain_text("run over", timeout=60_000)

@@ -7,19 +7,13 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.test_room import new_page
+from tests.browser.test_room import open_uploaded
 from tests.dashboard.wire_rooms import QUIET_SCENARIO, producer, send
 
 
 def open_listening_room(browser: Browser, live_url: str, tmp_path: Path) -> tuple[Page, str]:
     """A quiet room uploaded (so presented) by the page, its listeners opened: (page, bootstrap)."""
-    page = new_page(browser)
-    page.goto(live_url + "/")
-    scenario = tmp_path / "quiet.toml"
-    scenario.write_text(QUIET_SCENARIO)
-    page.set_input_files("#id_scenario", str(scenario))
-    page.get_by_role("button", name="Open it").click()
-    expect(page.locator("#conn")).to_have_text("live")
+    page = open_uploaded(browser, live_url, tmp_path / "quiet.toml", QUIET_SCENARIO)
     expect(page.locator("#kafka-bootstrap")).to_have_count(0)
 
     page.get_by_role("button", name="Let real Kafka clients in").click()
