@@ -457,9 +457,9 @@
   });
 })();
 
-/* The parts of a frame that hold nothing for htmx (cells, cursors, counts, the verdict: no
-   form, no button, no field) are swapped here, with plain DOM calls; the rest go on to htmx as
-   before. htmx's swap walks every element it removes and every one it inserts (an event for each,
+/* The parts of a frame that hold nothing for htmx (no form, no button, no link or field, in the
+   part or in what it replaces: lane cells, cursors, most counts) are swapped here, with plain
+   DOM calls; the rest go on to htmx as before. htmx's swap walks every element it removes and every one it inserts (an event for each,
    its own bookkeeping), which was about half the script time of a frame at 16x on a busy room
    (manage.py bench_browser). This is an htmx extension (the room's hx-ext names it) whose
    transformResponse takes those parts out of a WebSocket frame before the ws extension swaps
