@@ -93,3 +93,10 @@ def test_at_16x_a_pause_sends_what_the_skipped_tick_changed_at_once() -> None:
     newest = max(room.model.lanes["orders-0"].cells)
     assert f'id="c-orders-0-{newest}"' in frame
     assert f'id="c-orders-0-{newest}"' not in (frames[-2] or "")
+
+
+def test_the_event_list_refreshes_less_often_at_speeds_nobody_reads_it() -> None:
+    """Twice a second at 1x; at 16x, where it changes faster than anyone reads, every 2 s
+    (each refresh carries the list and the diagram: the bulk of a frame's bytes)."""
+    assert event_list_refreshes("1", 3.0) >= 5
+    assert event_list_refreshes("16", 3.0) <= 2
