@@ -3,7 +3,7 @@
 The live server is the embedded set-up (one Daphne running the rooms itself) on a free port,
 with a fresh SQLite database migrated first, started by the same launcher as the scale-out
 tests (``dashboard.management.commands.scaleout.Lab``). The tests of a module share one Chromium
-(starting it took 1 to 2 s per test, a minute of CI's run in all); each test finds it with no
+(starting one took 1 to 2 s per test, about 45 s of a CI run in all); each test finds it with no
 page or context of another, and the contexts it opens are closed after it. Chromium never gets
 downloaded.
 """
