@@ -58,9 +58,9 @@ def test_the_lab_reads_uncompressed_batches_as_kafka_python_does(items: list[Any
     [read] = _batches(data)
     reader = wire_records.compiled_reader()
     assert reader is not None, "aiokafka's compiled record reader is not installed"
-    assert wire_records._compiled_records(
-        reader, data, len(items)
-    ) == wire_records._plain_records(data, len(items), read.first_timestamp)
+    assert wire_records._compiled_records(reader, data, len(items)) == wire_records._plain_records(
+        data, len(items), read.first_timestamp
+    )
     extras = RecordExtras(10)
     [batch] = decode_batches(data, ids, extras, 1000)
     assert (batch.producer_id, batch.producer_epoch, batch.base_sequence) == (7, 0, 0)
@@ -286,3 +286,102 @@ def test_a_mangled_batch_is_read_or_refused_alike_by_both_readers(
             outcomes.append(type(exc))
     compiled, python = outcomes
     assert (compiled == python) if isinstance(python, tuple) else not isinstance(compiled, tuple)
+
+
+# -- evenly laid-out batches, read a column at a time ---------------------------------------
+def _even_batch(
+    count: int, key: bytes | None, value: bytes | None, jump_at: int, jump: int
+) -> bytes:
+    """``count`` records of one key and one value size (the value's bytes vary), their timestamps
+    ``jump`` ms apart from record ``jump_at`` on: what a client sending messages of one size
+    writes."""
+    items = []
+    for n in range(count):
+        body = None if value is None else bytes((b + n) % 256 for b in value)
+        items.append((key, body, [], 1_000 + (jump if n >= jump_at else 0)))
+    return build(items)
+
+
+def _read_both(raw: bytes) -> tuple[Any, Any]:
+    count = struct.unpack_from(">i", raw, 57)[0]
+    first_timestamp = struct.unpack_from(">q", raw, 27)[0]
+    try:
+        python: Any = wire_records._plain_records(raw, count, first_timestamp)
+    except Exception as exc:
+        python = type(exc)
+    return wire_records._even_records(raw, count, first_timestamp), python
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(min_value=16, max_value=200),
+    st.one_of(st.none(), st.binary(max_size=20)),
+    st.one_of(st.none(), st.binary(max_size=200)),
+    st.integers(min_value=0, max_value=200),
+    st.integers(min_value=0, max_value=8_000),
+)
+def test_an_even_batch_is_read_in_columns_as_record_by_record(
+    count: int, key: bytes | None, value: bytes | None, jump_at: int, jump: int
+) -> None:
+    """Records of one size (timestamp deltas of one byte, then maybe two; offset deltas of one
+    byte, then two from 64) are read a column at a time, into what the record-by-record reader
+    reads."""
+    even, python = _read_both(_even_batch(count, key, value, jump_at, jump))
+    assert even is not None
+    assert even == python
+
+
+def test_the_three_widths_of_offset_deltas_are_three_runs() -> None:
+    raw = _even_batch(9_000, None, b"x" * 100, 4_000, 70)
+    even, python = _read_both(raw)
+    assert even is not None and even == python
+    # record n's value is "x" moved on by n: "w" * 100 for 8,191, "x" * 100 for 8,192
+    assert even.values[8_191:8_193] == ["w" * 100, "x" * 100]
+    assert (even.timestamps[3_999], even.timestamps[4_000]) == (1_000, 1_070)
+    # and through decode_batches: the engine's records, in order
+    [batch] = decode_batches(raw, ids, RecordExtras(10), 10_000)
+    assert [r.message_id for r in batch.records[8_190:8_193]] == ["c-8190", "c-8191", "c-8192"]
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [(None, b"v" * (n % 5), [], 1) for n in range(40)],  # values of varied sizes
+        [(None, b"v", [("h", b"x")], 1)] * 40,  # headers
+        [(None, b"v", [], 1 + (n % 2) * 100) for n in range(40)],  # timestamps back and forth
+    ],
+    ids=["varied sizes", "headers", "timestamps back and forth"],
+)
+def test_other_batches_are_left_to_the_record_by_record_readers(items: list[Any]) -> None:
+    raw = build(items)
+    even, python = _read_both(raw)
+    assert even is None
+    assert wire_records._read_plain(raw, len(items), 1) == python
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=16, max_value=120),
+    st.one_of(st.none(), st.binary(min_size=1, max_size=10)),
+    st.lists(
+        st.tuples(st.integers(0, 1_000), st.integers(0, 40), st.integers(0, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.one_of(st.none(), st.integers(min_value=14, max_value=130)),
+)
+def test_a_mangled_even_batch_is_read_as_record_by_record_or_left_to_it(
+    count: int, key: bytes | None, flips: list[tuple[int, int, int]], claimed: int | None
+) -> None:
+    """Any byte of an even batch's records changed (in any record, not only the first), or its
+    record count: the column reader reads what the record-by-record reader reads, or leaves the
+    batch to it (None); it never reads a batch the other refuses, nor reads one differently."""
+    data = bytearray(_even_batch(count, key, b"value-of-one-size", count // 2, 65))
+    size = (len(data) - RECORDS_START) // count  # about one record's
+    for record, at, value in flips:
+        position = RECORDS_START + (record % count) * size + at % size
+        data[min(position, len(data) - 1)] = value
+    if claimed is not None:
+        struct.pack_into(">i", data, 57, claimed)
+    even, python = _read_both(bytes(data))
+    assert even is None or even == python
