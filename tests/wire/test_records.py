@@ -359,7 +359,7 @@ def test_other_batches_are_left_to_the_record_by_record_readers(items: list[Any]
     assert wire_records._read_plain(raw, len(items), 1) == python
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.integers(min_value=16, max_value=120),
     st.one_of(st.none(), st.binary(min_size=1, max_size=10)),
