@@ -445,17 +445,7 @@ def _even_records(buf: bytes, count: int, first_timestamp: int) -> Plain | None:
             break
     if index != count or pos != len(buf):
         return None
-    if not all(map(str.isascii, values)):
-        values = [v if v.isascii() else _relatin(v) for v in values]
-    if not all(k is None or k.isascii() for k in keys):
-        keys = [k if k is None or k.isascii() else _relatin(k) for k in keys]
-    return Plain(
-        array("q", map(first_timestamp.__add__, deltas)),
-        keys,
-        values,
-        ((),) * count,
-        frozenset(nulls),
-    )
+    return _from_latin(first_timestamp, deltas, keys, values, ((),) * count, nulls)
 
 
 @cache
@@ -593,16 +583,32 @@ def _plain_records(buf: bytes, count: int, first_timestamp: int) -> Plain:
             raise BadRecords("a record whose length does not match its fields")
     if pos != len(buf):
         raise BadRecords("bytes after the last record of a batch")
+    return _from_latin(
+        first_timestamp,
+        ts_deltas,
+        keys,
+        values,
+        tuple(headers.get(i, ()) for i in range(count)) if headers else ((),) * count,
+        nulls,
+    )
+
+
+def _from_latin(
+    first_timestamp: int,
+    deltas: list[int],
+    keys: list[str | None],
+    values: list[str],
+    headers: tuple[Headers, ...],
+    nulls: list[int],
+) -> Plain:
+    """The columns of a batch read by slicing its latin-1 text, as the engine's text: an ASCII
+    slice already is; the others are decoded again as UTF-8 with surrogateescape."""
     if not all(map(str.isascii, values)):
         values = [v if v.isascii() else _relatin(v) for v in values]
     if not all(k is None or k.isascii() for k in keys):
         keys = [k if k is None or k.isascii() else _relatin(k) for k in keys]
     return Plain(
-        array("q", map(first_timestamp.__add__, ts_deltas)),
-        keys,
-        values,
-        tuple(headers.get(i, ()) for i in range(count)) if headers else ((),) * count,
-        frozenset(nulls),
+        array("q", map(first_timestamp.__add__, deltas)), keys, values, headers, frozenset(nulls)
     )
 
 
