@@ -397,7 +397,7 @@ def _even_records(buf: bytes, count: int, first_timestamp: int) -> Plain | None:
     above), or None when the batch is not made of a few such runs; then ``_read_plain`` reads
     it record by record, and refuses it if it is malformed.  What this reads is what
     ``_plain_records`` reads (a property test checks it on even batches, mangled ones too)."""
-    text = buf.decode("latin-1")
+    text = ""  # the batch as latin-1, once a run is found to read
     deltas: list[int] = []
     keys: list[str | None] = []
     values: list[str] = []
@@ -419,6 +419,8 @@ def _even_records(buf: bytes, count: int, first_timestamp: int) -> Plain | None:
         )
         run = _run_length(buf, pos, lay, index, most)
         stop = pos + run * step
+        if not text:
+            text = buf.decode("latin-1")
         if lay.key_size < 0:
             keys.extend(repeat(None, run))
         else:
